@@ -1,0 +1,133 @@
+"""The JSON API, version 1. Described in codeservice/openapi.json (served at /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, session
+from sqlalchemy import text
+
+from codeservice.app import services_of
+from codeservice.residents import get_resident
+from issuers import render
+from sdk import Reason
+from verifiers.scenes import SCENES, UnknownSceneError
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+OPENAPI = Path(__file__).parent / "openapi.json"
+
+
+class BadRequest(Exception):
+    def __init__(self, reason: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+@api.errorhandler(BadRequest)
+def _bad_request(exc: BadRequest) -> tuple[Response, int]:
+    return jsonify(error=exc.reason, message=exc.message), exc.status
+
+
+def _json_object() -> dict[str, Any]:
+    if not request.is_json:
+        raise BadRequest("unsupported_media_type", "send a JSON body with Content-Type: application/json", 415)
+    try:
+        body = json.loads(request.get_data(cache=False))
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("invalid_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("invalid_body", "the body must be a JSON object")
+    return body
+
+
+@api.post("/verify")
+def verify() -> tuple[Response, int]:
+    body = _json_object()
+    unknown = set(body) - {"code", "scene"}
+    if unknown:
+        raise BadRequest("invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
+    code = body.get("code")
+    scene = body.get("scene")
+    if not isinstance(code, str):
+        raise BadRequest("invalid_body", "'code' must be a string")
+    if scene is not None and not isinstance(scene, str):
+        raise BadRequest("invalid_body", "'scene' must be a string")
+    try:
+        result = services_of(current_app).online.verify(code, scene)
+    except UnknownSceneError:
+        raise BadRequest("unknown_scene", f"no scene named {scene!r}; see /api/v1/scenes") from None
+    status = 503 if result.reason is Reason.REPLAY_GUARD_UNAVAILABLE else 200
+    return jsonify(result.to_dict()), status
+
+
+@api.get("/scenes")
+def scenes() -> Response:
+    return jsonify(scenes=[s.to_dict() for s in SCENES.values()])
+
+
+@api.get("/trust-list")
+def trust_list() -> Response:
+    token = services_of(current_app).trust_list_token()
+    response = Response(token, mimetype="application/trustlist+jwt")
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@api.get("/trust-anchor")
+def trust_anchor() -> Response:
+    return Response(services_of(current_app).keyring.anchor_public_pem(), mimetype="application/x-pem-file")
+
+
+@api.get("/me/code")
+def my_code() -> tuple[Response, int]:
+    services = services_of(current_app)
+    pid = session.get("resident")
+    if not pid:
+        raise BadRequest("unauthorised", "sign in first", 401)
+    with services.db.session() as db:
+        resident = get_resident(db, pid)
+        if resident is None:
+            session.clear()
+            raise BadRequest("unauthorised", "sign in again", 401)
+        if resident.frozen:
+            raise BadRequest("frozen", "this identity is frozen; contact the identity office", 403)
+    now = time.time()
+    code = services.issue_identity_code(pid, now=now)
+    lifetime = services.settings.code_lifetime
+    margin = min(10, max(1, lifetime // 4))
+    svg = render.svg(code)
+    response = jsonify(
+        code=code,
+        issued_at=int(now),
+        expires_at=int(now) + lifetime,
+        refresh_in=lifetime - margin,
+        svg="data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode(),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response, 200
+
+
+@api.get("/health")
+def health() -> tuple[Response, int]:
+    services = services_of(current_app)
+    try:
+        with services.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        database = True
+    except Exception:
+        database = False
+    state = services.state.ping()
+    ok = database and state
+    return jsonify(status="ok" if ok else "degraded", database=database, state=state), 200 if ok else 503
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    return Response(OPENAPI.read_bytes(), mimetype="application/json")

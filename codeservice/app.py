@@ -1,0 +1,83 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from codeservice.config import Settings
+from codeservice.services import Services
+
+log = logging.getLogger("citycode")
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    services = services or Services(settings)
+    services.initialise()
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=services.secret_key(),
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        SESSION_COOKIE_NAME="citycode_session",
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["citycode"] = services
+
+    from codeservice.api import api
+    from codeservice.web import web
+
+    app.register_blueprint(api)
+    app.register_blueprint(web)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        if request.path.startswith("/api/"):
+            response = jsonify(error=_error_code(exc.code or 500), message=exc.description)
+            response.status_code = exc.code or 500
+            return response
+        return exc
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        log.error("unhandled %s on %s %s", exc.__class__.__name__, request.method, request.path)
+        response = jsonify(error="internal_error", message="internal error; the event was logged")
+        response.status_code = 500
+        return response
+
+    @app.after_request
+    def _headers(response):  # type: ignore[no-untyped-def]
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'",
+        )
+        return response
+
+    return app
+
+
+def _error_code(status: int) -> str:
+    return {
+        400: "bad_request",
+        401: "unauthorised",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "body_too_large",
+        415: "unsupported_media_type",
+    }.get(status, "error")
+
+
+def services_of(app: Flask) -> Services:
+    return app.extensions["citycode"]  # type: ignore[no-any-return]

@@ -1,0 +1,106 @@
+"""Settings from the environment. A bad value is a clear error at start, never a surprise later."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class OIDCSettings:
+    """The city's identity platform (OpenID Connect, authorisation code flow with PKCE)."""
+
+    issuer: str
+    client_id: str
+    client_secret: str = field(repr=False, default="")
+    scopes: str = "openid"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    redis_url: str | None
+    redis_prefix: str = "citycode:"
+    code_lifetime: int = 60
+    leeway: int = 30
+    trust_validity: int = 7 * 24 * 3600
+    dev_signin: bool = True
+    secure_cookies: bool = False
+    oidc: OIDCSettings | None = None
+    demo_data: bool = True
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def key_grace(self) -> int:
+        """How long a retired key stays trusted: the longest a code it signed can still pass."""
+        return self.code_lifetime + 2 * self.leeway
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("CITYCODE_HOME") or "instance").resolve()
+        database_url = env.get("CITYCODE_DATABASE_URL") or f"sqlite:///{home / 'citycode.sqlite3'}"
+        if "://" not in database_url:
+            raise ConfigError(f"CITYCODE_DATABASE_URL is not a database URL: {database_url!r}")
+        redis_url = env.get("CITYCODE_REDIS_URL") or None
+        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"CITYCODE_REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
+        oidc = None
+        if env.get("CITYCODE_OIDC_ISSUER"):
+            client_id = env.get("CITYCODE_OIDC_CLIENT_ID")
+            if not client_id:
+                raise ConfigError("CITYCODE_OIDC_CLIENT_ID is required when CITYCODE_OIDC_ISSUER is set")
+            oidc = OIDCSettings(
+                issuer=env["CITYCODE_OIDC_ISSUER"].rstrip("/"),
+                client_id=client_id,
+                client_secret=env.get("CITYCODE_OIDC_CLIENT_SECRET", ""),
+                scopes=env.get("CITYCODE_OIDC_SCOPES", "openid"),
+            )
+        return cls(
+            home=home,
+            database_url=database_url,
+            redis_url=redis_url,
+            redis_prefix=env.get("CITYCODE_REDIS_PREFIX", "citycode:"),
+            code_lifetime=_int(env, "CITYCODE_CODE_LIFETIME", 60, 5, 3600),
+            leeway=_int(env, "CITYCODE_LEEWAY", 30, 0, 600),
+            trust_validity=_int(env, "CITYCODE_TRUST_VALIDITY", 7 * 24 * 3600, 3600, 90 * 24 * 3600),
+            dev_signin=_bool(env, "CITYCODE_DEV_SIGNIN", oidc is None),
+            secure_cookies=_bool(env, "CITYCODE_SECURE_COOKIES", False),
+            oidc=oidc,
+            demo_data=_bool(env, "CITYCODE_DEMO_DATA", True),
+        )

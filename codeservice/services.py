@@ -1,0 +1,80 @@
+"""The service's parts, built once from the settings and shared by the web app and the CLI."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from functools import cached_property
+
+from codeservice.config import Settings
+from codeservice.db import Database, migrate
+from codeservice.residents import ensure_demo_residents
+from codeservice.state import StateReplayGuard, StateStore, make_state
+from issuers.codes import issue_code
+from issuers.keyring import IssuerInfo, Keyring
+from issuers.trustlist import sign_trust_list
+from sdk.claims import subject_from_text
+from verifiers.online import OnlineVerifier
+
+IDENTITY_OFFICE = IssuerInfo("city-id", "City Identity Office", ("id",))
+
+
+@dataclass
+class Services:
+    settings: Settings
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.settings.database_url)
+
+    @cached_property
+    def keyring(self) -> Keyring:
+        return Keyring(self.settings.keys_dir)
+
+    @cached_property
+    def state(self) -> StateStore:
+        return make_state(self.settings.redis_url, self.settings.redis_prefix)
+
+    @cached_property
+    def online(self) -> OnlineVerifier:
+        return OnlineVerifier(
+            self.keyring,
+            StateReplayGuard(self.state),
+            leeway=self.settings.leeway,
+            trust_validity=self.settings.trust_validity,
+        )
+
+    def initialise(self) -> dict[str, object]:
+        """Create the data directory, schema, keys, secret and demo data where missing (idempotent)."""
+        home = self.settings.home
+        home.mkdir(parents=True, exist_ok=True)
+        os.chmod(home, 0o700)
+        secret = home / "secret_key"
+        if not secret.exists():
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        migrate(self.db.engine)
+        keys_created = self.keyring.initialise([IDENTITY_OFFICE])
+        demo = []
+        if self.settings.demo_data:
+            with self.db.session() as session:
+                demo = [r.pid for r in ensure_demo_residents(session)]
+        return {"home": str(home), "keys_created": keys_created, "demo_residents": demo}
+
+    def secret_key(self) -> str:
+        return (self.settings.home / "secret_key").read_text().strip()
+
+    def issue_identity_code(self, pid: str, now: float | None = None) -> str:
+        return issue_code(
+            self.keyring.signer(IDENTITY_OFFICE.id),
+            "id",
+            subject=subject_from_text(pid),
+            lifetime=self.settings.code_lifetime,
+            now=now,
+        )
+
+    def trust_list_token(self, now: float | None = None) -> str:
+        return sign_trust_list(self.keyring, validity=self.settings.trust_validity, now=now if now else time.time())

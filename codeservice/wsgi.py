@@ -1,0 +1,45 @@
+"""WSGI entry point (``gunicorn codeservice.wsgi:app``) and the gunicorn runner behind ``citycode serve``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+# Access log without query strings: sign-in callbacks carry one-time codes there.
+ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+
+
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class _App(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "threads": threads,
+                "worker_class": "gthread",
+                "accesslog": "-",
+                "access_log_format": ACCESS_LOG_FORMAT,
+                "timeout": 30,
+                "graceful_timeout": 10,
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from codeservice.app import create_app
+
+            return create_app()
+
+    _App().run()
+
+
+def __getattr__(name: str) -> Flask:
+    if name == "app":
+        from codeservice.app import create_app
+
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

@@ -1,0 +1,60 @@
+"""Signing citycodes: claims as CBOR, in a COSE_Sign1, base45 behind the ``CC1:`` prefix."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import cbor2
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from issuers.keyring import Signer
+from sdk import base45, cose
+from sdk.claims import CLAIM_CTI, CLAIM_EXP, CLAIM_IAT, CLAIM_KIND, CLAIM_SUB, KIND_IDS
+from sdk.verifier import PREFIX
+
+CODE_ID_LENGTH = 8
+
+
+def sign_payload(signer: Signer, payload: bytes) -> bytes:
+    """A tagged COSE_Sign1 over *payload* with the signer's ES256 key (raw r||s signature)."""
+    protected = cose.encode_protected(signer.alg, signer.kid)
+    der = signer.private_key.sign(cose.sig_structure(protected, payload), ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    return cose.assemble(protected, payload, r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
+def encode_claims(
+    kind: str, *, issued_at: int, expires_at: int, subject: bytes | None = None, code_id: bytes | None = None,
+    extra: dict[int, Any] | None = None,
+) -> bytes:
+    claims: dict[int, Any] = {
+        CLAIM_KIND: KIND_IDS[kind],
+        CLAIM_IAT: issued_at,
+        CLAIM_EXP: expires_at,
+        CLAIM_CTI: code_id if code_id is not None else os.urandom(CODE_ID_LENGTH),
+    }
+    if subject is not None:
+        claims[CLAIM_SUB] = subject
+    if extra:
+        claims.update(extra)
+    return cbor2.dumps(claims, canonical=True)
+
+
+def to_text(cose_bytes: bytes) -> str:
+    return PREFIX + base45.b45encode(cose_bytes)
+
+
+def issue_code(
+    signer: Signer, kind: str, *, subject: bytes | None, lifetime: int, now: float | None = None,
+    extra: dict[int, Any] | None = None,
+) -> str:
+    """Sign one code of *kind* valid for *lifetime* seconds from *now*; return its text."""
+    if lifetime <= 0:
+        raise ValueError("lifetime must be positive")
+    issued_at = int(time.time() if now is None else now)
+    payload = encode_claims(kind, issued_at=issued_at, expires_at=issued_at + lifetime, subject=subject, extra=extra)
+    return to_text(sign_payload(signer, payload))

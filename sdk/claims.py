@@ -1,0 +1,94 @@
+"""The claims of a citycode: a CWT claims set (RFC 8392) with one private claim, the kind.
+
+    2 (sub)   byte string  pseudonymous subject (10 random bytes for a resident)
+    4 (exp)   integer      expiry, seconds since the epoch
+    6 (iat)   integer      issue time, seconds since the epoch
+    7 (cti)   byte string  unique code id, 8 to 16 bytes (the replay guard's key)
+    -65537    integer      kind of code (see ``KINDS``)
+
+Kinds may add claims of their own; the common ones above are checked here.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdk.cose import CoseError, loads_exact
+
+CLAIM_SUB = 2
+CLAIM_EXP = 4
+CLAIM_IAT = 6
+CLAIM_CTI = 7
+CLAIM_KIND = -65537
+
+#: Kind numbers on the wire and their names. Numbers are never reused.
+KINDS: dict[int, str] = {1: "id"}
+KIND_IDS: dict[str, int] = {name: number for number, name in KINDS.items()}
+
+SUBJECT_LENGTH = 10
+_COMMON = frozenset((CLAIM_KIND, CLAIM_IAT, CLAIM_EXP, CLAIM_CTI, CLAIM_SUB))
+
+
+class ClaimsError(ValueError):
+    """The payload is not a claims set as this product defines it."""
+
+
+def subject_to_text(sub: bytes) -> str:
+    """The printable pseudonymous id: lowercase base32 without padding (16 characters for 10 bytes)."""
+    return base64.b32encode(sub).decode("ascii").rstrip("=").lower()
+
+
+def subject_from_text(text: str) -> bytes:
+    """Inverse of :func:`subject_to_text`; raise ValueError for anything else."""
+    if not isinstance(text, str) or not text or len(text) > 64 or not text.isascii():
+        raise ValueError("not a pseudonymous id")
+    padded = text.upper() + "=" * (-len(text) % 8)
+    try:
+        raw = base64.b32decode(padded)
+    except ValueError:
+        raise ValueError("not a pseudonymous id") from None
+    if subject_to_text(raw) != text:
+        raise ValueError("not a pseudonymous id in canonical form")
+    return raw
+
+
+@dataclass(slots=True)
+class Claims:
+    kind: str
+    issued_at: int
+    expires_at: int
+    code_id: bytes
+    subject: bytes | None
+    extra: dict[Any, Any] = field(default_factory=dict)
+
+
+def parse_claims(payload: bytes) -> Claims:
+    try:
+        claims = loads_exact(payload)
+    except CoseError as exc:
+        raise ClaimsError(str(exc)) from None
+    if not isinstance(claims, Mapping):
+        raise ClaimsError("claims must be a map")
+    kind_no = claims.get(CLAIM_KIND)
+    iat, exp, cti = claims.get(CLAIM_IAT), claims.get(CLAIM_EXP), claims.get(CLAIM_CTI)
+    sub = claims.get(CLAIM_SUB)
+    if type(kind_no) is not int or kind_no not in KINDS:
+        raise ClaimsError(f"unknown kind {kind_no!r}")
+    if type(iat) is not int or type(exp) is not int or not 0 < iat <= exp:
+        raise ClaimsError("iat and exp must be integers with 0 < iat <= exp")
+    if not isinstance(cti, bytes) or not 8 <= len(cti) <= 16:
+        raise ClaimsError("cti must be 8 to 16 bytes")
+    if sub is not None and (not isinstance(sub, bytes) or not 1 <= len(sub) <= 32):
+        raise ClaimsError("sub must be 1 to 32 bytes")
+    kind = KINDS[kind_no]
+    if kind == "id" and (sub is None or len(sub) != SUBJECT_LENGTH):
+        raise ClaimsError("an identity code names its subject")
+    extra = (
+        {k: v for k, v in claims.items() if k not in _COMMON}
+        if len(claims) > len(_COMMON) - (sub is None)
+        else {}
+    )
+    return Claims(kind=kind, issued_at=iat, expires_at=exp, code_id=cti, subject=sub, extra=extra)

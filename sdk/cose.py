@@ -1,0 +1,161 @@
+"""COSE_Sign1 (RFC 9052 section 4.2) as this product uses it: strict parsing and signing.
+
+Only what a citycode needs is accepted: a protected header holding exactly the
+algorithm (label 1) and an 8-byte key id (label 4), an empty unprotected header,
+an embedded payload and a raw signature. Anything else is refused, in particular
+headers that carry key material or a key location (x5chain, x5t, x5u, COSE_Key),
+because a verifier must take its keys from the trust list only.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+
+TAG_SIGN1 = 18
+HEADER_ALG = 1
+HEADER_KID = 4
+KID_LENGTH = 8
+
+#: COSE algorithm identifiers (IANA "COSE Algorithms") of the algorithms we sign with.
+ALG_ES256 = -7
+ALG_EDDSA = -8
+ALG_NAMES: dict[int, str] = {ALG_ES256: "ES256", ALG_EDDSA: "EdDSA"}
+ALG_IDS: dict[str, int] = {name: alg for alg, name in ALG_NAMES.items()}
+
+#: Header labels that would let a code bring its own key (RFC 9360, RFC 9052).
+_KEY_CARRYING_LABELS = {33: "x5chain", 34: "x5t", 35: "x5u", 32: "x5bag", -1: "COSE_Key"}
+
+
+class CoseError(ValueError):
+    """The bytes are not a COSE_Sign1 structure as this product defines it."""
+
+
+class AlgorithmError(CoseError):
+    """The protected header names an algorithm this product does not sign with."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sign1:
+    """A parsed COSE_Sign1 message, not yet verified."""
+
+    protected: bytes
+    alg: int
+    kid: bytes
+    payload: bytes
+    signature: bytes
+
+    def to_be_signed(self) -> bytes:
+        return sig_structure(self.protected, self.payload)
+
+
+def loads_exact(data: bytes) -> Any:
+    """Decode one CBOR item and insist that it spans all of *data* (cbor2 ignores trailing bytes)."""
+    stream = io.BytesIO(data)
+    try:
+        item = cbor2.CBORDecoder(stream).decode()
+    except Exception as exc:  # cbor2 raises several unrelated types on bad input
+        raise CoseError(f"not valid CBOR: {exc.__class__.__name__}") from None
+    if stream.tell() != len(data):
+        raise CoseError("trailing bytes after the CBOR item")
+    return item
+
+
+def _bstr_header(length: int) -> bytes:
+    if length < 24:
+        return bytes((0x40 | length,))
+    if length < 0x100:
+        return bytes((0x58, length))
+    if length < 0x10000:
+        return b"\x59" + length.to_bytes(2, "big")
+    return b"\x5a" + length.to_bytes(4, "big")
+
+
+_SIG1_PREFIX = b"\x84\x6aSignature1"
+
+
+def sig_structure(protected: bytes, payload: bytes) -> bytes:
+    """The Sig_structure bytes (RFC 9052 section 4.4) with empty external AAD."""
+    return b"".join(
+        (_SIG1_PREFIX, _bstr_header(len(protected)), protected, b"\x40", _bstr_header(len(payload)), payload)
+    )
+
+
+def _encoded_length(item: Any) -> int:
+    """Bytes a deterministic encoding of our four-item structure takes (to detect trailing bytes)."""
+    protected, _unprotected, payload, signature = item
+    return 2 + sum(len(_bstr_header(len(b))) + len(b) for b in (protected, payload, signature))
+
+
+_HEADER_CACHE: dict[bytes, tuple[int, bytes]] = {}
+
+
+def _parse_protected(protected: bytes) -> tuple[int, bytes]:
+    """(alg, kid) from the protected header; the few distinct headers in use are cached."""
+    cached = _HEADER_CACHE.get(protected)
+    if cached is not None:
+        return cached
+    headers = loads_exact(protected)
+    if not isinstance(headers, Mapping):
+        raise CoseError("protected header must be a map")
+    for label in headers:
+        if label in _KEY_CARRYING_LABELS:
+            raise CoseError(f"code carries its own key material ({_KEY_CARRYING_LABELS[label]})")
+    extra = set(headers) - {HEADER_ALG, HEADER_KID}
+    if extra:
+        raise CoseError(f"unexpected protected header labels {sorted(map(repr, extra))}")
+    alg = headers.get(HEADER_ALG)
+    kid = headers.get(HEADER_KID)
+    if not isinstance(kid, bytes) or len(kid) != KID_LENGTH:
+        raise CoseError(f"key id must be a {KID_LENGTH}-byte string")
+    if type(alg) is not int or alg not in ALG_NAMES:
+        raise AlgorithmError(f"algorithm {alg!r} is not accepted")
+    if len(_HEADER_CACHE) < 1024:
+        _HEADER_CACHE[protected] = (alg, kid)
+    return alg, kid
+
+
+def parse(data: bytes) -> Sign1:
+    """Parse a tagged or untagged COSE_Sign1; raise :class:`CoseError` on anything unexpected.
+
+    The encoding must be deterministic (RFC 8949 section 4.2.1): definite, shortest lengths.
+    """
+    try:
+        item = cbor2.loads(data)
+    except Exception as exc:  # cbor2 raises several unrelated types on bad input
+        raise CoseError(f"not valid CBOR: {exc.__class__.__name__}") from None
+    tagged = isinstance(item, cbor2.CBORTag)
+    if tagged:
+        if item.tag != TAG_SIGN1:
+            raise CoseError(f"unexpected CBOR tag {item.tag}")
+        item = item.value
+    if not isinstance(item, (list, tuple)) or len(item) != 4:
+        raise CoseError("COSE_Sign1 must be an array of four items")
+    protected, unprotected, payload, signature = item
+    if not isinstance(protected, bytes) or not isinstance(payload, bytes) or not isinstance(signature, bytes):
+        raise CoseError("protected header, payload and signature must be byte strings")
+    if not isinstance(unprotected, Mapping):
+        raise CoseError("unprotected header must be a map")
+    for label in unprotected:
+        if label in _KEY_CARRYING_LABELS:
+            raise CoseError(f"code carries its own key material ({_KEY_CARRYING_LABELS[label]})")
+    if unprotected:
+        raise CoseError("unprotected header must be empty")
+    if _encoded_length(item) + tagged != len(data):
+        raise CoseError("trailing bytes or non-deterministic encoding")
+    alg, kid = _parse_protected(protected)
+    return Sign1(protected=protected, alg=alg, kid=kid, payload=payload, signature=signature)
+
+
+def encode_protected(alg: int, kid: bytes) -> bytes:
+    """The protected header bytes in deterministic encoding."""
+    return cbor2.dumps({HEADER_ALG: alg, HEADER_KID: kid}, canonical=True)
+
+
+def assemble(protected: bytes, payload: bytes, signature: bytes) -> bytes:
+    """The tagged COSE_Sign1 bytes."""
+    return cbor2.dumps(cbor2.CBORTag(TAG_SIGN1, [protected, {}, payload, signature]))

@@ -1,0 +1,126 @@
+"""Public keys a verifier trusts, their key ids and their JWK form (RFC 7517 / RFC 8037)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from sdk.cose import ALG_EDDSA, ALG_ES256, ALG_IDS, ALG_NAMES, KID_LENGTH
+
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+def b64u_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64u_decode(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("expected base64url text")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def key_id(public_key: PublicKey) -> bytes:
+    """The key id: the first 8 bytes of SHA-256 over the SubjectPublicKeyInfo DER.
+
+    Derived from the key itself, so a trust list can check every id and two keys
+    never share one by accident (a lesson from the EU DCC gateway).
+    """
+    spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).digest()[:KID_LENGTH]
+
+
+def alg_for_key(public_key: PublicKey) -> int:
+    """The one algorithm a key is used with: the key decides, never the code."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1):
+        return ALG_ES256
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return ALG_EDDSA
+    raise ValueError("only P-256 and Ed25519 keys are supported")
+
+
+def public_key_to_jwk(public_key: PublicKey) -> dict[str, str]:
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(raw)}
+    numbers = public_key.public_numbers()
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64u_encode(numbers.x.to_bytes(32, "big")),
+        "y": b64u_encode(numbers.y.to_bytes(32, "big")),
+    }
+
+
+def public_key_from_jwk(jwk: Any) -> PublicKey:
+    """Build a public key from a JWK; raise ValueError on anything else (private parts included)."""
+    if not isinstance(jwk, dict):
+        raise ValueError("JWK must be an object")
+    if "d" in jwk:
+        raise ValueError("JWK carries a private key")
+    kty, crv = jwk.get("kty"), jwk.get("crv")
+    if kty == "EC" and crv == "P-256":
+        x, y = b64u_decode(jwk["x"]), b64u_decode(jwk["y"])
+        if len(x) != 32 or len(y) != 32:
+            raise ValueError("P-256 coordinates must be 32 bytes")
+        return ec.EllipticCurvePublicNumbers(
+            int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()
+        ).public_key()
+    if kty == "OKP" and crv == "Ed25519":
+        return ed25519.Ed25519PublicKey.from_public_bytes(b64u_decode(jwk["x"]))
+    raise ValueError(f"unsupported key type {kty!r}/{crv!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedKey:
+    """One issuer key from a trust list."""
+
+    kid: bytes
+    issuer: str
+    public_key: PublicKey
+    alg: int
+    not_before: int
+    not_after: int
+    kinds: frozenset[str] = field(default_factory=frozenset)
+    issuer_name: str = ""
+
+    @property
+    def alg_name(self) -> str:
+        return ALG_NAMES[self.alg]
+
+    def verify(self, signature: bytes, data: bytes) -> bool:
+        """True when *signature* (COSE raw form) over *data* verifies with this key."""
+        if len(signature) != 64:
+            return False
+        try:
+            if self.alg == ALG_ES256:
+                r = int.from_bytes(signature[:32], "big")
+                s = int.from_bytes(signature[32:], "big")
+                self.public_key.verify(encode_dss_signature(r, s), data, _ECDSA_SHA256)  # type: ignore[call-arg]
+            else:
+                self.public_key.verify(signature, data)  # type: ignore[call-arg]
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+__all__ = [
+    "ALG_IDS",
+    "PublicKey",
+    "TrustedKey",
+    "alg_for_key",
+    "b64u_decode",
+    "b64u_encode",
+    "key_id",
+    "public_key_from_jwk",
+    "public_key_to_jwk",
+]

@@ -1,0 +1,58 @@
+"""Stable reason codes a gate shows and logs. The values never change meaning."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Reason(str, Enum):
+    """Why a code was accepted or refused. ``str`` values are the wire form."""
+
+    OK = "ok"
+    #: Not one of our codes at all (a web address, another vendor's QR, random text).
+    NOT_A_CITYCODE = "not_a_citycode"
+    #: Ours (it carries our prefix) but damaged or not built to the specification.
+    MALFORMED = "malformed"
+    #: An image in which no QR code could be found, or bytes that are not an image.
+    NO_CODE_FOUND = "no_code_found"
+    #: The code names an algorithm other than the one its key is for (``none``, HMAC, ...).
+    UNSUPPORTED_ALG = "unsupported_alg"
+    #: The key id is not in the trust list, or the key was not valid when the code was made.
+    UNKNOWN_KEY = "unknown_key"
+    #: The key is trusted, but not for this kind of code.
+    UNTRUSTED_ISSUER = "untrusted_issuer"
+    #: The signature does not verify: the code was altered or forged.
+    BAD_SIGNATURE = "bad_signature"
+    #: The code's expiry lies in the past (beyond the clock leeway).
+    EXPIRED = "expired"
+    #: The code's issue time lies in the future (beyond the clock leeway).
+    NOT_YET_VALID = "not_yet_valid"
+    #: A genuine code of a kind this scene does not accept.
+    WRONG_KIND = "wrong_kind"
+    #: A single-use scene has already accepted this code.
+    REPLAYED = "replayed"
+    #: The gate's trust list has expired; it must be refreshed before anything is accepted.
+    TRUST_LIST_EXPIRED = "trust_list_expired"
+    #: A single-use scene could not reach its replay guard; refused rather than risk a double use.
+    REPLAY_GUARD_UNAVAILABLE = "replay_guard_unavailable"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+DESCRIPTIONS: dict[Reason, str] = {
+    Reason.OK: "accepted",
+    Reason.NOT_A_CITYCODE: "not a citycode",
+    Reason.MALFORMED: "damaged or malformed citycode",
+    Reason.NO_CODE_FOUND: "no QR code found in the image",
+    Reason.UNSUPPORTED_ALG: "signature algorithm not accepted for this key",
+    Reason.UNKNOWN_KEY: "signed by a key that is not trusted",
+    Reason.UNTRUSTED_ISSUER: "issuer not trusted for this kind of code",
+    Reason.BAD_SIGNATURE: "signature does not verify",
+    Reason.EXPIRED: "code has expired",
+    Reason.NOT_YET_VALID: "code is not valid yet",
+    Reason.WRONG_KIND: "this kind of code is not accepted here",
+    Reason.REPLAYED: "code already used",
+    Reason.TRUST_LIST_EXPIRED: "trust list expired; refresh it",
+    Reason.REPLAY_GUARD_UNAVAILABLE: "replay guard unavailable; try again",
+}

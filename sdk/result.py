@@ -1,0 +1,50 @@
+"""The answer to every verification: a value, never an exception."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sdk.reasons import DESCRIPTIONS, Reason
+
+
+@dataclass(slots=True)
+class Result:
+    """Outcome of one verification (treat as immutable)."""
+
+    accepted: bool
+    reason: Reason
+    detail: str = ""
+    kind: str | None = None
+    subject: str | None = None
+    issued_at: int | None = None
+    expires_at: int | None = None
+    kid: str | None = None
+    issuer: str | None = None
+    code_id: str | None = None
+    scene: str | None = None
+
+    @property
+    def message(self) -> str:
+        """A short text a gate can show."""
+        return DESCRIPTIONS[self.reason]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "reason": self.reason.value,
+            "message": self.message,
+            "detail": self.detail,
+            "kind": self.kind,
+            "subject": self.subject,
+            "issued_at": self.issued_at,
+            "expires_at": self.expires_at,
+            "kid": self.kid,
+            "issuer": self.issuer,
+            "code_id": self.code_id,
+            "scene": self.scene,
+        }
+
+
+def refused(reason: Reason, detail: str = "", **fields: Any) -> Result:
+    return Result(accepted=False, reason=reason, detail=detail, **fields)

@@ -1,0 +1,67 @@
+"""A scene is the policy of one kind of gate: which kinds of code it takes and how often."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sdk.claims import KIND_IDS
+
+
+class SceneError(ValueError):
+    """A scene definition that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """What a gate of this scene accepts.
+
+    ``single_use``: a code is accepted once within its life (bus, metro); otherwise it may be
+    scanned again while valid (a service window that re-scans). ``replay_scope`` names the
+    group of gates that share one replay guard; by default the scene itself.
+    """
+
+    name: str
+    kinds: frozenset[str]
+    single_use: bool
+    replay_scope: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise SceneError("a scene needs a name")
+        unknown = set(self.kinds) - set(KIND_IDS)
+        if unknown or not self.kinds:
+            raise SceneError(f"scene {self.name!r}: unknown or no kinds {sorted(unknown)}")
+        if not self.replay_scope:
+            object.__setattr__(self, "replay_scope", self.name)
+
+    def accepts(self, kind: str) -> bool:
+        return kind in self.kinds
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Scene:
+        """A scene from a gate's configuration (JSON object)."""
+        try:
+            kinds = data["kinds"]
+            if isinstance(kinds, str) or not isinstance(kinds, Iterable):
+                raise SceneError("kinds must be a list")
+            return cls(
+                name=str(data["name"]),
+                kinds=frozenset(str(k) for k in kinds),
+                single_use=bool(data.get("single_use", True)),
+                replay_scope=str(data.get("replay_scope", "")),
+                description=str(data.get("description", "")),
+            )
+        except KeyError as exc:
+            raise SceneError(f"scene definition lacks {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kinds": sorted(self.kinds),
+            "single_use": self.single_use,
+            "replay_scope": self.replay_scope,
+            "description": self.description,
+        }

@@ -1,0 +1,153 @@
+"""Offline verification of a scanned citycode against a trust list and a scene policy.
+
+Order of checks (the first failure decides the reason):
+
+1. text form: our prefix (else ``not_a_citycode``), size, base45, COSE_Sign1 structure (``malformed``);
+   a header algorithm we never sign with (``unsupported_alg``)
+2. the trust list itself still valid (``trust_list_expired``)
+3. key id in the trust list (``unknown_key``); the code's algorithm is the key's (``unsupported_alg``)
+4. signature (``bad_signature``); only then are the claims decoded (``malformed``)
+5. the key valid for this kind and at this time (``untrusted_issuer``, ``unknown_key``)
+6. times with the clock leeway (``not_yet_valid``, ``expired``), the scene's kinds (``wrong_kind``)
+7. single-use scenes: the replay guard (``replayed``), consulted last so that a refused
+   code never burns its id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sdk import base45
+from sdk.claims import Claims, ClaimsError, parse_claims, subject_to_text
+from sdk.cose import AlgorithmError, CoseError, parse
+from sdk.reasons import Reason
+from sdk.replay import MemoryReplayGuard, ReplayGuard
+from sdk.result import Result, refused
+from sdk.scene import Scene
+from sdk.trustlist import TrustList
+
+PREFIX = "CC1:"
+MAX_CODE_LENGTH = 2048
+DEFAULT_LEEWAY = 30
+
+
+class Verifier:
+    """Verifies codes offline. Thread-safe when its replay guard is."""
+
+    def __init__(
+        self,
+        trust: TrustList,
+        *,
+        leeway: int = DEFAULT_LEEWAY,
+        replay_guard: ReplayGuard | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if leeway < 0:
+            raise ValueError("leeway must not be negative")
+        self.trust = trust
+        self.leeway = leeway
+        self.replay_guard: ReplayGuard = replay_guard if replay_guard is not None else MemoryReplayGuard()
+        self.clock = clock
+
+    def replace_trust_list(self, trust: TrustList) -> None:
+        """Swap in a freshly synchronised trust list (atomic for readers)."""
+        self.trust = trust
+
+    def verify(self, text: Any, scene: Scene | None = None, *, at: float | None = None) -> Result:
+        """Verify one scanned code. Never raises; any failure is a refusal with a reason."""
+        try:
+            return self._verify(text, scene, self.clock() if at is None else at)
+        except Exception as exc:  # fail closed: an unforeseen error is a refusal, not a crash
+            return refused(Reason.MALFORMED, f"unexpected {exc.__class__.__name__}")
+
+    def verify_image(
+        self, image: Any, scene: Scene | None = None, *, at: float | None = None, decoder: str = "auto"
+    ) -> Result:
+        """Find the QR code(s) in an image (bytes, path or PIL image) and verify ours."""
+        from sdk.image import ImageError, decode_image
+
+        try:
+            texts = decode_image(image, decoder=decoder)
+        except ImageError as exc:
+            return refused(Reason.NO_CODE_FOUND, str(exc))
+        except Exception as exc:
+            return refused(Reason.NO_CODE_FOUND, f"image could not be read ({exc.__class__.__name__})")
+        if not texts:
+            return refused(Reason.NO_CODE_FOUND, "no QR code in the image")
+        ours = [t for t in texts if t.startswith(PREFIX)]
+        return self.verify(ours[0] if ours else texts[0], scene, at=at)
+
+    def _verify(self, text: Any, scene: Scene | None, now: float) -> Result:
+        if isinstance(text, (bytes, bytearray)):
+            try:
+                text = bytes(text).decode("ascii")
+            except UnicodeDecodeError:
+                return refused(Reason.NOT_A_CITYCODE, "not text")
+        if not isinstance(text, str):
+            return refused(Reason.NOT_A_CITYCODE, "not text")
+        text = text.strip()
+        if not text.startswith(PREFIX):
+            return refused(Reason.NOT_A_CITYCODE, "no citycode prefix")
+        if len(text) > MAX_CODE_LENGTH:
+            return refused(Reason.MALFORMED, f"longer than {MAX_CODE_LENGTH} characters")
+        try:
+            message = parse(base45.b45decode(text[len(PREFIX):]))
+        except base45.Base45Error as exc:
+            return refused(Reason.MALFORMED, f"base45: {exc}")
+        except AlgorithmError as exc:
+            return refused(Reason.UNSUPPORTED_ALG, str(exc))
+        except CoseError as exc:
+            return refused(Reason.MALFORMED, str(exc))
+
+        trust = self.trust
+        if trust.expired(now):
+            return refused(Reason.TRUST_LIST_EXPIRED, f"trust list expired at {trust.expires_at}")
+        key = trust.get(message.kid)
+        if key is None:
+            return refused(Reason.UNKNOWN_KEY, f"key {message.kid.hex()} is not in the trust list")
+        if message.alg != key.alg:
+            return refused(Reason.UNSUPPORTED_ALG, f"key {message.kid.hex()} signs with {key.alg_name} only")
+        if not key.verify(message.signature, message.to_be_signed()):
+            return refused(Reason.BAD_SIGNATURE, kid=message.kid.hex())
+        try:
+            claims = parse_claims(message.payload)
+        except ClaimsError as exc:
+            return refused(Reason.MALFORMED, f"claims: {exc}", kid=message.kid.hex())
+
+        fields = self._fields(claims, message.kid.hex(), key.issuer, scene)
+        if claims.kind not in key.kinds:
+            return refused(Reason.UNTRUSTED_ISSUER, f"{key.issuer} does not issue {claims.kind} codes", **fields)
+        if not key.not_before - self.leeway <= claims.issued_at <= key.not_after or now > key.not_after + self.leeway:
+            return refused(Reason.UNKNOWN_KEY, "key not valid at this time", **fields)
+        if claims.issued_at > now + self.leeway:
+            return refused(Reason.NOT_YET_VALID, f"issued {claims.issued_at - now:.0f} s in the future", **fields)
+        if claims.expires_at < now - self.leeway:
+            return refused(Reason.EXPIRED, f"expired {now - claims.expires_at:.0f} s ago", **fields)
+        if scene is not None:
+            if not scene.accepts(claims.kind):
+                return refused(Reason.WRONG_KIND, f"scene {scene.name} does not take {claims.kind} codes", **fields)
+            if scene.single_use:
+                try:
+                    first = self.replay_guard.first_use(
+                        scene.replay_scope, claims.code_id, claims.expires_at + self.leeway
+                    )
+                except Exception as exc:
+                    return refused(Reason.REPLAY_GUARD_UNAVAILABLE, exc.__class__.__name__, **fields)
+                if not first:
+                    return refused(Reason.REPLAYED, f"already used in {scene.replay_scope}", **fields)
+        return Result(accepted=True, reason=Reason.OK, **fields)
+
+    @staticmethod
+    def _fields(claims: Claims, kid: str, issuer: str, scene: Scene | None) -> dict[str, Any]:
+        return {
+            "kind": claims.kind,
+            "subject": subject_to_text(claims.subject) if claims.subject is not None else None,
+            "issued_at": claims.issued_at,
+            "expires_at": claims.expires_at,
+            "kid": kid,
+            "issuer": issuer,
+            "code_id": claims.code_id.hex(),
+            "scene": scene.name if scene is not None else None,
+        }

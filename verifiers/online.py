@@ -1,0 +1,58 @@
+"""Online verification: the SDK verifier over the service's own trust list and a shared replay guard.
+
+Every worker process verifies alike: the trust list is rebuilt from the keyring when it
+changes (after a rotation), and single-use scenes share one replay guard across workers
+through the state store (Redis in production).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from issuers.keyring import Keyring
+from issuers.trustlist import current_trust_list
+from sdk import Result, Verifier
+from sdk.replay import ReplayGuard
+from verifiers.scenes import get_scene
+
+
+class OnlineVerifier:
+    def __init__(
+        self,
+        keyring: Keyring,
+        replay_guard: ReplayGuard,
+        *,
+        leeway: int,
+        trust_validity: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keyring = keyring
+        self._trust_validity = trust_validity
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._index_id: int | None = None
+        self._refresh_after = 0.0
+        self._verifier = Verifier(
+            current_trust_list(keyring, validity=trust_validity, now=clock()),
+            leeway=leeway,
+            replay_guard=replay_guard,
+            clock=clock,
+        )
+
+    def _current(self) -> Verifier:
+        now = self._clock()
+        index = self._keyring.index()
+        if id(index) != self._index_id or now >= self._refresh_after:
+            with self._lock:
+                self._verifier.replace_trust_list(current_trust_list(self._keyring, validity=self._trust_validity, now=now))
+                self._index_id = id(index)
+                self._refresh_after = now + min(3600, self._trust_validity / 2)
+        return self._verifier
+
+    def verify(self, code: Any, scene_name: str | None, at: float | None = None) -> Result:
+        """Raises verifiers.scenes.UnknownSceneError for an unknown scene name."""
+        scene = get_scene(scene_name) if scene_name is not None else None
+        return self._current().verify(code, scene, at=at)

@@ -1,0 +1,32 @@
+"""The city's scenes as policies over the SDK: which kinds each gate takes, and how often."""
+
+from __future__ import annotations
+
+from sdk.scene import Scene
+
+SCENES: dict[str, Scene] = {
+    scene.name: scene
+    for scene in (
+        Scene("bus", frozenset({"id"}), single_use=True, description="bus reader: one ride per code"),
+        Scene("metro-gate", frozenset({"id"}), single_use=True, description="metro entry gate"),
+        Scene("scenic-gate", frozenset({"id"}), single_use=True, description="scenic-site turnstile"),
+        Scene(
+            "service-window",
+            frozenset({"id"}),
+            single_use=False,
+            description="service-hall window: the clerk may re-scan while the code lives",
+        ),
+        Scene("hospital-kiosk", frozenset({"id"}), single_use=False, description="hospital self-service kiosk"),
+    )
+}
+
+
+class UnknownSceneError(KeyError):
+    """No scene of that name."""
+
+
+def get_scene(name: str) -> Scene:
+    try:
+        return SCENES[name]
+    except KeyError:
+        raise UnknownSceneError(name) from None
