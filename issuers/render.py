@@ -32,5 +32,5 @@ def png(text: str, box_size: int = 6, border: int = 4) -> bytes:
 
 
 def svg(text: str) -> str:
-    img = _qr(text).make_image(image_factory=qrcode.image.svg.SvgPathImage)
+    img = _qr(text).make_image(image_factory=qrcode.image.svg.SvgPathFillImage)
     return img.to_string(encoding="unicode")

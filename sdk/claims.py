@@ -24,8 +24,10 @@ CLAIM_IAT = 6
 CLAIM_CTI = 7
 CLAIM_KIND = -65537
 
-#: Kind numbers on the wire and their names. Numbers are never reused.
-KINDS: dict[int, str] = {1: "id"}
+#: Kind numbers on the wire and their names. Numbers are never reused. ``id`` is the resident's
+#: identity code; ``cert`` (a certificate shown by its holder) and ``ride`` (a ride code made on
+#: the phone) carry the common claims here, and their own claims are defined with those features.
+KINDS: dict[int, str] = {1: "id", 2: "cert", 3: "ride"}
 KIND_IDS: dict[str, int] = {name: number for number, name in KINDS.items()}
 
 SUBJECT_LENGTH = 10

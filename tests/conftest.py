@@ -1,0 +1,130 @@
+"""Shared fixtures: real keys, and the storage and state layers on the embedded defaults and on the
+real servers (PostgreSQL on 127.0.0.1:5432, Redis on 127.0.0.1:6379).
+
+A test that needs a server skips when it is unreachable, except under CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from codeservice.config import Settings
+from issuers.codes import issue_code
+from issuers.keyring import IssuerInfo, Keyring
+from issuers.trustlist import sign_trust_list
+from sdk import TrustList, Verifier, load_anchor
+
+POSTGRES_URL = os.environ.get("CITYCODE_TEST_POSTGRES_URL", "postgresql+psycopg://127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("CITYCODE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+IDENTITY = IssuerInfo("city-id", "City Identity Office", ("id",))
+
+
+def server_unavailable(what: str, exc: BaseException) -> None:
+    message = f"{what} unreachable: {exc.__class__.__name__}: {exc}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: tests needing servers must run)")
+    pytest.skip(message)
+
+
+# -- keys and verification --------------------------------------------------------------------
+@pytest.fixture
+def keyring(tmp_path: Path) -> Keyring:
+    ring = Keyring(tmp_path / "keys")
+    ring.initialise([IDENTITY])
+    return ring
+
+
+@pytest.fixture
+def trust_token(keyring: Keyring) -> str:
+    return sign_trust_list(keyring, validity=7 * 24 * 3600)
+
+
+@pytest.fixture
+def trust(keyring: Keyring, trust_token: str) -> TrustList:
+    return TrustList.load(trust_token, load_anchor(keyring.anchor_public_pem()))
+
+
+@pytest.fixture
+def verifier(trust: TrustList) -> Verifier:
+    return Verifier(trust, leeway=30)
+
+
+@pytest.fixture
+def subject() -> bytes:
+    return os.urandom(10)
+
+
+@pytest.fixture
+def make_code(keyring: Keyring, subject: bytes) -> Callable[..., str]:
+    def make(lifetime: int = 60, now: float | None = None, sub: bytes | None = None) -> str:
+        return issue_code(keyring.signer("city-id"), "id", subject=sub or subject, lifetime=lifetime, now=now)
+
+    return make
+
+
+# -- real servers -------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test process, dropped at the end."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"citycode_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        server_unavailable("PostgreSQL", exc)
+    url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:
+        server_unavailable("Redis", exc)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'citycode.sqlite3'}"
+    return str(request.getfixturevalue("postgres_database"))
+
+
+@pytest.fixture(params=["memory", "redis"])
+def state_redis_url(request: pytest.FixtureRequest) -> str | None:
+    """None for the in-process state, else the Redis URL."""
+    if request.param == "memory":
+        return None
+    return str(request.getfixturevalue("redis_url"))
+
+
+def make_settings(home: Path, database_url: str | None = None, redis_url: str | None = None, **overrides) -> Settings:
+    env = {"CITYCODE_HOME": str(home)}
+    if database_url:
+        env["CITYCODE_DATABASE_URL"] = database_url
+    if redis_url:
+        env["CITYCODE_REDIS_URL"] = redis_url
+        env["CITYCODE_REDIS_PREFIX"] = f"citycode-test:{uuid.uuid4().hex}:"
+    for key, value in overrides.items():
+        env[f"CITYCODE_{key.upper()}"] = str(value)
+    return Settings.from_env(env)

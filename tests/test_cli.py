@@ -1,0 +1,154 @@
+"""The citycode command: JSON out, exit 0 accepted or success, 1 refused, 2 usage or input error."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CITYCODE = str(Path(sys.executable).with_name("citycode"))
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("CITYCODE_")},
+            "CITYCODE_HOME": str(tmp_path / "home")}
+
+
+def run(env, *args, input=None):
+    return subprocess.run([CITYCODE, *args], env=env, capture_output=True, text=True, input=input, timeout=60)
+
+
+@pytest.fixture
+def resident(env):
+    result = run(env, "resident", "add", "--name", "Zhao Lei", "--birth-date", "1958-02-03")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_init_is_idempotent_and_creates_a_private_data_directory(env):
+    first = run(env, "init")
+    assert first.returncode == 0, first.stderr
+    second = run(env, "init")
+    assert json.loads(first.stdout)["demo_residents"] == json.loads(second.stdout)["demo_residents"]
+    assert json.loads(second.stdout)["keys_created"] is False
+    assert stat.S_IMODE(os.stat(env["CITYCODE_HOME"]).st_mode) == 0o700
+
+
+def test_resident_add_prints_the_new_resident(resident):
+    assert resident["name"] == "Zhao Lei" and resident["birth_date"] == "1958-02-03" and len(resident["id"]) == 16
+
+
+@pytest.mark.parametrize("date", ["1958-13-01", "yesterday", "2999-01-01"])
+def test_resident_add_with_a_bad_birth_date_exits_2(env, date):
+    result = run(env, "resident", "add", "--birth-date", date)
+    assert result.returncode == 2 and json.loads(result.stderr)["error"] == "input_error"
+
+
+def test_issue_then_verify_text_image_and_batch(env, resident, tmp_path):
+    png, svg = tmp_path / "c.png", tmp_path / "c.svg"
+    issued = run(env, "code", "issue", resident["id"], "--count", "3", "--png", str(png), "--svg", str(svg))
+    assert issued.returncode == 0, issued.stderr
+    codes = issued.stdout.splitlines()
+    assert len(codes) == 3 and all(c.startswith("CC1:") for c in codes)
+    assert (tmp_path / "c-1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "c-3.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+
+    single = run(env, "verify", codes[0], "--scene", "bus")
+    assert single.returncode == 0
+    assert json.loads(single.stdout)["subject"] == resident["id"]
+
+    image = run(env, "verify", "--image", str(tmp_path / "c-2.png"))
+    assert image.returncode == 0 and json.loads(image.stdout)["accepted"]
+
+    batch = tmp_path / "batch.txt"
+    batch.write_text("\n".join([codes[0], "https://example.com", codes[1], codes[1]]) + "\n")
+    out = run(env, "verify", "--batch", str(batch), "--scene", "bus")
+    assert out.returncode == 1
+    reasons = [json.loads(line)["reason"] for line in out.stdout.splitlines()]
+    assert reasons == ["ok", "not_a_citycode", "ok", "replayed"]
+
+    stdin = run(env, "verify", "--batch", "-", input=codes[2] + "\n")
+    assert stdin.returncode == 0 and len(stdin.stdout.splitlines()) == 1
+
+
+def test_verify_with_an_exported_trust_list_and_a_time(env, resident, tmp_path):
+    trust, anchor = tmp_path / "trust.jwt", tmp_path / "anchor.pem"
+    exported = run(env, "trust", "export", "-o", str(trust), "--anchor-out", str(anchor))
+    assert exported.returncode == 0 and json.loads(exported.stdout)["keys"][0]["issuer"] == "city-id"
+    code = run(env, "code", "issue", resident["id"]).stdout.strip()
+    gate_env = {k: v for k, v in env.items() if k != "CITYCODE_HOME"} | {"CITYCODE_HOME": str(tmp_path / "empty")}
+    ok = run(gate_env, "verify", "--trust", str(trust), "--anchor", str(anchor), code)
+    assert ok.returncode == 0, ok.stderr
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 600))
+    expired = run(gate_env, "verify", "--trust", str(trust), "--anchor", str(anchor), "--at", later, code)
+    assert expired.returncode == 1 and json.loads(expired.stdout)["reason"] == "expired"
+    far = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30 * 86400))
+    stale = run(gate_env, "verify", "--trust", str(trust), "--anchor", str(anchor), "--at", far, code)
+    assert stale.returncode == 1 and json.loads(stale.stdout)["reason"] == "trust_list_expired"
+
+
+def test_rotation_keeps_old_codes_valid_and_lists_both_keys(env, resident):
+    code = run(env, "code", "issue", resident["id"]).stdout.strip()
+    rotated = run(env, "keys", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    keys = json.loads(run(env, "keys", "list").stdout)
+    assert len(keys) == 2 and sum(k["retired_at"] is None for k in keys) == 1
+    assert run(env, "verify", code).returncode == 0
+    new = run(env, "code", "issue", resident["id"]).stdout.strip()
+    assert json.loads(run(env, "verify", new).stdout)["kid"] == json.loads(rotated.stdout)["kid"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["verify"],
+        ["verify", "CC1:X", "--image", "x.png"],
+        ["verify", "--scene", "moon", "CC1:X"],
+        ["verify", "--at", "tomorrow", "CC1:X"],
+        ["verify", "--image", "/nonexistent.png"],
+        ["verify", "--batch", "/nonexistent.txt"],
+        ["code", "issue", "nosuchresident"],
+        ["keys", "rotate", "--issuer", "nobody"],
+        ["nonsense"],
+    ],
+)
+def test_usage_and_input_errors_exit_2_with_a_message(env, args):
+    run(env, "init")
+    result = run(env, *args)
+    assert result.returncode == 2, result
+    assert result.stderr.strip() and "Traceback" not in result.stderr
+
+
+def test_wrongly_signed_trust_file_exits_2(env, tmp_path):
+    run(env, "init")
+    trust = tmp_path / "t.jwt"
+    trust.write_text("eyJhbGciOiJub25lIn0.e30.")
+    result = run(env, "verify", "--trust", str(trust), "CC1:X")
+    assert result.returncode == 2 and json.loads(result.stderr)["error"] == "trust_list_error"
+
+
+def test_bad_configuration_is_a_clear_error(env):
+    result = run({**env, "CITYCODE_CODE_LIFETIME": "forever"}, "init")
+    assert result.returncode == 2
+    assert "CITYCODE_CODE_LIFETIME" in json.loads(result.stderr)["message"]
+
+
+def test_rejected_code_exits_1(env):
+    run(env, "init")
+    result = run(env, "verify", "https://example.com")
+    assert result.returncode == 1 and json.loads(result.stdout)["reason"] == "not_a_citycode"
+
+
+def test_non_image_file_is_no_code_found(env, tmp_path):
+    run(env, "init")
+    bogus = tmp_path / "x.png"
+    bogus.write_bytes(os.urandom(2000))
+    result = run(env, "verify", "--image", str(bogus))
+    assert result.returncode == 1 and json.loads(result.stdout)["reason"] == "no_code_found"
