@@ -15,10 +15,16 @@ log = logging.getLogger("citycode")
 MAX_BODY_BYTES = 64 * 1024
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+def create_app(settings: Settings | None = None, services: Services | None = None, *, initialise: bool = True) -> Flask:
+    """Build the app. With ``initialise=False`` (every gunicorn worker) the data directory, schema and
+    keys must already exist: ``citycode init`` makes them once, before the workers start, so that
+    workers never race to migrate."""
     settings = settings or Settings.from_env()
     services = services or Services(settings)
-    services.initialise()
+    if initialise:
+        services.initialise()
+    elif not (settings.home / "secret_key").exists():
+        raise RuntimeError(f"{settings.home} is not initialised; run 'citycode init' first")
 
     app = Flask(__name__)
     app.config.update(

@@ -77,6 +77,8 @@ def serve(host: str, port: int, workers: int | None, threads: int) -> None:
         _fail("in-process state serves one process only; set CITYCODE_REDIS_URL to run several workers", "usage")
     from codeservice.wsgi import serve as run_gunicorn
 
+    services.db.dispose()  # each worker opens its own connections
+
     click.echo(f"citycode serving on http://{host}:{port}/  (data: {settings.home}, workers: {workers})", err=True)
     run_gunicorn(host, port, workers, threads)
 

@@ -30,7 +30,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         def load(self) -> Any:
             from codeservice.app import create_app
 
-            return create_app()
+            return create_app(initialise=False)
 
     _App().run()
 
@@ -39,7 +39,7 @@ def __getattr__(name: str) -> Flask:
     if name == "app":
         from codeservice.app import create_app
 
-        application = create_app()
+        application = create_app(initialise=False)
         globals()["app"] = application
         return application
     raise AttributeError(name)
