@@ -65,7 +65,8 @@ def init() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--workers", type=click.IntRange(1, 64), help="worker processes (needs CITYCODE_REDIS_URL for more than 1)")
+@click.option("--workers", type=click.IntRange(1, 64),
+              help="worker processes (needs CITYCODE_REDIS_URL for more than 1)")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
 def serve(host: str, port: int, workers: int | None, threads: int) -> None:
     """Serve the web app and API with gunicorn."""
@@ -212,7 +213,7 @@ def _parse_time(value: str | None) -> float | None:
     except ValueError:
         _fail(f"--at must be an ISO-8601 time, got {value!r}")
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp()
 
 
@@ -224,7 +225,8 @@ def _parse_time(value: str | None) -> float | None:
               help="trust anchor public key PEM (default: this service's anchor)")
 @click.option("--scene", help="scene policy, e.g. bus or service-window")
 @click.option("--at", "at_text", help="verify as at this ISO-8601 time")
-@click.option("--image", "image_path", type=click.Path(dir_okay=False, path_type=Path), help="read the code from an image")
+@click.option("--image", "image_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="read the code from an image")
 @click.option("--batch", "batch_path", type=click.Path(dir_okay=False, allow_dash=True),
               help="one code per line ('-' for standard input)")
 @click.option("--leeway", type=click.IntRange(0, 600), help="clock leeway in seconds")
@@ -270,7 +272,7 @@ def verify(
         results.append(verifier.verify_image(image_path, scene_policy, at=at, decoder=decoder))
     elif batch_path is not None:
         try:
-            stream = sys.stdin if batch_path == "-" else open(batch_path, encoding="utf-8", errors="replace")
+            stream = sys.stdin if batch_path == "-" else open(batch_path, encoding="utf-8", errors="replace")  # noqa: SIM115
         except OSError as exc:
             _fail(f"cannot read {batch_path}: {exc.strerror}")
         with stream:

@@ -27,14 +27,23 @@ class OIDCError(RuntimeError):
     """Sign-in could not be completed; the message is safe to show."""
 
 
+def _check_url(url: str) -> None:
+    """Only https, or plain http to this machine (a platform proxy on localhost, or tests)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")):
+        return
+    raise OIDCError("identity platform URLs must use https")
+
+
 def _fetch_json(url: str, data: dict[str, str] | None = None, auth: tuple[str, str] | None = None) -> Any:
+    _check_url(url)
     body = urllib.parse.urlencode(data).encode() if data is not None else None
-    request = urllib.request.Request(url, data=body, headers={"Accept": "application/json"})
+    request = urllib.request.Request(url, data=body, headers={"Accept": "application/json"})  # noqa: S310 - scheme checked above
     if auth is not None and auth[1]:
         token = base64.b64encode(f"{urllib.parse.quote(auth[0])}:{urllib.parse.quote(auth[1])}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT) as response:  # noqa: S310 - configured https URL
+        with urllib.request.urlopen(request, timeout=_TIMEOUT) as response:  # noqa: S310 - scheme checked above
             return json.loads(response.read(1_000_000))
     except (urllib.error.URLError, ValueError, TimeoutError) as exc:
         raise OIDCError(f"identity platform did not answer properly ({exc.__class__.__name__})") from None
@@ -61,6 +70,8 @@ class OIDCClient:
             for field in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
                 if not isinstance(meta.get(field), str):
                     raise OIDCError(f"identity platform metadata lacks {field}")
+            for field in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+                _check_url(meta[field])
             self._metadata, self._metadata_at = meta, time.time()
             self._jwks = jwt.PyJWKClient(meta["jwks_uri"], cache_keys=True, timeout=_TIMEOUT)
         return self._metadata

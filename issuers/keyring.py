@@ -74,7 +74,9 @@ def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def _pem_private(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _pem_public(key: ec.EllipticCurvePublicKey) -> bytes:
@@ -86,7 +88,7 @@ class Keyring:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._cache: tuple[float, dict[str, Any]] | None = None
+        self._cache: tuple[int, dict[str, Any]] | None = None
         self._signers: dict[str, Signer] = {}
 
     # -- set-up -------------------------------------------------------------------------
@@ -148,13 +150,20 @@ class Keyring:
     def index(self) -> dict[str, Any]:
         """The index, re-read when the file changed (another process rotated)."""
         try:
-            mtime = (self.path / INDEX).stat().st_mtime
+            stat = (self.path / INDEX).stat()
+            mtime = stat.st_mtime_ns ^ (stat.st_ino << 1)
         except FileNotFoundError:
             raise KeyringError(f"no keyring at {self.path}; run 'citycode init'") from None
         if self._cache is None or self._cache[0] != mtime:
             self._cache = (mtime, self._read_index())
             self._signers.clear()
         return self._cache[1]
+
+    def version(self) -> int:
+        """Changes whenever the index is rewritten (a rotation, a new issuer), in any process."""
+        self.index()
+        assert self._cache is not None
+        return self._cache[0]
 
     def issuers(self) -> dict[str, IssuerInfo]:
         return {

@@ -81,7 +81,8 @@ def decode_image(image: Any, decoder: str = "auto") -> list[str]:
     if decoder == "zxing":
         import zxingcpp
 
-        return [r.text for r in zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormat.QRCode) if r.valid]
+        qr_only = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+        return [r.text for r in zxingcpp.read_barcodes(gray, formats=qr_only) if r.valid]
     from pyzbar import pyzbar
 
     return [s.data.decode("latin-1") for s in pyzbar.decode(gray, symbols=[pyzbar.ZBarSymbol.QRCODE])]

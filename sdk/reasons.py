@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a code was accepted or refused. ``str`` values are the wire form."""
 
     OK = "ok"
@@ -35,9 +35,6 @@ class Reason(str, Enum):
     TRUST_LIST_EXPIRED = "trust_list_expired"
     #: A single-use scene could not reach its replay guard; refused rather than risk a double use.
     REPLAY_GUARD_UNAVAILABLE = "replay_guard_unavailable"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 DESCRIPTIONS: dict[Reason, str] = {

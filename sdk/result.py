@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sdk.claims import subject_to_text
 from sdk.reasons import DESCRIPTIONS, Reason
 
 
@@ -16,13 +17,19 @@ class Result:
     reason: Reason
     detail: str = ""
     kind: str | None = None
-    subject: str | None = None
+    #: The pseudonymous subject as carried in the code; ``subject`` is its printable form.
+    subject_id: bytes | None = None
     issued_at: int | None = None
     expires_at: int | None = None
     kid: str | None = None
     issuer: str | None = None
     code_id: str | None = None
     scene: str | None = None
+
+    @property
+    def subject(self) -> str | None:
+        """The pseudonymous id (text form), computed on demand: a gate that only opens need not."""
+        return subject_to_text(self.subject_id) if self.subject_id is not None else None
 
     @property
     def message(self) -> str:

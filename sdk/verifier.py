@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sdk import base45
-from sdk.claims import Claims, ClaimsError, parse_claims, subject_to_text
+from sdk.claims import Claims, ClaimsError, parse_claims
 from sdk.cose import AlgorithmError, CoseError, parse
 from sdk.reasons import Reason
 from sdk.replay import MemoryReplayGuard, ReplayGuard
@@ -143,7 +143,7 @@ class Verifier:
     def _fields(claims: Claims, kid: str, issuer: str, scene: Scene | None) -> dict[str, Any]:
         return {
             "kind": claims.kind,
-            "subject": subject_to_text(claims.subject) if claims.subject is not None else None,
+            "subject_id": claims.subject,
             "issued_at": claims.issued_at,
             "expires_at": claims.expires_at,
             "kid": kid,

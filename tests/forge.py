@@ -17,7 +17,9 @@ from sdk.claims import CLAIM_CTI, CLAIM_EXP, CLAIM_IAT, CLAIM_KIND, CLAIM_SUB
 from sdk.keys import key_id
 
 
-def claims(kind: int = 1, iat: int = 1_800_000_000, lifetime: int = 60, sub: bytes | None = None, **extra: Any) -> bytes:
+def claims(
+    kind: int = 1, iat: int = 1_800_000_000, lifetime: int = 60, sub: bytes | None = None, **extra: Any
+) -> bytes:
     body: dict[Any, Any] = {CLAIM_KIND: kind, CLAIM_IAT: iat, CLAIM_EXP: iat + lifetime, CLAIM_CTI: os.urandom(8)}
     body[CLAIM_SUB] = sub if sub is not None else os.urandom(10)
     for k, v in extra.items():

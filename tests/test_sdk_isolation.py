@@ -52,7 +52,8 @@ def test_sdk_verifies_a_code_with_the_rest_of_citycode_unimportable(make_code, t
             importlib.import_module(mod.name)
         from pathlib import Path
         from sdk import TrustList, Verifier, Scene, load_anchor
-        trust = TrustList.load_file({str(tmp_path / "trust.jwt")!r}, load_anchor(Path({str(tmp_path / "anchor.pem")!r})))
+        anchor = load_anchor(Path({str(tmp_path / "anchor.pem")!r}))
+        trust = TrustList.load_file({str(tmp_path / "trust.jwt")!r}, anchor)
         result = Verifier(trust).verify({code!r}, Scene("bus", frozenset({{"id"}}), single_use=True))
         assert result.accepted, result
         assert not [m for m in sys.modules if m.split(".")[0] in {sorted(OURS)!r}]

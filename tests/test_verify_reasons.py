@@ -51,7 +51,7 @@ def test_code_with_surrounding_whitespace_and_as_bytes_is_accepted(verifier, mak
     [
         "https://example.com/pay?id=42",
         "",
-        "HC1:6BFOXN%TS3DH0YOJ58S S-W5HDC *M0II5XHC9B5G2+$N IOP-IA%NFQGRJPC%OQHIZC4.OI1RM8ZA.A5:S9MKN4NN3F85QNCY0O%0VZ001HOC9JU0D0HT0HB2PL/IB*09B9LW4T*8+DCMH0LDK2%K:XFE70*LP$V25$0Q:J:4MO1P0%0L0HD+9E/HY+4J6TH48S%4K.GJ2PT3QY:GQ3TE2I+-CPHN6D7LLK*2HG%89UV-0LZ 2ZJJ524-LH/CJTK96L6SR9MU9DHGZ%P WUQRENS431T1XCNCF+47AY0-IFO0500TGPN8F5G.41Q2E4T8ALW.INSV$ 07UV5SR+BNQHNML7 /KD3TU 4V*CAT3ZGLQMI/XI%ZJNSBBXK2:UG%UJMI:TU+MMPZ5$/PMX19UE:-PSR3/$NU44CBE6DQ3D7B0FBOFX0DV2DGMB$YPF62I$60/F$Z2I6IFX21XNI-LM%3/DF/U6Z9FEOJVRLVW6K$UG+BKK57:1+D10%4K83F+1VWD1NE",
+        "HC1:6BFOXN%TS3DH0YOJ58S S-W5HDC *M0II5XHC9B5G2+$N IOP-IA%NFQGRJPC%OQHIZC4.OI1RM8ZA.A5:S9MKN4NN3F85QNCY0O%0",
         "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIxIn0.",
         "cc1:RRQT",
     ],
@@ -160,8 +160,11 @@ def test_code_naming_none_hmac_or_other_algorithms_is_refused_with_unsupported_a
 
 def test_hmac_code_keyed_with_the_published_public_key_is_refused(verifier, keyring):
     key = signing_key(keyring)
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    code = forge.forge(public_pem, forge.claims(iat=int(time.time())), alg=5, kid=key_id(key.public_key()), signer="hmac")
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    kid = key_id(key.public_key())
+    code = forge.forge(public_pem, forge.claims(iat=int(time.time())), alg=5, kid=kid, signer="hmac")
     assert verifier.verify(code).reason is Reason.UNSUPPORTED_ALG
 
 
@@ -192,7 +195,7 @@ def test_code_signed_by_a_key_not_in_the_trust_list_is_rejected_with_unknown_key
     assert verifier.verify(code).reason is Reason.UNKNOWN_KEY
 
 
-def Keyring_with_identity() -> Keyring:  # noqa: N802 - reads as a noun in the tests
+def Keyring_with_identity() -> Keyring:
     import tempfile
 
     ring = Keyring(tempfile.mkdtemp() + "/keys")
@@ -214,7 +217,7 @@ def test_tampered_signature_is_rejected_with_bad_signature(verifier, make_code):
 
 def test_tampered_payload_is_rejected_with_bad_signature(verifier, make_code):
     item = cbor2.loads(forge.raw_of(make_code()))
-    protected, unprotected, payload, signature = item.value
+    protected, _unprotected, payload, signature = item.value
     claims = dict(cbor2.loads(payload))
     claims[2] = os.urandom(10)  # another resident
     claims[4] = claims[4] + 3600  # longer life

@@ -33,7 +33,7 @@ class OnlineVerifier:
         self._trust_validity = trust_validity
         self._clock = clock
         self._lock = threading.Lock()
-        self._index_id: int | None = None
+        self._keyring_version: int | None = None
         self._refresh_after = 0.0
         self._verifier = Verifier(
             current_trust_list(keyring, validity=trust_validity, now=clock()),
@@ -44,11 +44,12 @@ class OnlineVerifier:
 
     def _current(self) -> Verifier:
         now = self._clock()
-        index = self._keyring.index()
-        if id(index) != self._index_id or now >= self._refresh_after:
+        version = self._keyring.version()
+        if version != self._keyring_version or now >= self._refresh_after:
             with self._lock:
-                self._verifier.replace_trust_list(current_trust_list(self._keyring, validity=self._trust_validity, now=now))
-                self._index_id = id(index)
+                trust = current_trust_list(self._keyring, validity=self._trust_validity, now=now)
+                self._verifier.replace_trust_list(trust)
+                self._keyring_version = version
                 self._refresh_after = now + min(3600, self._trust_validity / 2)
         return self._verifier
 
