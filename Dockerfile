@@ -28,5 +28,7 @@ ENV CITYCODE_HOME=/data \
 VOLUME ["/data"]
 EXPOSE 8000
 
-# 'citycode init' migrates the schema and creates missing keys once, before any worker starts.
-CMD ["sh", "-c", "citycode init && exec gunicorn --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-4} --worker-class gthread --threads 8 --access-logformat '%(h)s \"%(m)s %(U)s\" %(s)s %(B)s %(M)sms' --access-logfile - codeservice.wsgi:app"]
+# 'citycode serve' runs 'citycode init' (schema migration, missing keys) once in the gunicorn master
+# before any worker starts, and refuses several workers unless CITYCODE_REDIS_URL is set (the replay
+# guard must be shared). With Redis it starts 2 x cores + 1 workers unless --workers says otherwise.
+CMD ["citycode", "serve", "--host", "0.0.0.0", "--port", "8000"]

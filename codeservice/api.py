@@ -35,11 +35,15 @@ def _bad_request(exc: BadRequest) -> tuple[Response, int]:
     return jsonify(error=exc.reason, message=exc.message), exc.status
 
 
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _json_object() -> dict[str, Any]:
     if not request.is_json:
         raise BadRequest("unsupported_media_type", "send a JSON body with Content-Type: application/json", 415)
     try:
-        body = json.loads(request.get_data(cache=False))
+        body = json.loads(request.get_data(cache=False), parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):

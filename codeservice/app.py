@@ -34,8 +34,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         SESSION_COOKIE_NAME="citycode_session",
-        JSON_SORT_KEYS=False,
     )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["citycode"] = services
 
     from codeservice.api import api
@@ -49,6 +49,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if request.path.startswith("/api/"):
             response = jsonify(error=_error_code(exc.code or 500), message=exc.description)
             response.status_code = exc.code or 500
+            allow = exc.get_response().headers.get("Allow")
+            if allow:
+                response.headers["Allow"] = allow
             return response
         return exc
 

@@ -131,7 +131,7 @@ def trust_export(output: Path, anchor_out: Path | None) -> None:
     from sdk.trustlist import TrustList, describe, load_anchor
 
     summary = describe(TrustList.load(token, load_anchor(services.keyring.anchor_public_pem())))
-    _out({"written": str(output), "anchor": str(anchor_out) if anchor_out else None, **summary})
+    _out({"written": str(output), "anchor_file": str(anchor_out) if anchor_out else None, **summary})
 
 
 # -- residents and codes ---------------------------------------------------------------------

@@ -60,6 +60,11 @@ class Settings:
     secure_cookies: bool = False
     oidc: OIDCSettings | None = None
     demo_data: bool = True
+    #: Base URL under which this service is reached; names the status lists (their ``sub``).
+    public_url: str = "http://127.0.0.1:8000"
+    status_list_size: int = 131072
+    status_ttl: int = 300
+    status_validity: int = 7 * 24 * 3600
 
     @property
     def keys_dir(self) -> Path:
@@ -89,13 +94,13 @@ class Settings:
                 issuer=env["CITYCODE_OIDC_ISSUER"].rstrip("/"),
                 client_id=client_id,
                 client_secret=env.get("CITYCODE_OIDC_CLIENT_SECRET", ""),
-                scopes=env.get("CITYCODE_OIDC_SCOPES", "openid"),
+                scopes=env.get("CITYCODE_OIDC_SCOPES") or "openid",
             )
         return cls(
             home=home,
             database_url=database_url,
             redis_url=redis_url,
-            redis_prefix=env.get("CITYCODE_REDIS_PREFIX", "citycode:"),
+            redis_prefix=env.get("CITYCODE_REDIS_PREFIX") or "citycode:",
             code_lifetime=_int(env, "CITYCODE_CODE_LIFETIME", 60, 5, 3600),
             leeway=_int(env, "CITYCODE_LEEWAY", 30, 0, 600),
             trust_validity=_int(env, "CITYCODE_TRUST_VALIDITY", 7 * 24 * 3600, 3600, 90 * 24 * 3600),
@@ -103,4 +108,8 @@ class Settings:
             secure_cookies=_bool(env, "CITYCODE_SECURE_COOKIES", False),
             oidc=oidc,
             demo_data=_bool(env, "CITYCODE_DEMO_DATA", True),
+            public_url=(env.get("CITYCODE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            status_list_size=_int(env, "CITYCODE_STATUS_LIST_SIZE", 131072, 1024, 100_000_000),
+            status_ttl=_int(env, "CITYCODE_STATUS_TTL", 300, 10, 86400),
+            status_validity=_int(env, "CITYCODE_STATUS_VALIDITY", 7 * 24 * 3600, 600, 90 * 24 * 3600),
         )

@@ -8,8 +8,11 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 
+from sqlalchemy.orm import Session
+
 from codeservice.config import Settings
 from codeservice.db import Database, migrate
+from codeservice.demo import ensure_demo_certificates
 from codeservice.residents import ensure_demo_residents
 from codeservice.state import StateReplayGuard, StateStore, make_state
 from issuers.codes import issue_code
@@ -44,6 +47,23 @@ class Services:
             StateReplayGuard(self.state),
             leeway=self.settings.leeway,
             trust_validity=self.settings.trust_validity,
+            status_source=self.status_tokens,
+        )
+
+    def status_tokens(self, now: float | None = None) -> list[str]:
+        """Every department's current status list token."""
+        from codeservice.models import Department
+
+        with self.db.session() as session:
+            return [self.status_list(session, d.id, now) for d in session.query(Department).order_by(Department.id)]
+
+    def status_list(self, session: Session, department: str, now: float | None = None) -> str:
+        from codeservice.certificates import status_list_token
+
+        return status_list_token(
+            session, self.keyring, department, size=self.settings.status_list_size,
+            uri=f"{self.settings.public_url}/api/v1/status/{department}", ttl=self.settings.status_ttl,
+            validity=self.settings.status_validity, now=now,
         )
 
     def initialise(self) -> dict[str, object]:
@@ -61,7 +81,9 @@ class Services:
         demo = []
         if self.settings.demo_data:
             with self.db.session() as session:
-                demo = [r.pid for r in ensure_demo_residents(session)]
+                residents = ensure_demo_residents(session)
+                ensure_demo_certificates(session, self.keyring, residents, self.settings.status_list_size)
+                demo = [r.pid for r in residents]
         return {"home": str(home), "keys_created": keys_created, "demo_residents": demo}
 
     def secret_key(self) -> str:
@@ -77,4 +99,5 @@ class Services:
         )
 
     def trust_list_token(self, now: float | None = None) -> str:
-        return sign_trust_list(self.keyring, validity=self.settings.trust_validity, now=now if now else time.time())
+        now = time.time() if now is None else now
+        return sign_trust_list(self.keyring, validity=self.settings.trust_validity, now=now)

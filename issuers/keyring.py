@@ -55,6 +55,7 @@ class IssuerInfo:
     id: str
     name: str
     kinds: tuple[str, ...]
+    cert_types: tuple[str, ...] = ()
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -104,7 +105,9 @@ class Keyring:
                 _write_private(self.path / ANCHOR_KEY, _pem_private(ec.generate_private_key(ec.SECP256R1())))
                 created = True
             for info in issuers:
-                index["issuers"].setdefault(info.id, {"name": info.name, "kinds": list(info.kinds)})
+                index["issuers"].setdefault(
+                    info.id, {"name": info.name, "kinds": list(info.kinds), "cert_types": list(info.cert_types)}
+                )
                 if not any(k["issuer"] == info.id and k["retired_at"] is None for k in index["keys"]):
                     self._add_key(index, info.id, now)
                     created = True
@@ -113,6 +116,18 @@ class Keyring:
 
     def add_issuer(self, info: IssuerInfo, now: float | None = None) -> None:
         self.initialise([info], now)
+
+    def allow_cert_type(self, issuer: str, type_code: str) -> None:
+        """Let *issuer* sign certificates of *type_code* (published in the trust list)."""
+        with self._locked():
+            index = self._read_index()
+            meta = index["issuers"].get(issuer)
+            if meta is None:
+                raise KeyringError(f"unknown issuer {issuer!r}")
+            types = meta.setdefault("cert_types", [])
+            if type_code not in types:
+                types.append(type_code)
+                self._write_index(index)
 
     # -- rotation -----------------------------------------------------------------------
     def rotate(self, issuer: str, grace: int, now: float | None = None) -> bytes:
@@ -167,7 +182,8 @@ class Keyring:
 
     def issuers(self) -> dict[str, IssuerInfo]:
         return {
-            iid: IssuerInfo(iid, meta["name"], tuple(meta["kinds"])) for iid, meta in self.index()["issuers"].items()
+            iid: IssuerInfo(iid, meta["name"], tuple(meta["kinds"]), tuple(meta.get("cert_types", [])))
+            for iid, meta in self.index()["issuers"].items()
         }
 
     def signer(self, issuer: str) -> Signer:
@@ -205,6 +221,7 @@ class Keyring:
                     not_after=verify_until if verify_until is not None else until,
                     kinds=frozenset(meta["kinds"]),
                     issuer_name=meta["name"],
+                    cert_types=frozenset(meta.get("cert_types", [])),
                 )
             )
         return keys

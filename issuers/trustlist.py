@@ -27,6 +27,7 @@ def trust_list_claims(keyring: Keyring, *, now: float, validity: int) -> dict:
                 "issuer": k.issuer,
                 "issuer_name": k.issuer_name,
                 "kinds": sorted(k.kinds),
+                "cert_types": sorted(k.cert_types),
                 "nbf": k.not_before,
                 "exp": k.not_after,
                 "jwk": public_key_to_jwk(k.public_key),

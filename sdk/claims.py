@@ -94,3 +94,49 @@ def parse_claims(payload: bytes) -> Claims:
         else {}
     )
     return Claims(kind=kind, issued_at=iat, expires_at=exp, code_id=cti, subject=sub, extra=extra)
+
+
+#: The private claim of a certificate show code (kind ``cert``): a map with small integer keys.
+CLAIM_CERT = -65538
+CERT_ID, CERT_TYPE, CERT_HOLDER, CERT_VALID_FROM, CERT_VALID_UNTIL, CERT_STATUS_INDEX, CERT_FIELDS = range(1, 8)
+FieldValue = str | int | bool
+
+
+@dataclass(slots=True)
+class CertificateClaims:
+    """What a certificate show code says: the certificate's metadata and only the disclosed fields."""
+
+    cert_id: str
+    type_code: str
+    holder: str
+    valid_from: int
+    valid_until: int
+    status_index: int
+    fields: dict[str, FieldValue]
+
+
+def holder_to_text(holder: bytes | str) -> str:
+    """A resident holder travels as the 10 pid bytes, a company as its credit code text."""
+    return subject_to_text(holder) if isinstance(holder, bytes) else holder
+
+
+def parse_certificate(extra: Mapping[Any, Any]) -> CertificateClaims:
+    body = extra.get(CLAIM_CERT)
+    if not isinstance(body, Mapping):
+        raise ClaimsError("a certificate code carries its certificate claim")
+    cert_id, type_code, holder = body.get(CERT_ID), body.get(CERT_TYPE), body.get(CERT_HOLDER)
+    valid_from, valid_until, index = body.get(CERT_VALID_FROM), body.get(CERT_VALID_UNTIL), body.get(CERT_STATUS_INDEX)
+    fields = body.get(CERT_FIELDS, {})
+    if not isinstance(cert_id, str) or not isinstance(type_code, str):
+        raise ClaimsError("certificate id and type must be text")
+    if not isinstance(holder, (bytes, str)) or not holder:
+        raise ClaimsError("certificate holder must be bytes (resident) or text (company)")
+    if type(valid_from) is not int or type(valid_until) is not int or valid_from > valid_until:
+        raise ClaimsError("certificate validity must be integers, from <= until")
+    if type(index) is not int or index < 0:
+        raise ClaimsError("status index must be a non-negative integer")
+    if not isinstance(fields, Mapping) or not all(
+        isinstance(k, str) and type(v) in (str, int, bool) for k, v in fields.items()
+    ):
+        raise ClaimsError("disclosed fields must map names to text, integers or booleans")
+    return CertificateClaims(cert_id, type_code, holder_to_text(holder), valid_from, valid_until, index, dict(fields))

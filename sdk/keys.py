@@ -92,6 +92,8 @@ class TrustedKey:
     not_after: int
     kinds: frozenset[str] = field(default_factory=frozenset)
     issuer_name: str = ""
+    #: Certificate types this issuer may sign (for keys trusted for the ``cert`` kind).
+    cert_types: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def alg_name(self) -> str:

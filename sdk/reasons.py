@@ -33,6 +33,18 @@ class Reason(StrEnum):
     REPLAYED = "replayed"
     #: The gate's trust list has expired; it must be refreshed before anything is accepted.
     TRUST_LIST_EXPIRED = "trust_list_expired"
+    #: The issuer revoked the certificate (status list: invalid), or the identity is frozen.
+    REVOKED = "revoked"
+    #: The issuer suspended the certificate for now (status list: suspended).
+    SUSPENDED = "suspended"
+    #: The gate's status list is older than the scene allows (or expired): refresh before trusting it.
+    STATUS_STALE = "status_stale"
+    #: No status list for the issuer, or the code points outside it: status cannot be known.
+    STATUS_UNKNOWN = "status_unknown"
+    #: A genuine certificate outside its validity dates.
+    CERTIFICATE_EXPIRED = "certificate_expired"
+    #: Genuine, but it does not show what the scene needs (a certificate type or a disclosed predicate).
+    NOT_ENTITLED = "not_entitled"
     #: A single-use scene could not reach its replay guard; refused rather than risk a double use.
     REPLAY_GUARD_UNAVAILABLE = "replay_guard_unavailable"
 
@@ -52,4 +64,10 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.REPLAYED: "code already used",
     Reason.TRUST_LIST_EXPIRED: "trust list expired; refresh it",
     Reason.REPLAY_GUARD_UNAVAILABLE: "replay guard unavailable; try again",
+    Reason.REVOKED: "revoked",
+    Reason.SUSPENDED: "suspended",
+    Reason.STATUS_STALE: "revocation status too old; connect to refresh",
+    Reason.STATUS_UNKNOWN: "revocation status unknown",
+    Reason.CERTIFICATE_EXPIRED: "certificate not valid on this date",
+    Reason.NOT_ENTITLED: "does not show what this place requires",
 }

@@ -25,6 +25,13 @@ class Result:
     issuer: str | None = None
     code_id: str | None = None
     scene: str | None = None
+    #: For certificate codes: the certificate, its type, its holder and only the disclosed fields.
+    cert_id: str | None = None
+    cert_type: str | None = None
+    holder: str | None = None
+    fields: dict[str, Any] | None = None
+    #: Age in seconds of the status list consulted (or found too old).
+    status_age: int | None = None
 
     @property
     def subject(self) -> str | None:
@@ -50,6 +57,11 @@ class Result:
             "issuer": self.issuer,
             "code_id": self.code_id,
             "scene": self.scene,
+            "cert_id": self.cert_id,
+            "cert_type": self.cert_type,
+            "holder": self.holder,
+            "fields": self.fields,
+            "status_age": self.status_age,
         }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sdk.claims import KIND_IDS
@@ -27,6 +27,13 @@ class Scene:
     single_use: bool
     replay_scope: str = ""
     description: str = ""
+    #: For ``cert`` codes: the certificate types taken here, each with the fields that must be
+    #: disclosed (a boolean field must be true), e.g. ``{"LNYD": frozenset({"age_over_60"})}``.
+    #: Empty: any certificate type, nothing required.
+    cert_rules: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: How old (seconds since the issuer signed it) a status list may be before the gate says
+    #: ``status_stale`` instead of trusting it.
+    max_status_age: int = 24 * 3600
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -36,6 +43,9 @@ class Scene:
             raise SceneError(f"scene {self.name!r}: unknown or no kinds {sorted(unknown)}")
         if not self.replay_scope:
             object.__setattr__(self, "replay_scope", self.name)
+        if self.max_status_age <= 0:
+            raise SceneError(f"scene {self.name!r}: max_status_age must be positive")
+        object.__setattr__(self, "cert_rules", {k: frozenset(v) for k, v in self.cert_rules.items()})
 
     def accepts(self, kind: str) -> bool:
         return kind in self.kinds
@@ -53,7 +63,11 @@ class Scene:
                 single_use=bool(data.get("single_use", True)),
                 replay_scope=str(data.get("replay_scope", "")),
                 description=str(data.get("description", "")),
+                cert_rules={str(t): frozenset(map(str, f)) for t, f in dict(data.get("cert_rules", {})).items()},
+                max_status_age=int(data.get("max_status_age", 24 * 3600)),
             )
+        except (TypeError, ValueError) as exc:
+            raise SceneError(f"scene definition is malformed: {exc}") from None
         except KeyError as exc:
             raise SceneError(f"scene definition lacks {exc}") from None
 
@@ -64,4 +78,6 @@ class Scene:
             "single_use": self.single_use,
             "replay_scope": self.replay_scope,
             "description": self.description,
+            "cert_rules": {t: sorted(f) for t, f in self.cert_rules.items()},
+            "max_status_age": self.max_status_age,
         }

@@ -148,12 +148,14 @@ def _parse_entry(entry: Any, index: int) -> TrustedKey:
         nbf, exp = entry["nbf"], entry["exp"]
         issuer = entry["issuer"]
         kinds = entry.get("kinds", [])
+        cert_types = entry.get("cert_types", [])
     except (KeyError, ValueError, TypeError) as exc:
         raise TrustListError(f"{where} is malformed: {exc}") from None
     if type(nbf) is not int or type(exp) is not int or not isinstance(issuer, str):
         raise TrustListError(f"{where} has wrong field types")
-    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
-        raise TrustListError(f"{where} kinds must be a list of names")
+    for name, names in (("kinds", kinds), ("cert_types", cert_types)):
+        if not isinstance(names, list) or not all(isinstance(k, str) for k in names):
+            raise TrustListError(f"{where} {name} must be a list of names")
     if kid != key_id(public_key):
         raise TrustListError(f"{where}: key id {entry['kid']} does not match its key")
     return TrustedKey(
@@ -165,6 +167,7 @@ def _parse_entry(entry: Any, index: int) -> TrustedKey:
         not_after=exp,
         kinds=frozenset(kinds),
         issuer_name=str(entry.get("issuer_name", "")),
+        cert_types=frozenset(cert_types),
     )
 
 
@@ -177,6 +180,7 @@ def describe(trust: TrustList) -> dict[str, Any]:
         "expires_at": trust.expires_at,
         "keys": [
             {"kid": k.kid.hex(), "issuer": k.issuer, "alg": k.alg_name, "kinds": sorted(k.kinds),
+             "cert_types": sorted(k.cert_types),
              "nbf": k.not_before, "exp": k.not_after}
             for k in trust.keys.values()
         ],

@@ -20,12 +20,13 @@ from collections.abc import Callable
 from typing import Any
 
 from sdk import base45
-from sdk.claims import Claims, ClaimsError, parse_claims
+from sdk.claims import CertificateClaims, Claims, ClaimsError, parse_certificate, parse_claims
 from sdk.cose import AlgorithmError, CoseError, parse
 from sdk.reasons import Reason
 from sdk.replay import MemoryReplayGuard, ReplayGuard
 from sdk.result import Result, refused
 from sdk.scene import Scene
+from sdk.statuslist import INVALID, SUSPENDED, VALID, StatusCache
 from sdk.trustlist import TrustList
 
 PREFIX = "CC1:"
@@ -42,6 +43,7 @@ class Verifier:
         *,
         leeway: int = DEFAULT_LEEWAY,
         replay_guard: ReplayGuard | None = None,
+        status: StatusCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if leeway < 0:
@@ -49,6 +51,7 @@ class Verifier:
         self.trust = trust
         self.leeway = leeway
         self.replay_guard: ReplayGuard = replay_guard if replay_guard is not None else MemoryReplayGuard()
+        self.status = status if status is not None else StatusCache()
         self.clock = clock
 
     def replace_trust_list(self, trust: TrustList) -> None:
@@ -125,19 +128,60 @@ class Verifier:
             return refused(Reason.NOT_YET_VALID, f"issued {claims.issued_at - now:.0f} s in the future", **fields)
         if claims.expires_at < now - self.leeway:
             return refused(Reason.EXPIRED, f"expired {now - claims.expires_at:.0f} s ago", **fields)
-        if scene is not None:
-            if not scene.accepts(claims.kind):
-                return refused(Reason.WRONG_KIND, f"scene {scene.name} does not take {claims.kind} codes", **fields)
-            if scene.single_use:
-                try:
-                    first = self.replay_guard.first_use(
-                        scene.replay_scope, claims.code_id, claims.expires_at + self.leeway
-                    )
-                except Exception as exc:
-                    return refused(Reason.REPLAY_GUARD_UNAVAILABLE, exc.__class__.__name__, **fields)
-                if not first:
-                    return refused(Reason.REPLAYED, f"already used in {scene.replay_scope}", **fields)
+        if scene is not None and not scene.accepts(claims.kind):
+            return refused(Reason.WRONG_KIND, f"scene {scene.name} does not take {claims.kind} codes", **fields)
+        if claims.kind == "cert":
+            try:
+                cert = parse_certificate(claims.extra)
+            except ClaimsError as exc:
+                return refused(Reason.MALFORMED, f"claims: {exc}", **fields)
+            fields.update(cert_id=cert.cert_id, cert_type=cert.type_code, holder=cert.holder, fields=cert.fields)
+            refusal = self._check_certificate(cert, key.issuer, key.cert_types, scene, now, fields)
+            if refusal is not None:
+                return refusal
+        if scene is not None and scene.single_use:
+            try:
+                first = self.replay_guard.first_use(
+                    scene.replay_scope, claims.code_id, claims.expires_at + self.leeway
+                )
+            except Exception as exc:
+                return refused(Reason.REPLAY_GUARD_UNAVAILABLE, exc.__class__.__name__, **fields)
+            if not first:
+                return refused(Reason.REPLAYED, f"already used in {scene.replay_scope}", **fields)
         return Result(accepted=True, reason=Reason.OK, **fields)
+
+    def _check_certificate(
+        self, cert: CertificateClaims, issuer: str, issuer_types: frozenset[str], scene: Scene | None,
+        now: float, fields: dict[str, Any],
+    ) -> Result | None:
+        """Issuer entitled to the type, validity dates, status, then the scene's requirements."""
+        if cert.type_code not in issuer_types:
+            return refused(Reason.UNTRUSTED_ISSUER, f"{issuer} does not issue {cert.type_code} certificates", **fields)
+        if not cert.valid_from - self.leeway <= now <= cert.valid_until + self.leeway:
+            return refused(Reason.CERTIFICATE_EXPIRED, "outside the certificate's validity dates", **fields)
+        max_age = scene.max_status_age if scene is not None else 24 * 3600
+        found = self.status.lookup(issuer, cert.status_index, now, max_age)
+        fields["status_age"] = found.age
+        if found.status is None:
+            reason = Reason.STATUS_UNKNOWN if found.age is None else Reason.STATUS_STALE
+            return refused(reason, found.detail, **fields)
+        if found.status == -1:
+            return refused(Reason.STATUS_UNKNOWN, found.detail, **fields)
+        if found.status == INVALID:
+            return refused(Reason.REVOKED, "revoked by its issuer", **fields)
+        if found.status == SUSPENDED:
+            return refused(Reason.SUSPENDED, "suspended by its issuer", **fields)
+        if found.status != VALID:
+            return refused(Reason.STATUS_UNKNOWN, f"unknown status value {found.status}", **fields)
+        if scene is not None and scene.cert_rules:
+            required = scene.cert_rules.get(cert.type_code)
+            if required is None:
+                return refused(Reason.NOT_ENTITLED, f"{cert.type_code} certificates are not taken here", **fields)
+            for name in sorted(required):
+                value = cert.fields.get(name)
+                if value is None or value is False:
+                    return refused(Reason.NOT_ENTITLED, f"needs {name} shown and true", **fields)
+        return None
 
     @staticmethod
     def _fields(claims: Claims, kid: str, issuer: str, scene: Scene | None) -> dict[str, Any]:

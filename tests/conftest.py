@@ -118,6 +118,15 @@ def state_redis_url(request: pytest.FixtureRequest) -> str | None:
     return str(request.getfixturevalue("redis_url"))
 
 
+def clear_database(engine) -> None:
+    """Delete every row (children first), so that tests sharing one PostgreSQL database stay apart."""
+    from codeservice.models import Base
+
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
 def make_settings(home: Path, database_url: str | None = None, redis_url: str | None = None, **overrides) -> Settings:
     env = {"CITYCODE_HOME": str(home)}
     if database_url:

@@ -20,7 +20,7 @@ import pytest
 from codeservice.app import create_app
 from codeservice.residents import list_residents
 from sdk import TrustList, Verifier, load_anchor
-from tests.conftest import make_settings
+from tests.conftest import clear_database, make_settings
 
 
 @pytest.fixture
@@ -28,8 +28,7 @@ def app(tmp_path, database_url, state_redis_url):
     app = create_app(make_settings(tmp_path / "home", database_url, state_redis_url))
     yield app
     services = app.extensions["citycode"]
-    with services.db.engine.begin() as conn:
-        conn.exec_driver_sql("DELETE FROM residents")
+    clear_database(services.db.engine)
     services.db.dispose()
 
 

@@ -12,15 +12,16 @@ from codeservice.db import Database, migrate
 from codeservice.models import Base, Resident
 from codeservice.residents import add_resident, ensure_demo_residents, get_resident, list_residents
 from sdk.claims import subject_from_text
+from tests.conftest import clear_database
 
 
 @pytest.fixture
 def db(database_url):
     database = Database(database_url)
     migrate(database.engine)
+    clear_database(database.engine)
     yield database
-    with database.engine.begin() as conn:
-        conn.exec_driver_sql("DELETE FROM residents")
+    clear_database(database.engine)
     database.dispose()
 
 

@@ -274,11 +274,19 @@ def test_expired_trust_list_makes_every_code_refused_with_trust_list_expired(ver
 
 # -- scenes ------------------------------------------------------------------------------------
 def test_code_of_a_kind_the_scene_does_not_take_is_rejected_with_wrong_kind(tmp_path):
+    from issuers.certificates import issue_show_code
+    from issuers.statuslist import sign_status_list
+    from sdk.statuslist import StatusCache
+
     ring = Keyring(tmp_path / "k")
-    ring.initialise([IssuerInfo("civil-affairs", "Civil Affairs Bureau", ("cert",))])
+    ring.initialise([IssuerInfo("civil-affairs", "Civil Affairs Bureau", ("cert",), ("LNYD",))])
     trust = TrustList.load(sign_trust_list(ring, validity=3600), load_anchor(ring.anchor_public_pem()))
-    code = issue_code(ring.signer("civil-affairs"), "cert", subject=os.urandom(12), lifetime=60)
-    verifier = Verifier(trust)
+    signer = ring.signer("civil-affairs")
+    status = StatusCache()
+    status.load(sign_status_list(signer, {}, size=1024, uri="urn:test", ttl=60, validity=3600), trust)
+    code = issue_show_code(signer, cert_id="1.2.156.3005.2.LNYD.X.1.1.0", type_code="LNYD", holder="x" * 18,
+                           valid_from=T0 - 10, valid_until=T0 + 86400, status_index=5, disclosed={}, lifetime=60)
+    verifier = Verifier(trust, status=status)
     assert verifier.verify(code).accepted  # genuine
     assert verifier.verify(code, BUS).reason is Reason.WRONG_KIND
 

@@ -7,16 +7,23 @@ through the state store (Redis in production).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from issuers.keyring import Keyring
 from issuers.trustlist import current_trust_list
 from sdk import Result, Verifier
 from sdk.replay import ReplayGuard
+from sdk.statuslist import StatusCache
 from verifiers.scenes import get_scene
+
+log = logging.getLogger("citycode.verify")
+
+#: Yields the current status list token of every issuer (read from the service's database).
+StatusSource = Callable[[], Iterable[str]]
 
 
 class OnlineVerifier:
@@ -27,6 +34,8 @@ class OnlineVerifier:
         *,
         leeway: int,
         trust_validity: int,
+        status_source: StatusSource | None = None,
+        status_refresh: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._keyring = keyring
@@ -35,6 +44,9 @@ class OnlineVerifier:
         self._lock = threading.Lock()
         self._keyring_version: int | None = None
         self._refresh_after = 0.0
+        self._status_source = status_source
+        self._status_refresh = status_refresh
+        self._status_after = 0.0
         self._verifier = Verifier(
             current_trust_list(keyring, validity=trust_validity, now=clock()),
             leeway=leeway,
@@ -51,6 +63,17 @@ class OnlineVerifier:
                 self._verifier.replace_trust_list(trust)
                 self._keyring_version = version
                 self._refresh_after = now + min(3600, self._trust_validity / 2)
+                self._status_after = 0.0
+        if self._status_source is not None and now >= self._status_after:
+            with self._lock:
+                cache = StatusCache()
+                try:
+                    for token in self._status_source():
+                        cache.load(token, self._verifier.trust, at=now)
+                except Exception as exc:  # fail closed: certificates then get status_unknown
+                    log.error("status lists unavailable: %s", exc.__class__.__name__)
+                self._verifier.status = cache
+                self._status_after = now + self._status_refresh
         return self._verifier
 
     def verify(self, code: Any, scene_name: str | None, at: float | None = None) -> Result:
