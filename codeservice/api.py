@@ -84,6 +84,22 @@ def trust_list() -> Response:
     return response
 
 
+@api.get("/status/<department>")
+def status_list(department: str) -> Response:
+    """The department's current Token Status List (statuslist+jwt)."""
+    from codeservice.certificates import NotFound
+
+    services = services_of(current_app)
+    try:
+        with services.db.session() as session:
+            token = services.status_list(session, department)
+    except NotFound:
+        raise BadRequest("not_found", f"no department {department!r}", 404) from None
+    response = Response(token, mimetype="application/statuslist+jwt")
+    response.headers["Cache-Control"] = f"public, max-age={services.settings.status_ttl}"
+    return response
+
+
 @api.get("/trust-anchor")
 def trust_anchor() -> Response:
     return Response(services_of(current_app).keyring.anchor_public_pem(), mimetype="application/x-pem-file")

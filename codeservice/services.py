@@ -22,6 +22,8 @@ from sdk.claims import subject_from_text
 from verifiers.online import OnlineVerifier
 
 IDENTITY_OFFICE = IssuerInfo("city-id", "City Identity Office", ("id",))
+#: Signs the receipts of yes/no checks (核验); its public key is in the trust list like any other.
+CHECKS_OFFICE = IssuerInfo("city-checks", "City Verification Service", ("receipt",))
 
 
 @dataclass
@@ -77,7 +79,7 @@ class Services:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
         migrate(self.db.engine)
-        keys_created = self.keyring.initialise([IDENTITY_OFFICE])
+        keys_created = self.keyring.initialise([IDENTITY_OFFICE, CHECKS_OFFICE])
         demo = []
         if self.settings.demo_data:
             with self.db.session() as session:

@@ -9,7 +9,7 @@ SCENES: dict[str, Scene] = {
     for scene in (
         Scene("bus", frozenset({"id"}), single_use=True, description="bus reader: one ride per code"),
         Scene("metro-gate", frozenset({"id"}), single_use=True, description="metro entry gate"),
-        Scene("scenic-gate", frozenset({"id"}), single_use=True, description="scenic-site turnstile"),
+        Scene("scenic-gate", frozenset({"id"}), single_use=True, description="scenic-site turnstile with a ticket"),
         Scene(
             "service-window",
             frozenset({"id"}),
@@ -17,6 +17,20 @@ SCENES: dict[str, Scene] = {
             description="service-hall window: the clerk may re-scan while the code lives",
         ),
         Scene("hospital-kiosk", frozenset({"id"}), single_use=False, description="hospital self-service kiosk"),
+        Scene(
+            "scenic-elderly",
+            frozenset({"cert"}),
+            single_use=True,
+            cert_rules={"LNYD": frozenset({"age_over_60"})},
+            description="scenic-site turnstile, free entry for an elderly card showing 60 or older",
+        ),
+        Scene(
+            "inspection",
+            frozenset({"cert"}),
+            single_use=False,
+            max_status_age=3600,
+            description="an inspector or shop checks a shown certificate (查证)",
+        ),
     )
 }
 

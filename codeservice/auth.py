@@ -1,0 +1,50 @@
+"""API-key authentication of machine clients (administrators, authorised verifiers)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import current_app, g, jsonify, request
+
+from codeservice.app import services_of
+from codeservice.certificates import client_by_key
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def require_client(role: str) -> Callable[[F], F]:
+    """The request must carry ``Authorization: Bearer <key>`` of an active client with *role*.
+
+    401 without a valid key, 403 with a key of another role; the client is in ``g.client``.
+    """
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            header = request.headers.get("Authorization", "")
+            scheme, _, key = header.partition(" ")
+            if scheme.lower() != "bearer" or not key.strip():
+                return _deny(401, "unauthorised", "send Authorization: Bearer <API key>")
+            with services_of(current_app).db.session() as session:
+                client = client_by_key(session, key.strip())
+                if client is None:
+                    return _deny(401, "unauthorised", "unknown or disabled API key")
+                if client.role != role:
+                    return _deny(403, "forbidden", f"this endpoint needs a {role} key")
+                session.expunge(client)
+            g.client = client
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def _deny(status: int, error: str, message: str) -> Any:
+    response = jsonify(error=error, message=message)
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="citycode"'
+    return response
