@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -63,10 +64,19 @@ def verify() -> tuple[Response, int]:
         raise BadRequest("invalid_body", "'code' must be a string")
     if scene is not None and not isinstance(scene, str):
         raise BadRequest("invalid_body", "'scene' must be a string")
+    services = services_of(current_app)
     try:
-        result = services_of(current_app).online.verify(code, scene)
+        result = services.online.verify(code, scene)
     except UnknownSceneError:
         raise BadRequest("unknown_scene", f"no scene named {scene!r}; see /api/v1/scenes") from None
+    if result.accepted and result.kind == "id" and result.subject is not None:
+        # Online, a frozen identity (lost phone) is refused at once; offline gates rely on the
+        # code's one-minute life, since a frozen resident gets no new code.
+        with services.db.session() as session:
+            resident = get_resident(session, result.subject)
+            if resident is None or resident.frozen:
+                detail = "identity frozen" if resident is not None else "no such resident"
+                result = dataclasses.replace(result, accepted=False, reason=Reason.SUSPENDED, detail=detail)
     status = 503 if result.reason is Reason.REPLAY_GUARD_UNAVAILABLE else 200
     return jsonify(result.to_dict()), status
 

@@ -124,6 +124,18 @@ def test_signed_in_resident_gets_a_fresh_code_with_an_svg_and_no_caching(app, cl
     assert client.get("/code").status_code == 200
 
 
+def test_frozen_identity_is_refused_online(app, client):
+    pid = demo_pid(app)
+    services = app.extensions["citycode"]
+    code = services.issue_identity_code(pid)
+    with services.db.session() as s:
+        from codeservice.residents import get_resident
+
+        get_resident(s, pid).frozen = True
+    result = post_verify(client, {"code": code, "scene": "service-window"}).json
+    assert result["accepted"] is False and result["reason"] == "suspended" and result["detail"] == "identity frozen"
+
+
 def test_frozen_resident_gets_no_code(app, client):
     pid = demo_pid(app)
     sign_in(client, pid)
