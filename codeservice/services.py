@@ -24,6 +24,8 @@ from verifiers.online import OnlineVerifier
 IDENTITY_OFFICE = IssuerInfo("city-id", "City Identity Office", ("id",))
 #: Signs the receipts of yes/no checks (核验); its public key is in the trust list like any other.
 CHECKS_OFFICE = IssuerInfo("city-checks", "City Verification Service", ("receipt",))
+#: Signs the access log's checkpoints.
+AUDIT_OFFICE = IssuerInfo("city-audit", "City Access Log", ("audit",))
 
 
 @dataclass
@@ -79,7 +81,7 @@ class Services:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
         migrate(self.db.engine)
-        keys_created = self.keyring.initialise([IDENTITY_OFFICE, CHECKS_OFFICE])
+        keys_created = self.keyring.initialise([IDENTITY_OFFICE, CHECKS_OFFICE, AUDIT_OFFICE])
         demo = []
         if self.settings.demo_data:
             with self.db.session() as session:
@@ -87,6 +89,21 @@ class Services:
                 ensure_demo_certificates(session, self.keyring, residents, self.settings.status_list_size)
                 demo = [r.pid for r in residents]
         return {"home": str(home), "keys_created": keys_created, "demo_residents": demo}
+
+    def audit_key(self, kid_b64: str):  # type: ignore[no-untyped-def]
+        """The public key of an audit signing key id (base64url), also of a retired one, or None."""
+        from sdk.keys import b64u_encode
+
+        for key in self.keyring.trusted_keys(time.time(), int(time.time()) + 1):
+            if b64u_encode(key.kid) == kid_b64 and "audit" in key.kinds:
+                return key.public_key
+        for entry in self.keyring.list_keys():
+            if entry["issuer"] == AUDIT_OFFICE.id and b64u_encode(bytes.fromhex(entry["kid"])) == kid_b64:
+                from cryptography.hazmat.primitives import serialization
+
+                return serialization.load_pem_public_key(
+                    (self.keyring.path / f"{entry['kid']}.pub.pem").read_bytes())
+        return None
 
     def secret_key(self) -> str:
         return (self.settings.home / "secret_key").read_text().strip()

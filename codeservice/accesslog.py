@@ -1,0 +1,173 @@
+"""The access log: every request, decision, fetch, refusal and check, hash-chained.
+
+Each entry's hash is SHA-256 over the previous entry's hash and the canonical JSON of the entry
+(sorted keys, no spaces, UTF-8). The first entry chains to 64 zeros. Every ``CHECKPOINT_EVERY``
+entries the audit key signs a checkpoint ``{seq, hash}`` (a JWS, typ ``auditcheckpoint+jwt``), so
+that deleting the newest entries, or rewriting the whole chain after a change, is detected too.
+
+Appending is safe with several writers: the next ``seq`` is the head's plus one, and the primary
+key turns a race into a retry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from codeservice.models import AccessLogEntry, AuditCheckpoint
+from issuers.keyring import Signer
+from sdk.keys import b64u_encode
+
+GENESIS = "0" * 64
+CHECKPOINT_EVERY = 1000
+CHECKPOINT_TYPE = "auditcheckpoint+jwt"
+HASHED_FIELDS = ("seq", "at", "actor", "actor_label", "office", "subject", "action", "what", "purpose", "outcome")
+
+
+def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    body = json.dumps({k: fields[k] for k in HASHED_FIELDS}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+    return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
+
+
+def _now_text(now: dt.datetime | None) -> str:
+    moment = now or dt.datetime.now(dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def append(
+    session: Session,
+    *,
+    actor: str,
+    actor_label: str,
+    action: str,
+    outcome: str,
+    subject: str | None = None,
+    office: str | None = None,
+    what: list[Any] | None = None,
+    purpose: str | None = None,
+    signer: Signer | None = None,
+    now: dt.datetime | None = None,
+) -> AccessLogEntry:
+    """Append one entry in the caller's transaction. With *signer*, sign a checkpoint when due."""
+    for _ in range(50):
+        head = session.execute(select(AccessLogEntry.seq, AccessLogEntry.hash)
+                               .order_by(AccessLogEntry.seq.desc()).limit(1)).first()
+        seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+        fields = {"seq": seq, "at": _now_text(now), "actor": actor, "actor_label": actor_label, "office": office,
+                  "subject": subject, "action": action, "what": list(what or []), "purpose": purpose,
+                  "outcome": outcome}
+        entry = AccessLogEntry(**fields, prev_hash=prev, hash=entry_hash(prev, fields))
+        try:
+            with session.begin_nested():
+                session.add(entry)
+                session.flush()
+        except IntegrityError:
+            continue  # another writer took this seq: read the new head and try again
+        if signer is not None and seq % CHECKPOINT_EVERY == 0:
+            checkpoint(session, signer, seq, entry.hash)
+        return entry
+    raise RuntimeError("access log is too busy; try again")
+
+
+def checkpoint(session: Session, signer: Signer, seq: int, chain_hash: str) -> AuditCheckpoint:
+    claims = {"iss": signer.issuer, "seq": seq, "hash": chain_hash, "iat": int(dt.datetime.now().timestamp())}
+    token = jwt.encode(claims, signer.private_key, algorithm="ES256",
+                       headers={"typ": CHECKPOINT_TYPE, "kid": b64u_encode(signer.kid)})
+    mark = AuditCheckpoint(seq=seq, hash=chain_hash, token=token)
+    session.merge(mark)
+    session.flush()
+    return mark
+
+
+def checkpoint_head(session: Session, signer: Signer) -> AuditCheckpoint | None:
+    """Sign a checkpoint at the current head (for example at the end of a day)."""
+    head = session.execute(select(AccessLogEntry.seq, AccessLogEntry.hash)
+                           .order_by(AccessLogEntry.seq.desc()).limit(1)).first()
+    return checkpoint(session, signer, head[0], head[1]) if head else None
+
+
+def entries_about(session: Session, subject: str, limit: int = 100) -> list[AccessLogEntry]:
+    """A subject's own entries, newest first."""
+    return list(session.scalars(select(AccessLogEntry).where(AccessLogEntry.subject == subject)
+                                .order_by(AccessLogEntry.seq.desc()).limit(limit)))
+
+
+@dataclass
+class AuditReport:
+    ok: bool
+    entries: int
+    checkpoints: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "entries": self.entries, "checkpoints": self.checkpoints,
+                "first_bad_seq": self.first_bad_seq, "problem": self.problem}
+
+
+def _rows(session: Session, batch: int) -> Iterator[AccessLogEntry]:
+    last = 0
+    while True:
+        chunk = list(session.scalars(select(AccessLogEntry).where(AccessLogEntry.seq > last)
+                                     .order_by(AccessLogEntry.seq).limit(batch)))
+        if not chunk:
+            return
+        yield from chunk
+        last = chunk[-1].seq
+        session.expunge_all()
+
+
+def verify_chain(
+    session: Session, public_key_for: Callable[[str], ec.EllipticCurvePublicKey | None], batch: int = 5000,
+) -> AuditReport:
+    """Walk the whole log in order; name the first entry that is altered, missing or out of place."""
+    marks = {m.seq: m for m in session.scalars(select(AuditCheckpoint))}
+    for mark in list(marks.values()):
+        try:
+            header = jwt.get_unverified_header(mark.token)
+            key = public_key_for(str(header.get("kid", "")))
+            if key is None or header.get("typ") != CHECKPOINT_TYPE:
+                raise jwt.InvalidTokenError("unknown key")
+            claims = jwt.decode(mark.token, key, algorithms=["ES256"])
+        except jwt.PyJWTError:
+            return AuditReport(False, 0, len(marks), mark.seq, f"checkpoint at entry {mark.seq} is not validly signed")
+        if claims.get("seq") != mark.seq or claims.get("hash") != mark.hash:
+            return AuditReport(False, 0, len(marks), mark.seq, f"checkpoint at entry {mark.seq} was altered")
+    expected_seq, prev = 1, GENESIS
+    count = 0
+    for row in _rows(session, batch):
+        count += 1
+        if row.seq != expected_seq:
+            return AuditReport(False, count, len(marks), expected_seq,
+                               f"entry {expected_seq} is missing (next is {row.seq})")
+        fields = {k: getattr(row, k) for k in HASHED_FIELDS}
+        if row.prev_hash != prev:
+            return AuditReport(False, count, len(marks), row.seq,
+                               f"entry {row.seq} does not follow entry {row.seq - 1} (deleted, inserted or reordered)")
+        if entry_hash(prev, fields) != row.hash:
+            return AuditReport(False, count, len(marks), row.seq, f"entry {row.seq} was altered")
+        vouched = marks.get(row.seq)
+        if vouched is not None and vouched.hash != row.hash:
+            return AuditReport(False, count, len(marks), row.seq,
+                               f"the chain up to entry {row.seq} differs from its signed checkpoint (rewritten)")
+        prev, expected_seq = row.hash, expected_seq + 1
+    newest_mark = max(marks, default=0)
+    if newest_mark >= expected_seq:
+        return AuditReport(False, count, len(marks), expected_seq,
+                           f"entries {expected_seq} to {newest_mark} are missing (a checkpoint vouches for them)")
+    return AuditReport(True, count, len(marks))
+
+
+def count_entries(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(AccessLogEntry)) or 0)
