@@ -33,9 +33,10 @@ class Reason(StrEnum):
     REPLAYED = "replayed"
     #: The gate's trust list has expired; it must be refreshed before anything is accepted.
     TRUST_LIST_EXPIRED = "trust_list_expired"
-    #: The issuer revoked the certificate (status list: invalid), or the identity is frozen.
+    #: The issuer revoked the certificate (status list: invalid); final.
     REVOKED = "revoked"
-    #: The issuer suspended the certificate for now (status list: suspended).
+    #: The issuer suspended the certificate for now (status list: suspended), or, online, the
+    #: resident froze their identity (lost phone); both can be lifted.
     SUSPENDED = "suspended"
     #: The gate's status list is older than the scene allows (or expired): refresh before trusting it.
     STATUS_STALE = "status_stale"

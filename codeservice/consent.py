@@ -1,0 +1,381 @@
+"""The consented pull at a service window, queue tickets, and what residents read in their history.
+
+Every state change is one conditional UPDATE (``... WHERE status = 'pending'`` and so on), so two
+approvals, two fetches or a fetch racing an expiry can never both succeed, on SQLite or PostgreSQL,
+in one process or many. Every step is appended to the access log in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from codeservice import accesslog
+from codeservice.certificates import CertificateError, certificates_of, disclosable, disclosed_values
+from codeservice.models import AccessLogEntry, ApiClient, Certificate, CertType, ConsentRequest, Office, QueueTicket
+from issuers.keyring import Keyring, Signer
+from issuers.sdjwt import issue_sd_jwt
+
+_SLUG = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
+ANSWER_MINUTES = 5
+FETCH_MINUTES = 3
+
+
+class ConsentError(Exception):
+    """A refused step. ``reason`` is stable (for clients and the log); ``status`` the HTTP status."""
+
+    def __init__(self, reason: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.status = reason, message, status
+
+
+def _utc(now: dt.datetime | None) -> dt.datetime:
+    return now or dt.datetime.now(dt.UTC)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)  # SQLite returns naive datetimes
+
+
+def actor_of(client: ApiClient, office: Office | None) -> tuple[str, str]:
+    label = client.name if office is None else f"{client.name}, {office.name}"
+    return f"{client.role}:{client.id}", label
+
+
+# -- offices -------------------------------------------------------------------------------------
+def add_office(
+    session: Session, office_id: str, name: str, purposes: list[str], cert_types: list[str],
+    services: list[str] | None = None,
+) -> Office:
+    if not _SLUG.match(office_id or ""):
+        raise CertificateError("office id: 2-64 lowercase letters, digits and dashes")
+    if not name or len(name) > 200:
+        raise CertificateError("office name: 1 to 200 characters")
+    if not purposes or not all(isinstance(p, str) and 0 < len(p) <= 300 for p in purposes):
+        raise CertificateError("an office states at least one purpose (1 to 300 characters each)")
+    for code in cert_types:
+        if session.get(CertType, code) is None:
+            raise CertificateError(f"no certificate type {code!r}")
+    if session.get(Office, office_id) is not None:
+        raise CertificateError(f"office {office_id!r} exists already")
+    office = Office(id=office_id, name=name, purposes=list(purposes), cert_types=list(cert_types),
+                    services=list(services or []))
+    session.add(office)
+    session.flush()
+    return office
+
+
+# -- the request ---------------------------------------------------------------------------------
+def _validate_items(session: Session, office: Office, items: Any) -> list[dict[str, Any]]:
+    if not isinstance(items, list) or not items:
+        raise ConsentError("invalid_body", "items: a non-empty list of {type, fields}")
+    clean: list[dict[str, Any]] = []
+    for item in items:
+        if not isinstance(item, Mapping) or not isinstance(item.get("type"), str):
+            raise ConsentError("invalid_body", "each item names a certificate type")
+        code, fields = item["type"], item.get("fields")
+        if code not in office.cert_types:
+            raise ConsentError("type_not_allowed", f"{office.name} may not request {code} certificates", 403)
+        cert_type = session.get(CertType, code)
+        assert cert_type is not None
+        allowed = {d["name"] for d in disclosable(cert_type)}
+        if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
+            raise ConsentError("invalid_body", f"{code}: fields must be a non-empty list of names")
+        unknown = sorted(set(fields) - allowed)
+        if unknown:
+            raise ConsentError("invalid_body", f"{code}: cannot request {', '.join(unknown)}")
+        if any(c["type"] == code for c in clean):
+            raise ConsentError("invalid_body", f"{code} is requested twice")
+        clean.append({"type": code, "fields": list(dict.fromkeys(fields))})
+    return clean
+
+
+def create_request(
+    session: Session, clerk: ApiClient, *, resident: str, purpose: str, items: Any, keep_minutes: int = 30,
+    answer_minutes: int = ANSWER_MINUTES, now: dt.datetime | None = None,
+) -> ConsentRequest:
+    """*resident* comes from a verified identity code; everything else is checked here."""
+    moment = _utc(now)
+    office = session.get(Office, clerk.office_id) if clerk.office_id else None
+    if office is None:
+        raise ConsentError("forbidden", "this clerk belongs to no office", 403)
+    actor, label = actor_of(clerk, office)
+    if purpose not in office.purposes:
+        accesslog.append(session, actor=actor, actor_label=label, office=office.id, subject=resident,
+                         action="request", what=[], purpose=str(purpose)[:300], outcome="refused: purpose")
+        raise ConsentError("purpose_not_allowed", f"{office.name} may not state that purpose", 403)
+    clean = _validate_items(session, office, items)
+    if type(keep_minutes) is not int or not 1 <= keep_minutes <= 7 * 24 * 60:
+        raise ConsentError("invalid_body", "keep_minutes: 1 to 10080")
+    request = ConsentRequest(
+        id=secrets.token_hex(12), resident=resident, clerk_id=clerk.id, office_id=office.id, purpose=purpose,
+        items=clean, status="pending", created_at=moment, answer_by=moment + dt.timedelta(minutes=answer_minutes),
+        keep_minutes=keep_minutes,
+    )
+    session.add(request)
+    session.flush()
+    accesslog.append(session, actor=actor, actor_label=label, office=office.id, subject=resident, action="request",
+                     what=clean, purpose=purpose, outcome="pending", now=moment)
+    return request
+
+
+def expire_overdue(session: Session, now: dt.datetime | None = None, resident: str | None = None) -> int:
+    """Mark unanswered requests past their deadline as expired (each logged once)."""
+    moment = _utc(now)
+    query = select(ConsentRequest).where(ConsentRequest.status == "pending", ConsentRequest.answer_by < moment)
+    if resident is not None:
+        query = query.where(ConsentRequest.resident == resident)
+    expired = 0
+    for request in session.scalars(query):
+        done = session.execute(update(ConsentRequest).where(ConsentRequest.id == request.id,
+                                                            ConsentRequest.status == "pending")
+                               .values(status="expired").execution_options(synchronize_session=False))
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            expired += 1
+            office = session.get(Office, request.office_id)
+            accesslog.append(session, actor="system", actor_label="citycode", office=request.office_id,
+                             subject=request.resident, action="expire", what=request.items, purpose=request.purpose,
+                             outcome=f"unanswered request from {office.name if office else request.office_id}",
+                             now=moment)
+    return expired
+
+
+def _own_request(session: Session, request_id: str, resident: str) -> ConsentRequest:
+    request = session.get(ConsentRequest, request_id) if isinstance(request_id, str) else None
+    if request is None or request.resident != resident:
+        raise ConsentError("not_found", "no such request", 404)
+    return request
+
+
+def describe_request(session: Session, request: ConsentRequest) -> dict[str, Any]:
+    """What the resident's phone shows: who asks, for what, which certificate and fields."""
+    office = session.get(Office, request.office_id)
+    clerk = session.get(ApiClient, request.clerk_id)
+    held = {c.type_code: c for c in certificates_of(session, request.resident) if c.status == "valid"}
+    items = []
+    for item in request.items:
+        cert_type = session.get(CertType, item["type"])
+        labels = {d["name"]: d["label"] for d in disclosable(cert_type)} if cert_type else {}
+        cert = held.get(item["type"])
+        items.append({"type": item["type"], "type_name": cert_type.name if cert_type else item["type"],
+                      "cert_id": cert.id if cert else None, "held": cert is not None,
+                      "fields": [{"name": f, "label": labels.get(f, f)} for f in item["fields"]]})
+    return {"id": request.id, "office": office.name if office else request.office_id,
+            "clerk": clerk.name if clerk else "", "purpose": request.purpose, "items": items,
+            "status": request.status, "answer_by": _aware(request.answer_by).isoformat(),
+            "keep_minutes": request.keep_minutes, "created_at": _aware(request.created_at).isoformat()}
+
+
+def pending_for(session: Session, resident: str, now: dt.datetime | None = None) -> list[ConsentRequest]:
+    expire_overdue(session, now, resident)
+    return list(session.scalars(select(ConsentRequest).where(ConsentRequest.resident == resident,
+                                                             ConsentRequest.status == "pending")
+                                .order_by(ConsentRequest.created_at.desc())))
+
+
+def decide(
+    session: Session, resident: str, request_id: str, *, approve: Any, now: dt.datetime | None = None,
+    fetch_minutes: int = FETCH_MINUTES,
+) -> ConsentRequest:
+    """*approve*: None or [] to refuse; else a subset of the request's items [{type, fields}]."""
+    moment = _utc(now)
+    request = _own_request(session, request_id, resident)
+    expire_overdue(session, moment, resident)
+    session.refresh(request)
+    if request.status != "pending":
+        raise ConsentError("not_pending", f"this request is {request.status}", 409)
+    approved: list[dict[str, Any]] = []
+    if approve:
+        if not isinstance(approve, list):
+            raise ConsentError("invalid_body", "approve: a list of {type, fields}")
+        asked = {i["type"]: set(i["fields"]) for i in request.items}
+        held = {c.type_code: c for c in certificates_of(session, resident) if c.status == "valid"}
+        for item in approve:
+            if not isinstance(item, Mapping) or item.get("type") not in asked:
+                raise ConsentError("invalid_body", "approve only certificate types that were asked for")
+            fields = item.get("fields")
+            if not isinstance(fields, list) or not fields or not set(fields) <= asked[item["type"]]:
+                raise ConsentError("invalid_body", f"{item['type']}: approve a non-empty subset of the fields asked")
+            cert = held.get(item["type"])
+            if cert is None:
+                raise ConsentError("not_held", f"you hold no valid {item['type']} certificate", 409)
+            approved.append({"cert_id": cert.id, "type": cert.type_code, "fields": list(dict.fromkeys(fields))})
+    status = "approved" if approved else "refused"
+    done = session.execute(
+        update(ConsentRequest).where(ConsentRequest.id == request.id, ConsentRequest.status == "pending")
+        .values(status=status, approved=approved or None, decided_at=moment,
+                fetch_by=moment + dt.timedelta(minutes=fetch_minutes) if approved else None)
+        .execution_options(synchronize_session=False))
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConsentError("not_pending", "this request was answered already", 409)
+    session.refresh(request)
+    office = session.get(Office, request.office_id)
+    accesslog.append(session, actor=f"resident:{resident}", actor_label="you", office=request.office_id,
+                     subject=resident, action="approve" if approved else "refuse", what=approved or request.items,
+                     purpose=request.purpose,
+                     outcome=f"{status} for {office.name if office else request.office_id}", now=moment)
+    return request
+
+
+def fetch(
+    session: Session, keyring: Keyring, clerk: ApiClient, request_id: str, *, items: Any = None,
+    now: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Release the approved certificates once, to the clerk who asked, within the fetch window."""
+    moment = _utc(now)
+    office = session.get(Office, clerk.office_id) if clerk.office_id else None
+    actor, label = actor_of(clerk, office)
+    request = session.get(ConsentRequest, request_id) if isinstance(request_id, str) else None
+
+    def refuse(reason: str, message: str, status: int) -> ConsentError:
+        if request is not None:
+            accesslog.append(session, actor=actor, actor_label=label, office=clerk.office_id,
+                             subject=request.resident, action="fetch", what=request.approved or request.items,
+                             purpose=request.purpose, outcome=f"refused: {reason}", now=moment)
+        return ConsentError(reason, message, status)
+
+    if request is None:
+        raise ConsentError("not_found", "no such request", 404)
+    if request.clerk_id != clerk.id:
+        raise refuse("other_clerk", "this request was made by another clerk", 403)
+    if request.status == "fetched":
+        raise refuse("already_fetched", "the certificates were fetched already", 409)
+    if request.status != "approved":
+        raise refuse("not_approved", f"this request is {request.status}", 409)
+    approved = request.approved or []
+    if items is not None:
+        wanted = {i.get("type"): set(i.get("fields") or []) for i in items if isinstance(i, Mapping)} \
+            if isinstance(items, list) else None
+        granted = {i["type"]: set(i["fields"]) for i in approved}
+        if wanted is None or any(t not in granted or not f <= granted[t] for t, f in wanted.items()):
+            raise refuse("not_approved", "asked for something the resident did not approve", 403)
+        approved = [{**i, "fields": [f for f in i["fields"] if f in wanted[i["type"]]]}
+                    for i in approved if i["type"] in wanted]
+    assert request.fetch_by is not None
+    if moment > _aware(request.fetch_by):
+        raise refuse("window_closed", "the fetch window has closed", 410)
+    done = session.execute(
+        update(ConsentRequest).where(ConsentRequest.id == request.id, ConsentRequest.status == "approved",
+                                     ConsentRequest.clerk_id == clerk.id)
+        .values(status="fetched", fetched_at=moment).execution_options(synchronize_session=False))
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise refuse("already_fetched", "the certificates were fetched already", 409)
+    released = []
+    for item in approved:
+        cert = session.get(Certificate, item["cert_id"])
+        cert_type = session.get(CertType, item["type"])
+        if cert is None or cert_type is None or cert.status != "valid":
+            continue
+        values = disclosed_values(cert, cert_type, [d["name"] for d in disclosable(cert_type)], moment.date())
+        plain = {"cert_id": cert.id, "type": cert.type_code, "holder": cert.holder,
+                 "valid_from": cert.valid_from.isoformat(), "valid_until": cert.valid_until.isoformat(),
+                 "status": {"status_list": {"idx": cert.status_index, "uri": cert.department_id}}}
+        token = issue_sd_jwt(keyring.signer(cert.department_id), plain, values, item["fields"],
+                             lifetime=request.keep_minutes * 60, now=moment.timestamp())
+        released.append({"type": cert.type_code, "cert_id": cert.id, "fields": item["fields"], "sd_jwt": token})
+    accesslog.append(session, actor=actor, actor_label=label, office=clerk.office_id, subject=request.resident,
+                     action="fetch", what=[{k: i[k] for k in ("type", "cert_id", "fields")} for i in released],
+                     purpose=request.purpose, outcome="released", now=moment)
+    return released
+
+
+# -- queue tickets (取号) ---------------------------------------------------------------------------
+def issue_ticket(
+    session: Session, device: ApiClient, resident: str, service: str, now: dt.datetime | None = None,
+) -> QueueTicket:
+    moment = _utc(now)
+    office = session.get(Office, device.office_id) if device.office_id else None
+    if office is None:
+        raise ConsentError("forbidden", "this device belongs to no office", 403)
+    if service not in office.services:
+        raise ConsentError("unknown_service", f"{office.name} has no queue for {service!r}", 400)
+    day = moment.date()
+    for _ in range(20):
+        number = (session.scalar(select(func.max(QueueTicket.number)).where(
+            QueueTicket.office_id == office.id, QueueTicket.service == service, QueueTicket.day == day)) or 0) + 1
+        ticket = QueueTicket(office_id=office.id, service=service, day=day, number=number, resident=resident,
+                             status="waiting", issued_at=moment)
+        try:
+            with session.begin_nested():
+                session.add(ticket)
+                session.flush()
+        except IntegrityError:
+            continue
+        actor, label = actor_of(device, office)
+        accesslog.append(session, actor=actor, actor_label=label, office=office.id, subject=resident,
+                         action="ticket", what=[{"service": service, "number": number}], purpose="queue number",
+                         outcome="issued", now=moment)
+        return ticket
+    raise ConsentError("busy", "the queue is busy; try again", 503)
+
+
+def call_next(
+    session: Session, clerk: ApiClient, service: str, now: dt.datetime | None = None,
+) -> QueueTicket | None:
+    moment = _utc(now)
+    if not clerk.office_id:
+        raise ConsentError("forbidden", "this clerk belongs to no office", 403)
+    for _ in range(20):
+        ticket = session.scalars(select(QueueTicket).where(
+            QueueTicket.office_id == clerk.office_id, QueueTicket.service == service,
+            QueueTicket.day == moment.date(), QueueTicket.status == "waiting").order_by(QueueTicket.number)
+            .limit(1)).first()
+        if ticket is None:
+            return None
+        done = session.execute(update(QueueTicket).where(QueueTicket.id == ticket.id, QueueTicket.status == "waiting")
+                               .values(status="called", called_at=moment, called_by=clerk.id)
+                               .execution_options(synchronize_session=False))
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            session.refresh(ticket)
+            return ticket
+    return None
+
+
+# -- what the resident reads -----------------------------------------------------------------------
+_VERBS = {
+    "request": "asked for", "approve": "you approved", "refuse": "you refused", "fetch": "took",
+    "expire": "request expired for", "check": "checked", "ticket": "gave you a queue number at",
+}
+
+
+def sentence(entry: AccessLogEntry, type_names: Mapping[str, str]) -> str:
+    """One entry in plain language, e.g. 'Window 3, Xuzhou service hall took your business licence for
+    a food-licence renewal, 14:02'."""
+    things = ", ".join(
+        f"your {type_names.get(i.get('type', ''), i.get('type', 'data'))} ({', '.join(i.get('fields', []))})"
+        for i in entry.what if isinstance(i, Mapping) and "type" in i) or "your identity"
+    when = entry.at[11:16]
+    purpose = f" for {entry.purpose}" if entry.purpose else ""
+    who = entry.actor_label
+    if entry.action == "fetch" and entry.outcome != "released":
+        return f"{who} tried to take {things}{purpose}; refused ({entry.outcome.removeprefix('refused: ')}), {when}"
+    if entry.action == "approve":
+        return f"You let {entry.outcome.removeprefix('approved for ')} take {things}{purpose}, {when}"
+    if entry.action == "refuse":
+        return f"You refused {entry.outcome.removeprefix('refused for ')} {things}{purpose}, {when}"
+    if entry.action == "expire":
+        return f"A request for {things}{purpose} expired unanswered, {when}"
+    if entry.action == "ticket":
+        return f"{who} gave you queue number {entry.what[0].get('number')} ({entry.what[0].get('service')}), {when}"
+    if entry.action == "check":
+        return f"{who} checked whether you hold {things}{purpose}: {entry.outcome}, {when}"
+    verb = _VERBS.get(entry.action, entry.action)
+    return f"{who} {verb} {things}{purpose} ({entry.outcome}), {when}"
+
+
+def history(session: Session, subject: str, limit: int = 100) -> list[dict[str, Any]]:
+    names = {t.code: t.name.split(" (")[0].lower() for t in session.scalars(select(CertType))}
+    entries = accesslog.entries_about(session, subject, limit)
+    return [{"seq": e.seq, "at": e.at, "action": e.action, "who": e.actor_label, "purpose": e.purpose,
+             "outcome": e.outcome, "text": sentence(e, names)} for e in entries]
+
+
+def signer_for_audit(keyring: Keyring) -> Signer:
+    return keyring.signer("city-audit")
