@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from codeservice.models import ApiClient, Certificate, CertType, CheckRecord, Department, Resident
+from codeservice.models import ApiClient, Certificate, CertType, CheckRecord, Department, Office, Resident
 from issuers.certificates import issue_show_code
 from issuers.keyring import IssuerInfo, Keyring
 from issuers.statuslist import sign_status_list
@@ -296,12 +296,25 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+ROLES = ("admin", "verifier", "clerk", "device", "auditor")
+
+
 def add_api_client(
     session: Session, name: str, role: str, types: Iterable[str] = (), predicates: Iterable[str] = (),
+    *, office: str | None = None, rate_per_minute: int = 60,
 ) -> tuple[ApiClient, str]:
-    """Create a client; the key is returned once and only its hash is kept."""
-    if role not in ("admin", "verifier"):
-        raise CertificateError("role must be admin or verifier")
+    """Create a client; the key is returned once and only its hash is kept.
+
+    Clerks and devices belong to an office (whose purposes and certificate types bound them).
+    """
+    if role not in ROLES:
+        raise CertificateError(f"role must be one of {', '.join(ROLES)}")
+    if (role in ("clerk", "device")) != (office is not None):
+        raise CertificateError("clerks and devices, and only they, belong to an office")
+    if office is not None and session.get(Office, office) is None:
+        raise NotFound(f"no office {office!r}")
+    if type(rate_per_minute) is not int or not 1 <= rate_per_minute <= 100_000:
+        raise CertificateError("rate per minute: 1 to 100000")
     if not name or len(name) > 200:
         raise CertificateError("client name: 1 to 200 characters")
     types, predicates = list(types), list(predicates)
@@ -310,7 +323,7 @@ def add_api_client(
             raise NotFound(f"no certificate type {code!r}")
     key = f"cc_{role[0]}_{secrets.token_urlsafe(32)}"
     client = ApiClient(name=name, role=role, key_hash=hash_key(key), allowed_types=types,
-                       allowed_predicates=predicates, active=True)
+                       allowed_predicates=predicates, active=True, office_id=office, rate_per_minute=rate_per_minute)
     session.add(client)
     session.flush()
     return client, key

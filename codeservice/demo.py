@@ -79,3 +79,26 @@ def ensure_demo_certificates(session: Session, keyring: Keyring, residents: list
     issue("SPJY", DEMO_COMPANY, {"company_name": "Harbour Noodle House Co., Ltd.",
                                  "operating_items": "Hot and cold meals; noodles", "catering": True,
                                  "address": "18 Zhongshan Road, Shinan District"})
+
+
+DEMO_OFFICE = "central-hall-w3"
+
+
+def ensure_demo_office(session: Session) -> None:
+    """A service-hall window with two clerks, and a queue kiosk (their keys are not kept: in the
+    embedded default, clerks use the development sign-in of the console)."""
+    from sqlalchemy import select
+
+    from codeservice.certificates import add_api_client
+    from codeservice.consent import add_office
+    from codeservice.models import ApiClient, Office
+
+    if session.get(Office, DEMO_OFFICE) is None:
+        add_office(session, DEMO_OFFICE, "Window 3, Central Service Hall",
+                   purposes=["food-licence renewal", "elderly allowance application",
+                             "disability subsidy application"],
+                   cert_types=["YYZZ", "SPJY", "LNYD", "CJRZ"], services=["business", "social-security"])
+    existing = set(session.scalars(select(ApiClient.name).where(ApiClient.office_id == DEMO_OFFICE)))
+    for name, role in (("Clerk Zhou", "clerk"), ("Clerk Sun", "clerk"), ("Queue kiosk 1", "device")):
+        if name not in existing:
+            add_api_client(session, name, role, office=DEMO_OFFICE)

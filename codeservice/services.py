@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from codeservice.config import Settings
 from codeservice.db import Database, migrate
-from codeservice.demo import ensure_demo_certificates
+from codeservice.demo import ensure_demo_certificates, ensure_demo_office
 from codeservice.residents import ensure_demo_residents
 from codeservice.state import StateReplayGuard, StateStore, make_state
 from issuers.codes import issue_code
@@ -87,6 +87,7 @@ class Services:
             with self.db.session() as session:
                 residents = ensure_demo_residents(session)
                 ensure_demo_certificates(session, self.keyring, residents, self.settings.status_list_size)
+                ensure_demo_office(session)
                 demo = [r.pid for r in residents]
         return {"home": str(home), "keys_created": keys_created, "demo_residents": demo}
 

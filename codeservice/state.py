@@ -23,6 +23,10 @@ class StateStore(Protocol):
         """Store *key* for *ttl* seconds; True only for the first caller while it lives."""
         ...
 
+    def count(self, key: str, window: float) -> int:
+        """Add one to a counter that starts afresh every *window* seconds; return the new value."""
+        ...
+
     def ping(self) -> bool: ...
 
 
@@ -32,6 +36,7 @@ class MemoryState:
         self._lock = threading.Lock()
         self._clock = clock
         self._ops = 0
+        self._counters: dict[str, tuple[float, int]] = {}
 
     def add_once(self, key: str, ttl: float) -> bool:
         now = self._clock()  # type: ignore[operator]
@@ -46,6 +51,17 @@ class MemoryState:
             self._entries[key] = now + ttl
             return True
 
+    def count(self, key: str, window: float) -> int:
+        now = self._clock()  # type: ignore[operator]
+        with self._lock:
+            until, value = self._counters.get(key, (0.0, 0))
+            if until <= now:
+                until, value = now + window, 0
+            self._counters[key] = (until, value + 1)
+            if len(self._counters) > 100_000:
+                self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
+            return value + 1
+
     def ping(self) -> bool:
         return True
 
@@ -58,6 +74,17 @@ class RedisState:
     def add_once(self, key: str, ttl: float) -> bool:
         try:
             return bool(self._redis.set(self._prefix + key, b"1", nx=True, px=max(1, math.ceil(ttl * 1000))))
+        except redis.RedisError as exc:
+            raise StateError(f"state store unreachable: {exc.__class__.__name__}") from None
+
+    def count(self, key: str, window: float) -> int:
+        name = self._prefix + key
+        try:
+            pipe = self._redis.pipeline()
+            pipe.incr(name)
+            pipe.pexpire(name, max(1, math.ceil(window * 1000)), nx=True)
+            value, _ = pipe.execute()
+            return int(value)
         except redis.RedisError as exc:
             raise StateError(f"state store unreachable: {exc.__class__.__name__}") from None
 

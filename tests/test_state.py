@@ -86,3 +86,10 @@ def test_sqlite_replay_guard_of_the_sdk_survives_a_restart(tmp_path):
     again = SqliteReplayGuard(path)
     assert not again.first_use("bus", code_id, time.time() + 60)
     assert again.first_use("metro", code_id, time.time() + 60)
+
+
+def test_counters_count_within_a_window_and_start_afresh(state):
+    key = f"rate:{uuid.uuid4().hex}"
+    assert [state.count(key, 0.3) for _ in range(3)] == [1, 2, 3]
+    time.sleep(0.45)
+    assert state.count(key, 0.3) == 1
