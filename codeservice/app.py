@@ -40,12 +40,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     from codeservice.api import api
     from codeservice.certs_api import certs_api
+    from codeservice.consent_api import consent_api
+    from codeservice.console import console
     from codeservice.resident_certs import resident_certs
     from codeservice.web import web
 
     app.register_blueprint(api)
     app.register_blueprint(certs_api)
     app.register_blueprint(resident_certs)
+    app.register_blueprint(consent_api)
+    app.register_blueprint(console)
     app.register_blueprint(web)
 
     @app.errorhandler(HTTPException)
