@@ -47,8 +47,8 @@ def add_department(session: Session, keyring: Keyring, dept_id: str, name: str, 
         validate_uscc(org_code)
     except IdentifierError as exc:
         raise CertificateError(f"org code: {exc}") from None
-    if session.get(Department, dept_id) is not None:
-        raise CertificateError(f"department {dept_id!r} exists already")
+    if session.get(Department, dept_id) is not None or dept_id in keyring.issuers():
+        raise CertificateError(f"department or issuer {dept_id!r} exists already")
     if session.scalars(select(Department).where(Department.org_code == org_code)).first() is not None:
         raise CertificateError(f"org code {org_code} belongs to another department")
     department = Department(id=dept_id, name=name, org_code=org_code)
@@ -99,6 +99,8 @@ def add_cert_type(
 ) -> CertType:
     if not _TYPE_CODE.match(code or ""):
         raise CertificateError("type code: 2-32 characters 0-9 or A-Z")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise CertificateError("type name: 1 to 200 characters")
     if session.get(CertType, code) is not None:
         raise CertificateError(f"certificate type {code} exists already")
     if session.get(Department, department) is None:
@@ -120,7 +122,7 @@ def add_cert_type(
 def _coerce(spec: Mapping[str, Any], raw: Any) -> str | int | bool:
     name, ftype = spec["name"], spec["type"]
     if ftype == "int":
-        if isinstance(raw, bool):
+        if isinstance(raw, (bool, float)):
             raise CertificateError(f"field {name}: a whole number")
         try:
             return int(raw)
@@ -351,12 +353,20 @@ def check(
     if predicate is not None and predicate not in predicates and fields.get(predicate, {}).get("type") != "bool":
         raise CertificateError(f"{predicate} is not a predicate or yes/no field of {type_code}")
     moment = now or dt.datetime.now(dt.UTC)
+    rules = {p["name"]: p for p in cert_type.predicates}
     answer = False
     for cert in session.scalars(select(Certificate).where(
             Certificate.holder == subject, Certificate.type_code == type_code, Certificate.status == "valid")):
         if not cert.valid_from <= moment.date() <= cert.valid_until:
             continue
-        if predicate is None or disclosed_values(cert, cert_type, [predicate], moment.date())[predicate] is True:
+        if predicate is None:
+            holds = True
+        elif predicate in rules:  # a derived predicate: computed, never disclosed
+            rule = rules[predicate]
+            holds = _age_on(dt.date.fromisoformat(cert.fields[rule["field"]]), moment.date()) >= rule["value"]
+        else:  # a yes/no field of the certificate, disclosable or not
+            holds = cert.fields.get(predicate) is True
+        if holds:
             answer = True
             break
     record = CheckRecord(client_id=client.id, subject=subject, cert_type=type_code, predicate=predicate,

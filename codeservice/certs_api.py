@@ -1,7 +1,367 @@
-"""Administration of departments, certificate types and certificates; yes/no checks (核验)."""
+"""Administration of departments, certificate types and certificates; yes/no checks (核验).
+
+Admin endpoints need an ``admin`` API key, ``/checks`` a ``verifier`` key (see codeservice/auth.py).
+Every refusal is JSON ``{error, message}``:
+
+* 400 ``invalid_body`` (not an object, a member missing or of the wrong type, unknown members),
+  ``invalid_value`` (a value the registry refuses: org code, field value, holder, ...),
+  ``unknown_department`` / ``unknown_type`` / ``unknown_holder`` (the body names nothing we hold),
+  ``invalid_identifier`` (a certificate id that is not GB/T 36904 or has a wrong check character),
+  ``code_refused`` (a scanned code that does not verify, with the reason), ``invalid_subject``;
+* 403 ``forbidden`` (a verifier asking beyond what it is allowed; nothing is recorded);
+* 404 ``not_found`` (the certificate or resident in the path); 409 ``conflict``; 415 from the JSON parser.
+
+A yes/no check answers only ``answer``, ``receipt_id`` and ``receipt`` (a JWS signed by the
+``city-checks`` issuer, whose key is in the trust list): no field value of any certificate leaves
+the service.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import datetime as dt
+from collections.abc import Collection
+from typing import Any
+
+import jwt
+from flask import Blueprint, Response, current_app, g, jsonify
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from codeservice.api import BadRequest, _json_object
+from codeservice.app import services_of
+from codeservice.auth import require_client
+from codeservice.certificates import (
+    STATUS_VALUES,
+    CertificateError,
+    NotFound,
+    add_cert_type,
+    add_department,
+    check,
+    get_certificate,
+    issue_certificate,
+    set_status,
+    subject_kind,
+)
+from codeservice.models import Certificate, CertType, Department
+from codeservice.residents import get_resident
+from codeservice.services import CHECKS_OFFICE
+from sdk.certid import CertificateId, IdentifierError
+from sdk.keys import b64u_encode
 
 certs_api = Blueprint("certs_api", __name__, url_prefix="/api/v1")
+
+RECEIPT_TYPE = "checkreceipt+jwt"
+
+
+@certs_api.errorhandler(BadRequest)
+def _bad_request(exc: BadRequest) -> tuple[Response, int]:
+    return jsonify(error=exc.reason, message=exc.message), exc.status
+
+
+# -- request parsing ---------------------------------------------------------------------------
+def _body(required: Collection[str], optional: Collection[str] = ()) -> dict[str, Any]:
+    body = _json_object()
+    unknown = set(body) - set(required) - set(optional)
+    if unknown:
+        raise BadRequest("invalid_body", f"unknown members: {', '.join(sorted(unknown))}")
+    missing = set(required) - set(body)
+    if missing:
+        raise BadRequest("invalid_body", f"missing members: {', '.join(sorted(missing))}")
+    _no_nul(body)
+    return body
+
+
+def _no_nul(value: Any) -> None:
+    """NUL characters cannot be stored in PostgreSQL text: refuse them anywhere in the body."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest("invalid_body", "text must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            _no_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _no_nul(item)
+
+
+def _text(body: dict[str, Any], name: str, max_length: int, *, optional: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+        raise BadRequest("invalid_body", f"'{name}' must be a string of 1 to {max_length} characters")
+    return value
+
+
+def _certificate_id(cert_id: str) -> str:
+    try:
+        CertificateId.parse(cert_id)
+    except IdentifierError as exc:
+        raise BadRequest("invalid_identifier", f"certificate id: {exc}") from None
+    return cert_id
+
+
+# -- JSON forms ----------------------------------------------------------------------------------
+def department_json(department: Department) -> dict[str, Any]:
+    return {"id": department.id, "name": department.name, "org_code": department.org_code}
+
+
+def cert_type_json(cert_type: CertType) -> dict[str, Any]:
+    return {"code": cert_type.code, "name": cert_type.name, "department": cert_type.department_id,
+            "holder_kind": cert_type.holder_kind, "fields": cert_type.fields, "predicates": cert_type.predicates,
+            "validity_days": cert_type.validity_days}
+
+
+def certificate_json(cert: Certificate) -> dict[str, Any]:
+    return {"id": cert.id, "type": cert.type_code, "department": cert.department_id, "number": cert.number,
+            "holder": cert.holder, "holder_kind": cert.holder_kind, "issued_on": cert.issued_on.isoformat(),
+            "valid_from": cert.valid_from.isoformat(), "valid_until": cert.valid_until.isoformat(),
+            "status": cert.status, "fields": cert.fields}
+
+
+# -- departments and types -----------------------------------------------------------------------
+@certs_api.post("/admin/departments")
+@require_client("admin")
+def create_department() -> tuple[Response, int]:
+    body = _body({"id", "name", "org_code"})
+    dept_id = _text(body, "id", 64)
+    name = _text(body, "name", 200)
+    org_code = _text(body, "org_code", 18)
+    assert dept_id is not None and name is not None and org_code is not None
+    services = services_of(current_app)
+    if dept_id in services.keyring.issuers():
+        # A department is an issuer: it must not take over the keys of another (city-id, city-checks).
+        raise BadRequest("conflict", f"issuer {dept_id!r} exists already", 409)
+    try:
+        with services.db.session() as session:
+            if session.get(Department, dept_id) is not None:
+                raise BadRequest("conflict", f"department {dept_id!r} exists already", 409)
+            if session.scalars(select(Department).where(Department.org_code == org_code)).first() is not None:
+                raise BadRequest("conflict", f"org code {org_code} belongs to another department", 409)
+            department = add_department(session, services.keyring, dept_id, name, org_code)
+            out = department_json(department)
+    except CertificateError as exc:
+        raise BadRequest("invalid_value", str(exc)) from None
+    except IntegrityError:
+        raise BadRequest("conflict", "the department or its org code exists already", 409) from None
+    return jsonify(out), 201
+
+
+@certs_api.post("/admin/cert-types")
+@require_client("admin")
+def create_cert_type() -> tuple[Response, int]:
+    body = _body({"code", "name", "department", "holder_kind", "fields"}, {"predicates", "validity_days"})
+    code = _text(body, "code", 32)
+    name = _text(body, "name", 200)
+    department = _text(body, "department", 64)
+    holder_kind = _text(body, "holder_kind", 16)
+    assert code is not None and name is not None and department is not None and holder_kind is not None
+    fields = body["fields"]
+    predicates = body.get("predicates")
+    if predicates is None:
+        predicates = []
+    validity_days = body.get("validity_days", 365)
+    if not isinstance(fields, list) or not all(isinstance(f, dict) for f in fields):
+        raise BadRequest("invalid_body", "'fields' must be a list of objects {name, label?, type?, disclosable?}")
+    for spec in fields:
+        if "disclosable" in spec and not isinstance(spec["disclosable"], bool):
+            raise BadRequest("invalid_body", "a field's 'disclosable' must be true or false")
+        label = spec.get("label")
+        if label is not None and (not isinstance(label, str) or len(label) > 200):
+            raise BadRequest("invalid_body", "a field's 'label' must be a string of at most 200 characters")
+    if not isinstance(predicates, list) or not all(isinstance(p, dict) for p in predicates):
+        raise BadRequest("invalid_body", "'predicates' must be a list of objects {field, op, value, name?, label?}")
+    for spec in predicates:
+        for member in ("name", "label"):
+            value = spec.get(member)
+            if value is not None and (not isinstance(value, str) or len(value) > 200):
+                raise BadRequest("invalid_body", f"a predicate's '{member}' must be a string")
+    if type(validity_days) is not int:
+        raise BadRequest("invalid_body", "'validity_days' must be a whole number")
+    services = services_of(current_app)
+    try:
+        with services.db.session() as session:
+            if session.get(CertType, code) is not None:
+                raise BadRequest("conflict", f"certificate type {code} exists already", 409)
+            if session.get(Department, department) is None:
+                raise BadRequest("unknown_department", f"no department {department!r}")
+            cert_type = add_cert_type(session, services.keyring, code=code, name=name, department=department,
+                                      holder_kind=holder_kind, fields=fields, predicates=predicates,
+                                      validity_days=validity_days)
+            out = cert_type_json(cert_type)
+    except CertificateError as exc:
+        raise BadRequest("invalid_value", str(exc)) from None
+    except IntegrityError:
+        raise BadRequest("conflict", f"certificate type {code} exists already", 409) from None
+    return jsonify(out), 201
+
+
+# -- certificates ----------------------------------------------------------------------------------
+@certs_api.post("/admin/certificates")
+@require_client("admin")
+def create_certificate() -> tuple[Response, int]:
+    body = _body({"type", "holder", "fields"}, {"number"})
+    type_code = _text(body, "type", 32)
+    holder = _text(body, "holder", 64)
+    number = _text(body, "number", 64, optional=True)
+    assert type_code is not None and holder is not None
+    fields = body["fields"]
+    if not isinstance(fields, dict):
+        raise BadRequest("invalid_body", "'fields' must be an object {name: value}")
+    for name, value in fields.items():
+        # Floats would be truncated silently into whole-number fields; null, lists and objects are no values.
+        if isinstance(value, float) or not isinstance(value, str | int):
+            raise BadRequest("invalid_value", f"field {name}: a string, a whole number or true/false")
+    services = services_of(current_app)
+    try:
+        with services.db.session() as session:
+            if session.get(CertType, type_code) is None:
+                raise BadRequest("unknown_type", f"no certificate type {type_code!r}")
+            try:
+                cert = issue_certificate(session, type_code=type_code, holder=holder, fields=fields, number=number,
+                                         status_list_size=services.settings.status_list_size)
+            except NotFound as exc:  # the type exists: the resident named as holder does not
+                raise BadRequest("unknown_holder", str(exc)) from None
+            out = certificate_json(cert)
+    except CertificateError as exc:
+        raise BadRequest("invalid_value", str(exc)) from None
+    return jsonify(out), 201
+
+
+@certs_api.get("/admin/certificates/<cert_id>")
+@require_client("admin")
+def show_certificate(cert_id: str) -> Response:
+    cert_id = _certificate_id(cert_id)
+    with services_of(current_app).db.session() as session:
+        try:
+            cert = get_certificate(session, cert_id)
+        except NotFound as exc:
+            raise BadRequest("not_found", str(exc), 404) from None
+        return jsonify(certificate_json(cert))
+
+
+@certs_api.post("/admin/certificates/<cert_id>/status")
+@require_client("admin")
+def change_status(cert_id: str) -> Response:
+    cert_id = _certificate_id(cert_id)
+    body = _body({"status"})
+    status = body["status"]
+    if not isinstance(status, str) or status not in STATUS_VALUES:
+        raise BadRequest("invalid_body", "'status' must be valid, suspended or revoked")
+    with services_of(current_app).db.session() as session:
+        try:
+            cert = get_certificate(session, cert_id)
+        except NotFound as exc:
+            raise BadRequest("not_found", str(exc), 404) from None
+        if cert.status == "revoked" and status != "revoked":
+            raise BadRequest("conflict", "a revoked certificate is revoked for good; issue a new one", 409)
+        try:
+            cert = set_status(session, cert_id, status)
+        except CertificateError as exc:
+            raise BadRequest("invalid_value", str(exc)) from None
+        return jsonify(certificate_json(cert))
+
+
+# -- residents ---------------------------------------------------------------------------------------
+def _set_frozen(pid: str, frozen: bool) -> Response:
+    with services_of(current_app).db.session() as session:
+        resident = get_resident(session, pid)
+        if resident is None:
+            raise BadRequest("not_found", f"no resident {pid!r}", 404)
+        resident.frozen = frozen
+        return jsonify(id=resident.pid, frozen=resident.frozen)
+
+
+@certs_api.post("/admin/residents/<pid>/freeze")
+@require_client("admin")
+def freeze_resident(pid: str) -> Response:
+    """A lost phone: the resident gets no new identity code, and online checks refuse the ones in circulation."""
+    return _set_frozen(pid, True)
+
+
+@certs_api.post("/admin/residents/<pid>/unfreeze")
+@require_client("admin")
+def unfreeze_resident(pid: str) -> Response:
+    return _set_frozen(pid, False)
+
+
+# -- yes/no checks -----------------------------------------------------------------------------------
+def _subject_from_code(code: str) -> str:
+    """The resident named by a scanned identity code, or the company holding a shown certificate."""
+    services = services_of(current_app)
+    result = services.online.verify(code, None)
+    if not result.accepted:
+        detail = f": {result.detail}" if result.detail else ""
+        raise BadRequest("code_refused", f"{result.reason.value}{detail}")
+    if result.kind == "id" and result.subject is not None:
+        with services.db.session() as session:
+            resident = get_resident(session, result.subject)
+            if resident is None or resident.frozen:
+                reason = "identity frozen" if resident is not None else "no such resident"
+                raise BadRequest("code_refused", f"suspended: {reason}")
+        return result.subject
+    if result.kind == "cert" and result.holder is not None:
+        try:
+            kind = subject_kind(result.holder)
+        except CertificateError:
+            kind = None
+        if kind == "company":
+            return result.holder
+        raise BadRequest("invalid_subject", "a resident is identified by a scanned identity code")
+    raise BadRequest("invalid_subject", f"a {result.kind} code names no one to check")
+
+
+@certs_api.post("/checks")
+@require_client("verifier")
+def yes_no_check() -> Response:
+    body = _body({"type"}, {"code", "subject", "predicate"})
+    type_code = body["type"]
+    predicate = body.get("predicate")
+    if not isinstance(type_code, str) or not type_code:
+        raise BadRequest("invalid_body", "'type' must be a certificate type code")
+    if predicate is not None and (not isinstance(predicate, str) or not predicate):
+        raise BadRequest("invalid_body", "'predicate' must be a string or null")
+    if ("code" in body) == ("subject" in body):
+        raise BadRequest("invalid_body", "send either 'code' (a scanned citycode) or 'subject' (a company's code)")
+    client = g.client
+    # Authorisation first: an unauthorised verifier learns nothing, not even whether the code verifies.
+    if type_code not in client.allowed_types:
+        raise BadRequest("forbidden", f"not allowed to ask about {type_code}", 403)
+    if predicate is not None and predicate not in client.allowed_predicates:
+        raise BadRequest("forbidden", f"not allowed to ask about {predicate}", 403)
+    if "code" in body:
+        code = body["code"]
+        if not isinstance(code, str):
+            raise BadRequest("invalid_body", "'code' must be a string")
+        subject = _subject_from_code(code)
+    else:
+        subject = body["subject"]
+        if not isinstance(subject, str):
+            raise BadRequest("invalid_body", "'subject' must be a string")
+        try:
+            kind = subject_kind(subject)
+        except CertificateError as exc:
+            raise BadRequest("invalid_subject", str(exc)) from None
+        if kind != "company":
+            raise BadRequest("invalid_subject", "a resident is identified only by a scanned identity code")
+    services = services_of(current_app)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        with services.db.session() as session:
+            record = check(session, client, subject=subject, type_code=type_code, predicate=predicate, now=now)
+            receipt_id, answer = record.receipt_id, record.answer
+    except PermissionError as exc:
+        raise BadRequest("forbidden", str(exc), 403) from None
+    except NotFound as exc:
+        raise BadRequest("unknown_type", str(exc)) from None
+    except CertificateError as exc:
+        raise BadRequest("invalid_value", str(exc)) from None
+    signer = services.keyring.signer(CHECKS_OFFICE.id)
+    claims = {"iss": CHECKS_OFFICE.id, "jti": receipt_id, "iat": int(now.timestamp()), "sub": subject,
+              "type": type_code, "predicate": predicate, "answer": answer, "verifier": client.name}
+    receipt = jwt.encode(claims, signer.private_key, algorithm="ES256",
+                         headers={"typ": RECEIPT_TYPE, "kid": b64u_encode(signer.kid)})
+    response = jsonify(answer=answer, receipt_id=receipt_id, receipt=receipt)
+    response.headers["Cache-Control"] = "no-store"
+    return response

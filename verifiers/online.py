@@ -68,10 +68,15 @@ class OnlineVerifier:
             with self._lock:
                 cache = StatusCache()
                 try:
-                    for token in self._status_source():
-                        cache.load(token, self._verifier.trust, at=now)
+                    tokens = list(self._status_source())
                 except Exception as exc:  # fail closed: certificates then get status_unknown
                     log.error("status lists unavailable: %s", exc.__class__.__name__)
+                    tokens = []
+                for token in tokens:
+                    try:
+                        cache.load(token, self._verifier.trust, at=now)
+                    except Exception as exc:  # one bad list spoils only its issuer's certificates
+                        log.error("a status list was refused: %s", exc)
                 self._verifier.status = cache
                 self._status_after = now + self._status_refresh
         return self._verifier
