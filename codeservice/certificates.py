@@ -373,6 +373,11 @@ def check(
                          answer=answer, receipt_id=secrets.token_hex(8), at=moment)
     session.add(record)
     session.flush()
+    from codeservice import accesslog
+
+    accesslog.append(session, actor=f"{client.role}:{client.id}", actor_label=client.name, subject=subject,
+                     action="check", what=[{"type": type_code, "fields": [predicate] if predicate else []}],
+                     purpose=None, outcome="yes" if answer else "no", now=moment)
     return record
 
 

@@ -567,3 +567,17 @@ def test_malformed_or_unusable_checks_get_400_with_a_reason_and_nothing_is_recor
     assert post(client, "/api/v1/checks", {"code": code, "type": "LNYD"}, keys["verifier"]).json["answer"] is True
     assert post(client, "/api/v1/checks", {"code": services.issue_identity_code(adult), "type": "LNYD"},
                 keys["verifier"]).json["answer"] is False
+
+
+def test_every_check_is_in_the_access_log(app):
+    from codeservice import accesslog
+    from codeservice.certificates import add_api_client, check
+    from codeservice.demo import DEMO_COMPANY
+
+    services = app.extensions["citycode"]
+    with services.db.session() as s:
+        client, _ = add_api_client(s, "Food safety inspector", "verifier", ["SPJY"], ["catering"])
+        check(s, client, subject=DEMO_COMPANY, type_code="SPJY", predicate="catering")
+        (entry,) = accesslog.entries_about(s, DEMO_COMPANY)
+        assert entry.action == "check" and entry.outcome == "yes" and entry.actor_label == "Food safety inspector"
+        assert entry.what == [{"type": "SPJY", "fields": ["catering"]}]
