@@ -21,6 +21,8 @@ from sdk.certid import CertificateId, IdentifierError, validate_uscc
 from sdk.claims import subject_from_text
 from sdk.statuslist import INVALID, SUSPENDED
 
+#: Certificates are valid from and until local dates: China Standard Time (UTC+8, no daylight saving).
+CITY_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 FIELD_TYPES = ("text", "date", "int", "bool")
 HOLDER_KINDS = ("resident", "company")
 STATUS_VALUES = {"valid": 0, "revoked": INVALID, "suspended": SUSPENDED}
@@ -181,7 +183,7 @@ def issue_certificate(
     if missing:
         raise CertificateError(f"missing fields for {type_code}: {', '.join(sorted(missing))}")
     values = {name: _coerce(specs[name], raw) for name, raw in fields.items()}
-    today = today or dt.date.today()
+    today = today or dt.datetime.now(CITY_TZ).date()
     start = valid_from or today
     for _ in range(5):
         serial = (session.scalar(select(func.count()).select_from(Certificate)
@@ -272,7 +274,7 @@ def disclosed_values(cert: Certificate, cert_type: CertType, names: Iterable[str
 
 
 def _epoch(day: dt.date, end: bool = False) -> int:
-    moment = dt.datetime.combine(day, dt.time.max if end else dt.time.min, tzinfo=dt.UTC)
+    moment = dt.datetime.combine(day, dt.time.max if end else dt.time.min, tzinfo=CITY_TZ)
     return int(moment.timestamp())
 
 
@@ -284,7 +286,7 @@ def show_code(
         raise CertificateError(f"this certificate is {cert.status}")
     cert_type = session.get(CertType, cert.type_code)
     assert cert_type is not None
-    moment = dt.datetime.now(dt.UTC) if now is None else dt.datetime.fromtimestamp(now, dt.UTC)
+    moment = dt.datetime.now(CITY_TZ) if now is None else dt.datetime.fromtimestamp(now, CITY_TZ)
     values = disclosed_values(cert, cert_type, names, moment.date())
     return issue_show_code(
         keyring.signer(cert.department_id), cert_id=cert.id, type_code=cert.type_code, holder=cert.holder,
@@ -352,7 +354,7 @@ def check(
     fields = {f["name"]: f for f in cert_type.fields}
     if predicate is not None and predicate not in predicates and fields.get(predicate, {}).get("type") != "bool":
         raise CertificateError(f"{predicate} is not a predicate or yes/no field of {type_code}")
-    moment = now or dt.datetime.now(dt.UTC)
+    moment = (now or dt.datetime.now(dt.UTC)).astimezone(CITY_TZ)
     rules = {p["name"]: p for p in cert_type.predicates}
     answer = False
     for cert in session.scalars(select(Certificate).where(

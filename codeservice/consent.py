@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from codeservice import accesslog
-from codeservice.certificates import CertificateError, certificates_of, disclosable, disclosed_values
+from codeservice.certificates import CITY_TZ, CertificateError, certificates_of, disclosable, disclosed_values
 from codeservice.models import AccessLogEntry, ApiClient, Certificate, CertType, ConsentRequest, Office, QueueTicket
 from issuers.keyring import Keyring, Signer
 from issuers.sdjwt import issue_sd_jwt
@@ -273,7 +273,8 @@ def fetch(
         cert_type = session.get(CertType, item["type"])
         if cert is None or cert_type is None or cert.status != "valid":
             continue
-        values = disclosed_values(cert, cert_type, [d["name"] for d in disclosable(cert_type)], moment.date())
+        names = [d["name"] for d in disclosable(cert_type)]
+        values = disclosed_values(cert, cert_type, names, moment.astimezone(CITY_TZ).date())
         plain = {"cert_id": cert.id, "type": cert.type_code, "holder": cert.holder,
                  "valid_from": cert.valid_from.isoformat(), "valid_until": cert.valid_until.isoformat(),
                  "status": {"status_list": {"idx": cert.status_index, "uri": cert.department_id}}}
@@ -296,7 +297,7 @@ def issue_ticket(
         raise ConsentError("forbidden", "this device belongs to no office", 403)
     if service not in office.services:
         raise ConsentError("unknown_service", f"{office.name} has no queue for {service!r}", 400)
-    day = moment.date()
+    day = moment.astimezone(CITY_TZ).date()
     for _ in range(20):
         number = (session.scalar(select(func.max(QueueTicket.number)).where(
             QueueTicket.office_id == office.id, QueueTicket.service == service, QueueTicket.day == day)) or 0) + 1
@@ -325,7 +326,8 @@ def call_next(
     for _ in range(20):
         ticket = session.scalars(select(QueueTicket).where(
             QueueTicket.office_id == clerk.office_id, QueueTicket.service == service,
-            QueueTicket.day == moment.date(), QueueTicket.status == "waiting").order_by(QueueTicket.number)
+            QueueTicket.day == moment.astimezone(CITY_TZ).date(), QueueTicket.status == "waiting")
+            .order_by(QueueTicket.number)
             .limit(1)).first()
         if ticket is None:
             return None

@@ -129,6 +129,14 @@ def parse_certificate(extra: Mapping[Any, Any]) -> CertificateClaims:
     fields = body.get(CERT_FIELDS, {})
     if not isinstance(cert_id, str) or not isinstance(type_code, str):
         raise ClaimsError("certificate id and type must be text")
+    from sdk.certid import CertificateId, IdentifierError
+
+    try:
+        ident = CertificateId.parse(cert_id)
+    except IdentifierError as exc:
+        raise ClaimsError(f"certificate identifier: {exc}") from None
+    if ident.type_code != type_code:
+        raise ClaimsError("certificate identifier names another type")
     if not isinstance(holder, (bytes, str)) or not holder:
         raise ClaimsError("certificate holder must be bytes (resident) or text (company)")
     if type(valid_from) is not int or type(valid_until) is not int or valid_from > valid_until:

@@ -115,19 +115,21 @@ class StatusList:
         if type(iat) is not int or (exp is not None and type(exp) is not int) or (
                 ttl is not None and (type(ttl) is not int or ttl <= 0)):
             raise StatusListError("iat, exp and ttl must be integers")
+        if exp is not None and exp <= iat:
+            raise StatusListError("status list expires before it was issued")
         if iat > now + 300:
             raise StatusListError("status list issued in the future; check the clock")
         if not key.not_before <= iat <= key.not_after:
             raise StatusListError("status list signed outside its key's validity")
         body = claims["status_list"]
-        if not isinstance(body, Mapping) or body.get("bits") not in (1, 2, 4, 8) or not isinstance(
-                body.get("lst"), str):
+        bits = body.get("bits") if isinstance(body, Mapping) else None
+        if type(bits) is not int or bits not in (1, 2, 4, 8) or not isinstance(body.get("lst"), str):
             raise StatusListError("status_list must hold bits (1, 2, 4 or 8) and lst")
         try:
             inflater = zlib.decompressobj()
             data = inflater.decompress(b64u_decode(body["lst"]), MAX_LIST_BYTES)
-            if inflater.unconsumed_tail or not inflater.eof:
-                raise StatusListError("status list too large or truncated")
+            if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+                raise StatusListError("status list too large, truncated or followed by other data")
         except (zlib.error, ValueError) as exc:
             raise StatusListError(f"lst is not base64url ZLIB data: {exc}") from None
         issuer = claims.get("iss", key.issuer)

@@ -284,7 +284,10 @@ def test_code_of_a_kind_the_scene_does_not_take_is_rejected_with_wrong_kind(tmp_
     signer = ring.signer("civil-affairs")
     status = StatusCache()
     status.load(sign_status_list(signer, {}, size=1024, uri="urn:test", ttl=60, validity=3600), trust)
-    code = issue_show_code(signer, cert_id="1.2.156.3005.2.LNYD.X.1.1.0", type_code="LNYD", holder="x" * 18,
+    from sdk.certid import CertificateId
+
+    cert_id = str(CertificateId.build("LNYD", "11370200004512345P", "00000001", 1))
+    code = issue_show_code(signer, cert_id=cert_id, type_code="LNYD", holder="x" * 18,
                            valid_from=T0 - 10, valid_until=T0 + 86400, status_index=5, disclosed={}, lifetime=60)
     verifier = Verifier(trust, status=status)
     assert verifier.verify(code).accepted  # genuine

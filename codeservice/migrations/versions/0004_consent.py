@@ -24,7 +24,9 @@ def upgrade() -> None:
         sa.Column("services", sa.JSON(), nullable=False),
     )
     with op.batch_alter_table("api_clients") as batch:
-        batch.add_column(sa.Column("office_id", sa.String(64), sa.ForeignKey("offices.id", name="fk_api_clients_office")))
+        batch.add_column(
+            sa.Column("office_id", sa.String(64), sa.ForeignKey("offices.id", name="fk_api_clients_office"))
+        )
         batch.add_column(sa.Column("rate_per_minute", sa.Integer(), nullable=False, server_default="60"))
     op.create_table(
         "consent_requests",
