@@ -183,6 +183,8 @@ def issue_certificate(
     if missing:
         raise CertificateError(f"missing fields for {type_code}: {', '.join(sorted(missing))}")
     values = {name: _coerce(specs[name], raw) for name, raw in fields.items()}
+    if number is not None and (not isinstance(number, str) or not 0 < len(number) <= 64):
+        raise CertificateError("certificate number: 1 to 64 characters")
     today = today or dt.datetime.now(CITY_TZ).date()
     start = valid_from or today
     for _ in range(5):

@@ -231,12 +231,17 @@ def _parse_time(value: str | None) -> float | None:
               help="one code per line ('-' for standard input)")
 @click.option("--leeway", type=click.IntRange(0, 600), help="clock leeway in seconds")
 @click.option("--decoder", type=click.Choice(["auto", "zxing", "pyzbar"]), default="auto", show_default=True)
+@click.option("--status", "status_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="a status list file (statuslist+jwt, as 'citycode status export' writes); repeatable. "
+                   "Default: this service's current lists when it verifies with its own keys, else none")
 def verify(
     text: str | None, trust_path: Path | None, anchor_path: Path | None, scene: str | None, at_text: str | None,
     image_path: Path | None, batch_path: str | None, leeway: int | None, decoder: str,
+    status_paths: tuple[Path, ...],
 ) -> None:
     """Verify codes offline, as a gate does, and print one JSON result per code."""
     from sdk import TrustList, TrustListError, Verifier, load_anchor
+    from sdk.statuslist import StatusCache, StatusListError
     from verifiers.scenes import SCENES
 
     sources = [s for s in (text, image_path, batch_path) if s is not None]
@@ -263,7 +268,21 @@ def verify(
             trust_list = TrustList.load(_services().trust_list_token(now=at), anchor, at=at)
     except (TrustListError, OSError) as exc:
         _fail(str(exc), "trust_list_error")
-    verifier = Verifier(trust_list, leeway=settings.leeway if leeway is None else leeway)
+    status_cache = StatusCache()
+    for status_path in status_paths:
+        # Like the trust list, a status file must be valid now, when the gate loads it.
+        try:
+            status_cache.load(status_path.read_bytes(), trust_list)
+        except (StatusListError, OSError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            _fail(f"status list {status_path}: {detail}", "status_list_error")
+    if not status_paths and trust_path is None:
+        from contextlib import suppress
+
+        for token in _services().status_tokens(now=at):
+            with suppress(StatusListError):  # --at before a department's key existed: its codes say status_unknown
+                status_cache.load(token, trust_list, at=at)
+    verifier = Verifier(trust_list, leeway=settings.leeway if leeway is None else leeway, status=status_cache)
 
     results = []
     if image_path is not None:
@@ -287,6 +306,8 @@ def verify(
         _out(result.to_dict())
     sys.exit(0 if all(r.accepted for r in results) else EXIT_REFUSED)
 
+
+from codeservice import cli_certs  # noqa: E402,F401  (registers dept, cert-type, cert, status, apikey, ...)
 
 if __name__ == "__main__":
     main()
