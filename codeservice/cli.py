@@ -307,6 +307,7 @@ def verify(
     sys.exit(0 if all(r.accepted for r in results) else EXIT_REFUSED)
 
 
+import codeservice.cli_consent  # noqa: E402,F401  (registers office, client, audit)
 from codeservice import cli_certs  # noqa: E402,F401  (registers dept, cert-type, cert, status, apikey, ...)
 
 if __name__ == "__main__":

@@ -198,10 +198,13 @@ def decide(
         asked = {i["type"]: set(i["fields"]) for i in request.items}
         held = {c.type_code: c for c in certificates_of(session, resident) if c.status == "valid"}
         for item in approve:
-            if not isinstance(item, Mapping) or item.get("type") not in asked:
+            if not isinstance(item, Mapping) or not isinstance(item.get("type"), str) or item["type"] not in asked:
                 raise ConsentError("invalid_body", "approve only certificate types that were asked for")
+            if any(a["type"] == item["type"] for a in approved):
+                raise ConsentError("invalid_body", f"{item['type']} is approved twice")
             fields = item.get("fields")
-            if not isinstance(fields, list) or not fields or not set(fields) <= asked[item["type"]]:
+            if (not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields)
+                    or not set(fields) <= asked[item["type"]]):
                 raise ConsentError("invalid_body", f"{item['type']}: approve a non-empty subset of the fields asked")
             cert = held.get(item["type"])
             if cert is None:
@@ -251,10 +254,14 @@ def fetch(
         raise refuse("not_approved", f"this request is {request.status}", 409)
     approved = request.approved or []
     if items is not None:
-        wanted = {i.get("type"): set(i.get("fields") or []) for i in items if isinstance(i, Mapping)} \
-            if isinstance(items, list) else None
+        well_formed = isinstance(items, list) and items and all(
+            isinstance(i, Mapping) and isinstance(i.get("type"), str) and isinstance(i.get("fields"), list)
+            and i["fields"] and all(isinstance(f, str) for f in i["fields"]) for i in items)
+        if not well_formed:  # an empty or malformed selection must not use up the one fetch
+            raise ConsentError("invalid_body", "items: a non-empty list of {type, fields}")
+        wanted = {i["type"]: set(i["fields"]) for i in items}
         granted = {i["type"]: set(i["fields"]) for i in approved}
-        if wanted is None or any(t not in granted or not f <= granted[t] for t, f in wanted.items()):
+        if any(t not in granted or not f <= granted[t] for t, f in wanted.items()):
             raise refuse("not_approved", "asked for something the resident did not approve", 403)
         approved = [{**i, "fields": [f for f in i["fields"] if f in wanted[i["type"]]]}
                     for i in approved if i["type"] in wanted]
@@ -347,17 +354,46 @@ _VERBS = {
 }
 
 
-def sentence(entry: AccessLogEntry, type_names: Mapping[str, str]) -> str:
+_REFUSALS = {
+    "already_fetched": "it had been taken once already", "other_clerk": "another clerk had asked for it",
+    "not_approved": "you had not approved it", "window_closed": "the time to take it had passed",
+    "not_found": "there was no such request", "purpose": "that office may not state that purpose",
+    "rate limit": "too many requests",
+}
+
+
+def _why(outcome: str) -> str:
+    reason = outcome.removeprefix("refused").lstrip(": ").strip()
+    if reason.startswith("code "):
+        return "the code shown was not accepted"
+    return _REFUSALS.get(reason, reason.replace("_", " ")) or "refused"
+
+
+def sentence(
+    entry: AccessLogEntry, type_names: Mapping[str, str], field_labels: Mapping[tuple[str, str], str] | None = None,
+) -> str:
     """One entry in plain language, e.g. 'Window 3, Xuzhou service hall took your business licence for
-    a food-licence renewal, 14:02'."""
+    a food-licence renewal, 14:02'. *field_labels* ((type, field) -> label) names fields as people do."""
+    labels = field_labels or {}
+
+    def fields_of(item: Mapping[str, Any]) -> str:
+        return ", ".join(labels.get((item.get("type", ""), f), f) for f in item.get("fields", []))
+
     things = ", ".join(
-        f"your {type_names.get(i.get('type', ''), i.get('type', 'data'))} ({', '.join(i.get('fields', []))})"
+        f"your {type_names.get(i.get('type', ''), i.get('type', 'data'))} ({fields_of(i)})"
         for i in entry.what if isinstance(i, Mapping) and "type" in i) or "your identity"
     when = entry.at[11:16]
     purpose = f" for {entry.purpose}" if entry.purpose else ""
     who = entry.actor_label
-    if entry.action == "fetch" and entry.outcome != "released":
-        return f"{who} tried to take {things}{purpose}; refused ({entry.outcome.removeprefix('refused: ')}), {when}"
+    if entry.action == "fetch":
+        if entry.outcome == "released":
+            return f"{who} took {things}{purpose}, {when}"
+        return f"{who} tried to take {things}{purpose}; refused: {_why(entry.outcome)}, {when}"
+    if entry.action == "request":
+        if entry.outcome == "pending":
+            return f"{who} asked for {things}{purpose}, {when}"
+        if entry.outcome.startswith("refused"):
+            return f"{who} asked for {things}{purpose}; refused: {_why(entry.outcome)}, {when}"
     if entry.action == "approve":
         return f"You let {entry.outcome.removeprefix('approved for ')} take {things}{purpose}, {when}"
     if entry.action == "refuse":
@@ -373,10 +409,12 @@ def sentence(entry: AccessLogEntry, type_names: Mapping[str, str]) -> str:
 
 
 def history(session: Session, subject: str, limit: int = 100) -> list[dict[str, Any]]:
-    names = {t.code: t.name.split(" (")[0].lower() for t in session.scalars(select(CertType))}
+    types = list(session.scalars(select(CertType)))
+    names = {t.code: t.name.split(" (")[0].lower() for t in types}
+    labels = {(t.code, d["name"]): d["label"][:1].lower() + d["label"][1:] for t in types for d in disclosable(t)}
     entries = accesslog.entries_about(session, subject, limit)
     return [{"seq": e.seq, "at": e.at, "action": e.action, "who": e.actor_label, "purpose": e.purpose,
-             "outcome": e.outcome, "text": sentence(e, names)} for e in entries]
+             "outcome": e.outcome, "text": sentence(e, names, labels)} for e in entries]
 
 
 def signer_for_audit(keyring: Keyring) -> Signer:

@@ -1,7 +1,508 @@
-"""The consented pull over HTTP: clerks request and fetch, residents answer, kiosks hand out queue numbers."""
+"""The consented pull over HTTP: clerks request and fetch, residents answer, kiosks hand out queue numbers.
+
+Clerks, devices and auditors authenticate with ``Authorization: Bearer <API key>`` (codeservice/auth.py);
+residents with the session cookie of the resident pages (like ``GET /api/v1/me/code``).
+
+Clerk (``clerk`` key):
+
+* ``POST /consent/requests`` ``{code, purpose, items: [{type, fields}], keep_minutes?}`` -> 201
+  ``{id, status, answer_by}``. ``code`` is the resident's scanned identity code, verified as at a
+  service window; a refused code is 400 ``code_refused`` with the reason.
+* ``GET /consent/requests/<id>`` -> ``{id, status, purpose, items, answer_by, fetch_by, keep_minutes,
+  approved: [{type, fields}]}`` (names only, never values); another clerk's request is 404.
+* ``POST /consent/requests/<id>/fetch`` (body optional: ``{items: [{type, fields}]}``, a subset of what
+  was approved) -> 200 ``{certificates: [{type, cert_id, fields, sd_jwt}]}``, once. Refusals:
+  403 ``other_clerk`` / ``not_approved`` (asked for more than approved), 404 ``not_found``,
+  409 ``already_fetched`` / ``not_approved`` (pending, refused, expired), 410 ``window_closed``,
+  403 ``identity_frozen`` (the resident froze their identity after approving: a lost phone may have approved).
+* ``POST /queue/next`` ``{service}`` -> 200 ``{number, service, office}``, or 204 when nobody waits.
+
+Device (``device`` key): ``POST /queue/tickets`` ``{code, service}`` -> 201 ``{number, service, office,
+office_name, day}``.
+
+Resident (session cookie; 401 without, 403 ``frozen`` for a frozen identity):
+
+* ``GET /me/consent-requests`` -> ``{requests: [...]}``: the pending requests, each with who asks
+  (office, clerk), the purpose, each certificate and field (labels), how long the clerk may keep it.
+* ``POST /me/consent-requests/<id>`` ``{decision: "approve" | "refuse", approve?: [{type, fields}]}``
+  -> the request as described, with ``approved``. ``approve`` omitted approves everything asked.
+* ``GET /me/access-log`` -> ``{entries: [{seq, at, action, who, purpose, outcome, text}]}``: the
+  resident's own access-log entries, newest first, in plain language.
+
+Auditor (``auditor`` key; clerks and devices get 403): ``GET /audit/log?after=SEQ&limit=N`` ->
+``{entries: [...every field, hashes included], next_after}``; ``GET /audit/verify`` -> the chain report
+``{ok, entries, checkpoints, first_bad_seq, problem}``.
+
+Every clerk and device endpoint counts against the client's ``rate_per_minute`` (state store,
+one-minute window); beyond it: 403 ``rate_limited``, and the attempt is in the access log. With the
+state store unreachable: 503 ``state_unavailable``. Every request, decision, fetch and refusal is in
+the access log, committed with (or instead of) the change it records; a signed checkpoint is made
+whenever the log passes a multiple of ``accesslog.CHECKPOINT_EVERY`` entries.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from collections.abc import Callable, Collection
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, current_app, g, jsonify, request, session
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from codeservice import accesslog, consent
+from codeservice.api import BadRequest, _json_object
+from codeservice.app import services_of
+from codeservice.auth import require_client
+from codeservice.consent import ConsentError
+from codeservice.models import AccessLogEntry, ApiClient, AuditCheckpoint, ConsentRequest, Office
+from codeservice.residents import get_resident
+from codeservice.services import Services
+from codeservice.state import StateError
+from issuers.keyring import KeyringError
 
 consent_api = Blueprint("consent_api", __name__, url_prefix="/api/v1")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_CODE_CHARS = 4096
+MAX_ITEMS = 32
+MAX_FIELDS = 64
+AUDIT_PAGE_MAX = 1000
+
+
+@consent_api.errorhandler(BadRequest)
+def _bad_request(exc: BadRequest) -> tuple[Response, int]:
+    return jsonify(error=exc.reason, message=exc.message), exc.status
+
+
+@consent_api.errorhandler(ConsentError)
+def _consent_error(exc: ConsentError) -> tuple[Response, int]:
+    return jsonify(error=exc.reason, message=exc.message), exc.status
+
+
+@consent_api.errorhandler(StateError)
+def _state_error(exc: StateError) -> tuple[Response, int]:
+    return jsonify(error="state_unavailable", message=str(exc)), 503
+
+
+# -- settings ------------------------------------------------------------------------------------
+def _services() -> Services:
+    return services_of(current_app)
+
+
+def _answer_minutes() -> int:
+    """Minutes a resident has to answer; Settings.consent_answer_minutes when it exists."""
+    return int(getattr(_services().settings, "consent_answer_minutes", consent.ANSWER_MINUTES))
+
+
+def _fetch_minutes() -> int:
+    return int(getattr(_services().settings, "consent_fetch_minutes", consent.FETCH_MINUTES))
+
+
+# -- clients and rate limits -----------------------------------------------------------------------
+def _actor(session: Session, client: ApiClient) -> tuple[str, str]:
+    office = session.get(Office, client.office_id) if client.office_id else None
+    return consent.actor_of(client, office)
+
+
+def _rate_limit(client: ApiClient) -> None:
+    services = _services()
+    used = services.state.count(f"rate:{client.id}", 60)  # StateError -> 503
+    if used <= client.rate_per_minute:
+        return
+    with services.db.session() as db:
+        actor, label = _actor(db, client)
+        accesslog.append(db, actor=actor, actor_label=label, office=client.office_id, action="rate_limited",
+                         what=[{"method": request.method, "path": _printable(request.path, 200)}], outcome="refused")
+        _checkpoint_if_due(db)
+    raise BadRequest("rate_limited",
+                     f"more than {client.rate_per_minute} requests a minute from this {client.role}; "
+                     "the attempt was logged; try again in a minute", 403)
+
+
+def _client(role: str, *, limited: bool = True) -> Callable[[F], F]:
+    """``require_client(role)``, then (for clerks and devices) the client's rate limit."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def limited_view(*args: Any, **kwargs: Any) -> Any:
+            if limited:
+                _rate_limit(g.client)
+            return view(*args, **kwargs)
+
+        return require_client(role)(limited_view)  # type: ignore[return-value]
+
+    return decorator
+
+
+def _resident() -> str:
+    pid = session.get("resident")
+    if not isinstance(pid, str) or not pid:
+        raise BadRequest("unauthorised", "sign in first", 401)
+    with _services().db.session() as db:
+        resident = get_resident(db, pid)
+        if resident is None:
+            session.clear()
+            raise BadRequest("unauthorised", "sign in again", 401)
+        if resident.frozen:
+            raise BadRequest("frozen", "this identity is frozen; contact the identity office", 403)
+    return pid
+
+
+# -- request parsing ---------------------------------------------------------------------------
+def _no_nul(value: Any) -> None:
+    """NUL characters cannot be stored in PostgreSQL text: refuse them anywhere in the body."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest("invalid_body", "text must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            _no_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _no_nul(item)
+
+
+def _body(required: Collection[str], optional: Collection[str] = (), *, may_be_empty: bool = False) -> dict[str, Any]:
+    if may_be_empty and not request.get_data(cache=True):
+        return {}
+    body = _json_object()
+    unknown = set(body) - set(required) - set(optional)
+    if unknown:
+        raise BadRequest("invalid_body", f"unknown members: {', '.join(sorted(unknown))}")
+    missing = set(required) - set(body)
+    if missing:
+        raise BadRequest("invalid_body", f"missing members: {', '.join(sorted(missing))}")
+    _no_nul(body)
+    return body
+
+
+def _text(body: dict[str, Any], name: str, max_length: int) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+        raise BadRequest("invalid_body", f"'{name}' must be a string of 1 to {max_length} characters")
+    return value
+
+
+def _items(value: Any, name: str) -> list[dict[str, Any]]:
+    """``[{type, fields: [names]}]``, non-empty, each type once, each field a name."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_ITEMS:
+        raise BadRequest("invalid_body", f"'{name}' must be a list of 1 to {MAX_ITEMS} {{type, fields}} objects")
+    clean: list[dict[str, Any]] = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"type", "fields"}:
+            raise BadRequest("invalid_body", f"each member of '{name}' is an object {{type, fields}}")
+        code, fields = item["type"], item["fields"]
+        if not isinstance(code, str) or not 1 <= len(code) <= 32:
+            raise BadRequest("invalid_body", f"'{name}': type must be a certificate type code")
+        if (not isinstance(fields, list) or not 1 <= len(fields) <= MAX_FIELDS
+                or not all(isinstance(f, str) and 1 <= len(f) <= 64 for f in fields)):
+            raise BadRequest("invalid_body", f"'{name}': {code}: fields must be a non-empty list of field names")
+        if any(c["type"] == code for c in clean):
+            raise BadRequest("invalid_body", f"'{name}': {code} appears twice")
+        clean.append({"type": code, "fields": list(dict.fromkeys(fields))})
+    return clean
+
+
+def _plausible_id(request_id: str) -> bool:
+    """Request ids are 24 hex digits; anything else is answered 404 without asking the database."""
+    return 1 <= len(request_id) <= 32 and request_id.isascii() and request_id.isalnum()
+
+
+def _printable(text: str, limit: int) -> str:
+    """For the log: no control characters (PostgreSQL refuses NUL), bounded length."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
+def _verified_resident(db: Session, code: str) -> tuple[str | None, str | None]:
+    """(pid, None) for a valid identity code of an unfrozen resident, else (pid or None, refusal)."""
+    result = _services().online.verify(code, "service-window")
+    subject = result.subject  # set only when the signature verified
+    if not result.accepted:
+        return subject, result.reason.value + (f": {result.detail}" if result.detail else "")
+    if result.kind != "id" or subject is None:
+        return None, "wrong_kind: not an identity code"
+    resident = get_resident(db, subject)
+    if resident is None:
+        return subject, "suspended: no such resident"
+    if resident.frozen:
+        return subject, "suspended: identity frozen"
+    return subject, None
+
+
+def _log_refusal(db: Session, client: ApiClient, *, action: str, reason: str, subject: str | None = None,
+                 purpose: str | None = None, what: list[Any] | None = None) -> None:
+    actor, label = _actor(db, client)
+    accesslog.append(db, actor=actor, actor_label=label, office=client.office_id, subject=subject, action=action,
+                     what=what or [], purpose=purpose[:300] if purpose else None, outcome=f"refused: {reason}"[:64])
+
+
+def _checkpoint_if_due(db: Session) -> None:
+    """Sign a checkpoint at the newest multiple of CHECKPOINT_EVERY when none is there yet."""
+    head = db.scalar(select(func.max(AccessLogEntry.seq)))
+    if not head:
+        return
+    due = head - head % accesslog.CHECKPOINT_EVERY
+    if due == 0 or db.get(AuditCheckpoint, due) is not None:
+        return
+    entry = db.get(AccessLogEntry, due)
+    if entry is None:
+        return
+    try:
+        signer = consent.signer_for_audit(_services().keyring)
+    except KeyringError:
+        return  # a home made before the audit key existed: 'citycode init' adds it
+    try:
+        with db.begin_nested():
+            accesslog.checkpoint(db, signer, due, entry.hash)
+    except IntegrityError:
+        pass  # another worker signed it a moment ago
+
+
+def _created(data: dict[str, Any], location: str | None = None) -> tuple[Response, int]:
+    response = jsonify(data)
+    if location:
+        response.headers["Location"] = location
+    return response, 201
+
+
+# -- the clerk -----------------------------------------------------------------------------------
+@consent_api.post("/consent/requests")
+@_client("clerk")
+def create_request() -> tuple[Response, int]:
+    clerk: ApiClient = g.client
+    body = _body({"code", "purpose", "items"}, {"keep_minutes"})
+    code = _text(body, "code", MAX_CODE_CHARS)
+    purpose = _text(body, "purpose", 300)
+    items = _items(body["items"], "items")
+    keep_minutes = body.get("keep_minutes", 30)
+    if type(keep_minutes) is not int or not 1 <= keep_minutes <= 7 * 24 * 60:
+        raise BadRequest("invalid_body", "'keep_minutes' must be a whole number from 1 to 10080")
+    error: Exception | None = None
+    out: dict[str, Any] = {}
+    with _services().db.session() as db:
+        subject, refusal = _verified_resident(db, code)
+        if refusal is not None:
+            _log_refusal(db, clerk, action="request", reason=f"code {refusal}", subject=subject, purpose=purpose,
+                         what=items)
+            error = BadRequest("code_refused", f"the identity code was refused: {refusal}")
+        else:
+            assert subject is not None
+            try:
+                made = consent.create_request(db, clerk, resident=subject, purpose=purpose, items=items,
+                                              keep_minutes=keep_minutes, answer_minutes=_answer_minutes())
+                out = {"id": made.id, "status": made.status, "answer_by": consent._aware(made.answer_by).isoformat()}
+            except ConsentError as exc:
+                if exc.reason != "purpose_not_allowed":  # create_request logged that one itself
+                    _log_refusal(db, clerk, action="request", reason=exc.reason, subject=subject, purpose=purpose,
+                                 what=items)
+                error = exc
+        _checkpoint_if_due(db)
+    if error is not None:
+        raise error  # after the commit: the refusal stays in the log
+    return _created(out, f"/api/v1/consent/requests/{out['id']}")
+
+
+def _clerk_view(db: Session, made: ConsentRequest) -> dict[str, Any]:
+    return {
+        "id": made.id, "status": made.status, "purpose": made.purpose,
+        "items": [{"type": i["type"], "fields": list(i["fields"])} for i in made.items],
+        "answer_by": consent._aware(made.answer_by).isoformat(),
+        "fetch_by": consent._aware(made.fetch_by).isoformat() if made.fetch_by else None,
+        "keep_minutes": made.keep_minutes,
+        "approved": [{"type": i["type"], "fields": list(i["fields"])} for i in made.approved or []],
+    }
+
+
+@consent_api.get("/consent/requests/<request_id>")
+@_client("clerk")
+def show_request(request_id: str) -> Response:
+    clerk: ApiClient = g.client
+    with _services().db.session() as db:
+        made = db.get(ConsentRequest, request_id) if _plausible_id(request_id) else None
+        if made is None or made.clerk_id != clerk.id:
+            raise BadRequest("not_found", "no such request", 404)
+        if made.status == "pending" and consent.expire_overdue(db, resident=made.resident):
+            db.refresh(made)
+        out = _clerk_view(db, made)
+        _checkpoint_if_due(db)
+    response = jsonify(out)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@consent_api.post("/consent/requests/<request_id>/fetch")
+@_client("clerk")
+def fetch_request(request_id: str) -> Response:
+    clerk: ApiClient = g.client
+    body = _body((), {"items"}, may_be_empty=True)
+    items = _items(body["items"], "items") if body.get("items") is not None else None
+    services = _services()
+    error: ConsentError | None = None
+    released: list[dict[str, Any]] = []
+    with services.db.session() as db:
+        try:
+            if not _plausible_id(request_id):
+                raise ConsentError("not_found", "no such request", 404)
+            made = db.get(ConsentRequest, request_id)
+            if made is not None and made.clerk_id == clerk.id and made.status == "approved":
+                resident = get_resident(db, made.resident)
+                if resident is None or resident.frozen:  # a lost phone may have given that approval
+                    _log_refusal(db, clerk, action="fetch", reason="identity_frozen", subject=made.resident,
+                                 purpose=made.purpose, what=made.approved)
+                    raise ConsentError("identity_frozen", "the resident's identity is frozen; nothing is released",
+                                       403)
+            released = consent.fetch(db, services.keyring, clerk, request_id, items=items)
+        except ConsentError as exc:
+            if exc.reason == "not_found":  # fetch() logs every other refusal itself (and we, a frozen identity)
+                _log_refusal(db, clerk, action="fetch", reason="not_found",
+                             what=[{"request": _printable(request_id, 64)}])
+            error = exc
+        _checkpoint_if_due(db)
+    if error is not None:
+        raise error  # after the commit: the refusal stays in the log
+    response = jsonify(certificates=released)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- queue tickets (取号) ---------------------------------------------------------------------------
+@consent_api.post("/queue/tickets")
+@_client("device")
+def issue_ticket() -> tuple[Response, int]:
+    device: ApiClient = g.client
+    body = _body({"code", "service"})
+    code = _text(body, "code", MAX_CODE_CHARS)
+    service = _text(body, "service", 64)
+    error: Exception | None = None
+    out: dict[str, Any] = {}
+    with _services().db.session() as db:
+        subject, refusal = _verified_resident(db, code)
+        if refusal is not None:
+            _log_refusal(db, device, action="ticket", reason=f"code {refusal}", subject=subject,
+                         purpose="queue number", what=[{"service": service}])
+            error = BadRequest("code_refused", f"the identity code was refused: {refusal}")
+        else:
+            assert subject is not None
+            try:
+                ticket = consent.issue_ticket(db, device, subject, service)
+                office = db.get(Office, ticket.office_id)
+                out = {"number": ticket.number, "service": ticket.service, "office": ticket.office_id,
+                       "office_name": office.name if office else ticket.office_id, "day": ticket.day.isoformat()}
+            except ConsentError as exc:
+                error = exc
+        _checkpoint_if_due(db)
+    if error is not None:
+        raise error
+    return _created(out)
+
+
+@consent_api.post("/queue/next")
+@_client("clerk")
+def call_next() -> Response | tuple[str, int]:
+    clerk: ApiClient = g.client
+    body = _body({"service"})
+    service = _text(body, "service", 64)
+    with _services().db.session() as db:
+        ticket = consent.call_next(db, clerk, service)
+        out = {"number": ticket.number, "service": ticket.service, "office": ticket.office_id} if ticket else None
+    if out is None:
+        return "", 204
+    return jsonify(out)
+
+
+# -- the resident ----------------------------------------------------------------------------------
+@consent_api.get("/me/consent-requests")
+def my_requests() -> Response:
+    pid = _resident()
+    with _services().db.session() as db:
+        out = [consent.describe_request(db, r) for r in consent.pending_for(db, pid)]
+        _checkpoint_if_due(db)
+    response = jsonify(requests=out)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@consent_api.post("/me/consent-requests/<request_id>")
+def answer_request(request_id: str) -> Response:
+    pid = _resident()
+    body = _body({"decision"}, {"approve"})
+    decision = body["decision"]
+    if decision not in ("approve", "refuse"):
+        raise BadRequest("invalid_body", "'decision' must be \"approve\" or \"refuse\"")
+    if decision == "refuse" and body.get("approve") is not None:
+        raise BadRequest("invalid_body", "a refusal approves nothing: leave out 'approve'")
+    approve = _items(body["approve"], "approve") if body.get("approve") is not None else None
+    with _services().db.session() as db:
+        made = db.get(ConsentRequest, request_id) if _plausible_id(request_id) else None
+        if made is None or made.resident != pid:
+            raise BadRequest("not_found", "no such request", 404)
+        if decision == "approve" and approve is None:
+            approve = [{"type": i["type"], "fields": list(i["fields"])} for i in made.items]
+        error: ConsentError | None = None
+        out: dict[str, Any] = {}
+        try:
+            answered = consent.decide(db, pid, request_id, approve=approve if decision == "approve" else None,
+                                      fetch_minutes=_fetch_minutes())
+            out = consent.describe_request(db, answered)
+            out["approved"] = [{"type": i["type"], "fields": list(i["fields"])} for i in answered.approved or []]
+            out["fetch_by"] = consent._aware(answered.fetch_by).isoformat() if answered.fetch_by else None
+        except ConsentError as exc:
+            error = exc  # an expiry found on the way is still committed
+        _checkpoint_if_due(db)
+    if error is not None:
+        raise error
+    return jsonify(out)
+
+
+@consent_api.get("/me/access-log")
+def my_access_log() -> Response:
+    pid = _resident()
+    limit = _int_arg("limit", 100, 1, 500)
+    with _services().db.session() as db:
+        entries = consent.history(db, pid, limit=limit)
+    response = jsonify(entries=entries)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- the auditor -----------------------------------------------------------------------------------
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or not low <= int(raw) <= high:
+        raise BadRequest("invalid_query", f"'{name}' must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def _entry_json(entry: AccessLogEntry) -> dict[str, Any]:
+    return {"seq": entry.seq, "at": entry.at, "actor": entry.actor, "actor_label": entry.actor_label,
+            "office": entry.office, "subject": entry.subject, "action": entry.action, "what": entry.what,
+            "purpose": entry.purpose, "outcome": entry.outcome, "prev_hash": entry.prev_hash, "hash": entry.hash}
+
+
+@consent_api.get("/audit/log")
+@_client("auditor", limited=False)
+def audit_log() -> Response:
+    after = _int_arg("after", 0, 0, 2**62)
+    limit = _int_arg("limit", 100, 1, AUDIT_PAGE_MAX)
+    with _services().db.session() as db:
+        rows = list(db.scalars(select(AccessLogEntry).where(AccessLogEntry.seq > after)
+                               .order_by(AccessLogEntry.seq).limit(limit)))
+        entries = [_entry_json(e) for e in rows]
+    response = jsonify(entries=entries, next_after=entries[-1]["seq"] if len(entries) == limit else None)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@consent_api.get("/audit/verify")
+@_client("auditor", limited=False)
+def audit_verify() -> Response:
+    services = _services()
+    with services.db.session() as db:
+        report = accesslog.verify_chain(db, services.audit_key)
+    return jsonify(report.to_dict())

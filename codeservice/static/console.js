@@ -1,0 +1,203 @@
+// The clerk's console: keep a scanner's Enter from sending half a request, follow the request's status,
+// and receive the approved certificates once (JSON post carrying the page's CSRF token in a header).
+(function () {
+  "use strict";
+  var root = document.getElementById("console");
+  if (!root) return;
+  var csrf = root.dataset.csrf;
+
+  // A scanner types the code and presses Enter: send only once a purpose and a field are chosen.
+  var form = document.getElementById("request-form");
+  var scan = document.getElementById("scan");
+  var purpose = document.getElementById("purpose");
+  if (form && scan && purpose) {
+    scan.addEventListener("keydown", function (event) {
+      if (event.key !== "Enter") return;
+      var ticked = form.querySelector("input[name=fields]:checked");
+      if (!purpose.value) { event.preventDefault(); purpose.focus(); }
+      else if (!ticked) {
+        event.preventDefault();
+        var first = form.querySelector("input[name=fields]");
+        if (first) first.focus();
+      }
+    });
+  }
+
+  var panel = document.getElementById("progress");
+  if (!panel || !panel.dataset.requestId) return;
+  var statusLine = document.getElementById("request-status");
+  var approvedBox = document.getElementById("approved");
+  var button = document.getElementById("receive-button");
+  var errorBox = document.getElementById("receive-error");
+  var received = document.getElementById("received");
+  var timer = null;
+  var done = false;
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function clock(iso) {
+    if (!iso) return "";
+    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function describe(items) {
+    return items.map(function (i) {
+      return i.type_name + ": " + i.fields.map(function (f) { return f.label; }).join(", ");
+    });
+  }
+
+  function setStatus(state, text) {
+    statusLine.dataset.status = state;
+    statusLine.className = "request-status status-" + state;
+    statusLine.textContent = text;
+  }
+
+  function showApproved(data) {
+    approvedBox.textContent = "";
+    if (!data.approved) { approvedBox.hidden = true; return; }
+    approvedBox.appendChild(el("p", "label", "The resident approved:"));
+    var list = el("ul");
+    describe(data.approved).forEach(function (line) { list.appendChild(el("li", "", line)); });
+    approvedBox.appendChild(list);
+    approvedBox.hidden = false;
+  }
+
+  function render(data) {
+    showApproved(data);
+    button.hidden = !data.can_receive;
+    switch (data.status) {
+      case "pending":
+        setStatus("pending", "Waiting for the resident to answer on their phone (until " + clock(data.answer_by) + ")…");
+        return true;
+      case "approved":
+        if (data.can_receive) {
+          setStatus("approved", "Approved. Receive it before " + clock(data.fetch_by) + "; it can be received once.");
+          button.focus();
+          return true;
+        }
+        setStatus("closed", "Approved, but the time to receive it has passed.");
+        return false;
+      case "refused":
+        setStatus("refused", "The resident refused. Nothing was shared.");
+        return false;
+      case "expired":
+        setStatus("expired", "The request expired unanswered.");
+        return false;
+      case "fetched":
+        setStatus("fetched", "Received already; it cannot be received again.");
+        return false;
+      default:
+        setStatus(data.status, data.status);
+        return false;
+    }
+  }
+
+  function schedule(seconds) {
+    clearTimeout(timer);
+    timer = setTimeout(poll, seconds * 1000);
+  }
+
+  function poll() {
+    if (done) return;
+    fetch(panel.dataset.statusUrl, { credentials: "same-origin", cache: "no-store",
+                                     headers: { "Accept": "application/json" } })
+      .then(function (response) {
+        if (response.status === 401) { window.location = "/console/signin"; throw new Error("signed out"); }
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (data) {
+        if (done) return;
+        // Keep polling while approved too: the window to receive closes by itself.
+        if (render(data)) schedule(data.status === "approved" ? 5 : 1.5);
+      })
+      .catch(function () {
+        if (done) return;
+        setStatus("offline", "No connection — retrying…");
+        schedule(3);
+      });
+  }
+
+  function showReceived(items) {
+    received.textContent = "";
+    items.forEach(function (item) {
+      var card = el("article", "received-cert" + (item.verified ? " verified" : " unverified"));
+      card.dataset.type = item.type;
+      var head = el("header");
+      head.appendChild(el("h3", "", item.type_name));
+      head.appendChild(el("span", "badge " + (item.verified ? "badge-ok" : "badge-bad"),
+                          item.verified ? "verified ✓" : "not verified ✗"));
+      card.appendChild(head);
+      if (!item.verified) {
+        card.appendChild(el("p", "error", "Do not use: " + (item.problem || "the signature did not verify") + "."));
+        received.appendChild(card);
+        return;
+      }
+      card.appendChild(el("p", "issuer", "Signed by " + item.issuer_name));
+      var list = el("dl", "received-fields");
+      item.fields.forEach(function (f) {
+        var dt = el("dt", "", f.label);
+        var dd = el("dd", "", f.text);
+        dd.dataset.field = f.name;
+        list.appendChild(dt);
+        list.appendChild(dd);
+      });
+      card.appendChild(list);
+      card.appendChild(el("p", "hint", "Keep until " + clock(item.keep_until) + ", then delete it."));
+      var details = el("details", "sd-jwt");
+      details.appendChild(el("summary", "", "Signed certificate (SD-JWT) for your records system"));
+      var text = el("textarea");
+      text.readOnly = true;
+      text.rows = 4;
+      text.value = item.sd_jwt;
+      details.appendChild(text);
+      card.appendChild(details);
+      received.appendChild(card);
+    });
+    received.hidden = false;
+  }
+
+  button.addEventListener("click", function () {
+    button.disabled = true;
+    errorBox.hidden = true;
+    fetch(panel.dataset.receiveUrl, {
+      method: "POST", credentials: "same-origin", cache: "no-store",
+      headers: { "Accept": "application/json", "X-CSRF-Token": csrf }
+    })
+      .then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          return { ok: response.ok, status: response.status, data: data };
+        });
+      })
+      .then(function (answer) {
+        if (!answer.ok) {
+          errorBox.textContent = "Not received: " + (answer.data.message || "HTTP " + answer.status) + ".";
+          errorBox.hidden = false;
+          if (answer.status >= 500) { button.disabled = false; return; }
+          button.hidden = true;
+          done = false;
+          poll();
+          return;
+        }
+        done = true;
+        clearTimeout(timer);
+        button.hidden = true;
+        setStatus("received", "Received. Only what the resident approved is shown below.");
+        showReceived(answer.data.received || []);
+        var next = document.getElementById("next-link");
+        if (next) next.focus();
+      })
+      .catch(function () {
+        errorBox.textContent = "No connection; try again.";
+        errorBox.hidden = false;
+        button.disabled = false;
+      });
+  });
+
+  poll();
+})();
