@@ -74,8 +74,8 @@ def append(
                 session.flush()
         except IntegrityError:
             continue  # another writer took this seq: read the new head and try again
-        if signer is not None and seq % CHECKPOINT_EVERY == 0:
-            checkpoint(session, signer, seq, entry.hash)
+        if signer is not None:
+            checkpoint_if_due(session, signer)
         return entry
     raise RuntimeError("access log is too busy; try again")
 
@@ -88,6 +88,25 @@ def checkpoint(session: Session, signer: Signer, seq: int, chain_hash: str) -> A
     session.merge(mark)
     session.flush()
     return mark
+
+
+def checkpoint_if_due(session: Session, signer: Signer) -> AuditCheckpoint | None:
+    """Sign the checkpoint at the newest multiple of ``CHECKPOINT_EVERY`` if nobody has yet.
+
+    Called after writes; several workers may race, and the primary key lets one win.
+    """
+    head = session.scalar(select(func.max(AccessLogEntry.seq)))
+    due = (head or 0) - (head or 0) % CHECKPOINT_EVERY
+    if due == 0 or session.get(AuditCheckpoint, due) is not None:
+        return None
+    entry = session.get(AccessLogEntry, due)
+    if entry is None:
+        return None
+    try:
+        with session.begin_nested():
+            return checkpoint(session, signer, due, entry.hash)
+    except IntegrityError:
+        return None  # another worker signed it a moment ago
 
 
 def checkpoint_head(session: Session, signer: Signer) -> AuditCheckpoint | None:

@@ -351,6 +351,7 @@ def yes_no_check() -> Response:
         with services.db.session() as session:
             record = check(session, client, subject=subject, type_code=type_code, predicate=predicate, now=now)
             receipt_id, answer = record.receipt_id, record.answer
+            services.checkpoint_if_due(session)
     except PermissionError as exc:
         raise BadRequest("forbidden", str(exc), 403) from None
     except NotFound as exc:

@@ -47,8 +47,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, session
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from codeservice import accesslog, consent
@@ -56,11 +55,10 @@ from codeservice.api import BadRequest, _json_object
 from codeservice.app import services_of
 from codeservice.auth import require_client
 from codeservice.consent import ConsentError
-from codeservice.models import AccessLogEntry, ApiClient, AuditCheckpoint, ConsentRequest, Office
+from codeservice.models import AccessLogEntry, ApiClient, ConsentRequest, Office
 from codeservice.residents import get_resident
 from codeservice.services import Services
 from codeservice.state import StateError
-from issuers.keyring import KeyringError
 
 consent_api = Blueprint("consent_api", __name__, url_prefix="/api/v1")
 
@@ -116,7 +114,7 @@ def _rate_limit(client: ApiClient) -> None:
         actor, label = _actor(db, client)
         accesslog.append(db, actor=actor, actor_label=label, office=client.office_id, action="rate_limited",
                          what=[{"method": request.method, "path": _printable(request.path, 200)}], outcome="refused")
-        _checkpoint_if_due(db)
+        _services().checkpoint_if_due(db)
     raise BadRequest("rate_limited",
                      f"more than {client.rate_per_minute} requests a minute from this {client.role}; "
                      "the attempt was logged; try again in a minute", 403)
@@ -240,28 +238,6 @@ def _log_refusal(db: Session, client: ApiClient, *, action: str, reason: str, su
                      what=what or [], purpose=purpose[:300] if purpose else None, outcome=f"refused: {reason}"[:64])
 
 
-def _checkpoint_if_due(db: Session) -> None:
-    """Sign a checkpoint at the newest multiple of CHECKPOINT_EVERY when none is there yet."""
-    head = db.scalar(select(func.max(AccessLogEntry.seq)))
-    if not head:
-        return
-    due = head - head % accesslog.CHECKPOINT_EVERY
-    if due == 0 or db.get(AuditCheckpoint, due) is not None:
-        return
-    entry = db.get(AccessLogEntry, due)
-    if entry is None:
-        return
-    try:
-        signer = consent.signer_for_audit(_services().keyring)
-    except KeyringError:
-        return  # a home made before the audit key existed: 'citycode init' adds it
-    try:
-        with db.begin_nested():
-            accesslog.checkpoint(db, signer, due, entry.hash)
-    except IntegrityError:
-        pass  # another worker signed it a moment ago
-
-
 def _created(data: dict[str, Any], location: str | None = None) -> tuple[Response, int]:
     response = jsonify(data)
     if location:
@@ -300,7 +276,7 @@ def create_request() -> tuple[Response, int]:
                     _log_refusal(db, clerk, action="request", reason=exc.reason, subject=subject, purpose=purpose,
                                  what=items)
                 error = exc
-        _checkpoint_if_due(db)
+        _services().checkpoint_if_due(db)
     if error is not None:
         raise error  # after the commit: the refusal stays in the log
     return _created(out, f"/api/v1/consent/requests/{out['id']}")
@@ -328,7 +304,7 @@ def show_request(request_id: str) -> Response:
         if made.status == "pending" and consent.expire_overdue(db, resident=made.resident):
             db.refresh(made)
         out = _clerk_view(db, made)
-        _checkpoint_if_due(db)
+        _services().checkpoint_if_due(db)
     response = jsonify(out)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -361,7 +337,7 @@ def fetch_request(request_id: str) -> Response:
                 _log_refusal(db, clerk, action="fetch", reason="not_found",
                              what=[{"request": _printable(request_id, 64)}])
             error = exc
-        _checkpoint_if_due(db)
+        _services().checkpoint_if_due(db)
     if error is not None:
         raise error  # after the commit: the refusal stays in the log
     response = jsonify(certificates=released)
@@ -394,7 +370,7 @@ def issue_ticket() -> tuple[Response, int]:
                        "office_name": office.name if office else ticket.office_id, "day": ticket.day.isoformat()}
             except ConsentError as exc:
                 error = exc
-        _checkpoint_if_due(db)
+        _services().checkpoint_if_due(db)
     if error is not None:
         raise error
     return _created(out)
@@ -420,7 +396,7 @@ def my_requests() -> Response:
     pid = _resident()
     with _services().db.session() as db:
         out = [consent.describe_request(db, r) for r in consent.pending_for(db, pid)]
-        _checkpoint_if_due(db)
+        _services().checkpoint_if_due(db)
     response = jsonify(requests=out)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -452,7 +428,7 @@ def answer_request(request_id: str) -> Response:
             out["fetch_by"] = consent._aware(answered.fetch_by).isoformat() if answered.fetch_by else None
         except ConsentError as exc:
             error = exc  # an expiry found on the way is still committed
-        _checkpoint_if_due(db)
+        _services().checkpoint_if_due(db)
     if error is not None:
         raise error
     return jsonify(out)

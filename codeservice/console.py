@@ -33,8 +33,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, session, url_for
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as WResponse
 
@@ -42,12 +41,11 @@ from codeservice import accesslog, consent
 from codeservice.app import services_of
 from codeservice.certificates import client_by_key, disclosable
 from codeservice.consent import ConsentError
-from codeservice.models import AccessLogEntry, ApiClient, AuditCheckpoint, CertType, ConsentRequest, Department, Office
+from codeservice.models import ApiClient, CertType, ConsentRequest, Department, Office
 from codeservice.residents import get_resident
 from codeservice.services import Services
 from codeservice.state import StateError
 from codeservice.web import login_required
-from issuers.keyring import KeyringError
 from issuers.trustlist import current_trust_list
 from sdk.reasons import DESCRIPTIONS, Reason
 from sdk.sdjwt import SdJwtError, verify_sd_jwt
@@ -293,29 +291,6 @@ def _log_refusal(db: Session, clerk: ApiClient, *, action: str, reason: str, sub
                      what=what or [], purpose=purpose[:300] if purpose else None, outcome=f"refused: {reason}"[:64])
 
 
-def _checkpoint_if_due(services: Services, db: Session) -> None:
-    """Sign the access log's checkpoint at the newest multiple of CHECKPOINT_EVERY when none is there yet
-    (the JSON API does the same after its writes)."""
-    head = db.scalar(select(func.max(AccessLogEntry.seq)))
-    if not head:
-        return
-    due = head - head % accesslog.CHECKPOINT_EVERY
-    if due == 0 or db.get(AuditCheckpoint, due) is not None:
-        return
-    entry = db.get(AccessLogEntry, due)
-    if entry is None:
-        return
-    try:
-        signer = consent.signer_for_audit(services.keyring)
-    except KeyringError:
-        return  # a home made before the audit key existed: 'citycode init' adds it
-    try:
-        with db.begin_nested():
-            accesslog.checkpoint(db, signer, due, entry.hash)
-    except IntegrityError:
-        pass  # another worker signed it a moment ago
-
-
 def _within_rate(services: Services, clerk: ApiClient) -> None:
     """The clerk's allowance a minute, shared with the JSON API (same counter); the refused attempt is logged.
 
@@ -332,7 +307,7 @@ def _within_rate(services: Services, clerk: ApiClient) -> None:
         actor, label = consent.actor_of(clerk, office)
         accesslog.append(db, actor=actor, actor_label=label, office=clerk.office_id, action="rate_limited",
                          what=[{"method": request.method, "path": request.path[:200]}], outcome="refused")
-        _checkpoint_if_due(services, db)
+        services.checkpoint_if_due(db)
     raise ConsentError("rate_limited", f"More than {clerk.rate_per_minute} requests a minute: the attempt was "
                                        "logged; wait a minute and try again.", 403)
 
@@ -395,7 +370,7 @@ def send_request() -> WResponse:
                         _log_refusal(db, clerk, action="request", reason=exc.reason, subject=subject,
                                      purpose=purpose, what=items)
                     error = exc
-            _checkpoint_if_due(services, db)
+            services.checkpoint_if_due(db)
         if error is not None:
             # Inside the transaction, which commits: the logged refusal is kept.
             return _render_console(db, clerk, error=error.message, status=error.status, form=form)
@@ -501,9 +476,9 @@ def receive(request_id: str) -> WResponse:
         except ConsentError as exc:  # caught inside the transaction: the refusal stays logged
             if exc.reason == "not_found":  # fetch() logs every other refusal itself
                 _log_refusal(db, clerk, action="fetch", reason="not_found", what=[{"request": request_id[:64]}])
-            _checkpoint_if_due(services, db)
+            services.checkpoint_if_due(db)
             return _json_error(exc.status, exc.reason, exc.message)
-        _checkpoint_if_due(services, db)
+        services.checkpoint_if_due(db)
         received = _verified(db, services, released)
     return _no_store(jsonify(id=request_id, status="fetched", received=received))
 

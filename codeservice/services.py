@@ -106,6 +106,17 @@ class Services:
                     (self.keyring.path / f"{entry['kid']}.pub.pem").read_bytes())
         return None
 
+    def checkpoint_if_due(self, session: Session) -> None:
+        """After writing to the access log: sign its checkpoint when one is due."""
+        from codeservice.accesslog import checkpoint_if_due
+        from issuers.keyring import KeyringError
+
+        try:
+            signer = self.keyring.signer(AUDIT_OFFICE.id)
+        except KeyringError:
+            return  # a data directory made before the audit key existed: 'citycode init' adds it
+        checkpoint_if_due(session, signer)
+
     def secret_key(self) -> str:
         return (self.settings.home / "secret_key").read_text().strip()
 
