@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import time
 from pathlib import Path
-from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, session
+from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
 from codeservice.app import services_of
+from codeservice.jsonapi import BadRequest, json_object, signed_in_resident
 from codeservice.residents import get_resident
 from issuers import render
 from sdk import Reason
@@ -23,38 +22,9 @@ api = Blueprint("api", __name__, url_prefix="/api/v1")
 OPENAPI = Path(__file__).parent / "openapi.json"
 
 
-class BadRequest(Exception):
-    def __init__(self, reason: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.status = status
-
-
-@api.errorhandler(BadRequest)
-def _bad_request(exc: BadRequest) -> tuple[Response, int]:
-    return jsonify(error=exc.reason, message=exc.message), exc.status
-
-
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _json_object() -> dict[str, Any]:
-    if not request.is_json:
-        raise BadRequest("unsupported_media_type", "send a JSON body with Content-Type: application/json", 415)
-    try:
-        body = json.loads(request.get_data(cache=False), parse_constant=_no_constants)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("invalid_json", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("invalid_body", "the body must be a JSON object")
-    return body
-
-
 @api.post("/verify")
 def verify() -> tuple[Response, int]:
-    body = _json_object()
+    body = json_object()
     unknown = set(body) - {"code", "scene"}
     if unknown:
         raise BadRequest("invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
@@ -118,16 +88,8 @@ def trust_anchor() -> Response:
 @api.get("/me/code")
 def my_code() -> tuple[Response, int]:
     services = services_of(current_app)
-    pid = session.get("resident")
-    if not pid:
-        raise BadRequest("unauthorised", "sign in first", 401)
     with services.db.session() as db:
-        resident = get_resident(db, pid)
-        if resident is None:
-            session.clear()
-            raise BadRequest("unauthorised", "sign in again", 401)
-        if resident.frozen:
-            raise BadRequest("frozen", "this identity is frozen; contact the identity office", 403)
+        pid = signed_in_resident(db)
     now = time.time()
     code = services.issue_identity_code(pid, now=now)
     lifetime = services.settings.code_lifetime

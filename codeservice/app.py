@@ -52,6 +52,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(console)
     app.register_blueprint(web)
 
+    from codeservice.jsonapi import BadRequest
+
+    @app.errorhandler(BadRequest)
+    def _refusal(exc: BadRequest):  # type: ignore[no-untyped-def]
+        response = jsonify(error=exc.reason, message=exc.message)
+        response.status_code = exc.status
+        return response
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         if request.path.startswith("/api/"):

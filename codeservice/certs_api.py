@@ -19,7 +19,6 @@ the service.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
 from typing import Any
 
 import jwt
@@ -27,7 +26,6 @@ from flask import Blueprint, Response, current_app, g, jsonify
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from codeservice.api import BadRequest, _json_object
 from codeservice.app import services_of
 from codeservice.auth import require_client
 from codeservice.certificates import (
@@ -42,6 +40,7 @@ from codeservice.certificates import (
     set_status,
     subject_kind,
 )
+from codeservice.jsonapi import BadRequest, json_body, text
 from codeservice.models import Certificate, CertType, Department
 from codeservice.residents import get_resident
 from codeservice.services import CHECKS_OFFICE
@@ -53,45 +52,11 @@ certs_api = Blueprint("certs_api", __name__, url_prefix="/api/v1")
 RECEIPT_TYPE = "checkreceipt+jwt"
 
 
-@certs_api.errorhandler(BadRequest)
-def _bad_request(exc: BadRequest) -> tuple[Response, int]:
-    return jsonify(error=exc.reason, message=exc.message), exc.status
-
-
 # -- request parsing ---------------------------------------------------------------------------
-def _body(required: Collection[str], optional: Collection[str] = ()) -> dict[str, Any]:
-    body = _json_object()
-    unknown = set(body) - set(required) - set(optional)
-    if unknown:
-        raise BadRequest("invalid_body", f"unknown members: {', '.join(sorted(unknown))}")
-    missing = set(required) - set(body)
-    if missing:
-        raise BadRequest("invalid_body", f"missing members: {', '.join(sorted(missing))}")
-    _no_nul(body)
-    return body
-
-
-def _no_nul(value: Any) -> None:
-    """NUL characters cannot be stored in PostgreSQL text: refuse them anywhere in the body."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise BadRequest("invalid_body", "text must not contain NUL characters")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _no_nul(key)
-            _no_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            _no_nul(item)
-
-
-def _text(body: dict[str, Any], name: str, max_length: int, *, optional: bool = False) -> str | None:
-    value = body.get(name)
-    if value is None and optional:
+def _text(data: dict[str, Any], name: str, max_length: int, *, optional: bool = False) -> str | None:
+    if optional and data.get(name) is None:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
-        raise BadRequest("invalid_body", f"'{name}' must be a string of 1 to {max_length} characters")
-    return value
+    return text(data, name, max_length)
 
 
 def _certificate_id(cert_id: str) -> str:
@@ -124,7 +89,7 @@ def certificate_json(cert: Certificate) -> dict[str, Any]:
 @certs_api.post("/admin/departments")
 @require_client("admin")
 def create_department() -> tuple[Response, int]:
-    body = _body({"id", "name", "org_code"})
+    body = json_body({"id", "name", "org_code"})
     dept_id = _text(body, "id", 64)
     name = _text(body, "name", 200)
     org_code = _text(body, "org_code", 18)
@@ -151,7 +116,7 @@ def create_department() -> tuple[Response, int]:
 @certs_api.post("/admin/cert-types")
 @require_client("admin")
 def create_cert_type() -> tuple[Response, int]:
-    body = _body({"code", "name", "department", "holder_kind", "fields"}, {"predicates", "validity_days"})
+    body = json_body({"code", "name", "department", "holder_kind", "fields"}, {"predicates", "validity_days"})
     code = _text(body, "code", 32)
     name = _text(body, "name", 200)
     department = _text(body, "department", 64)
@@ -201,7 +166,7 @@ def create_cert_type() -> tuple[Response, int]:
 @certs_api.post("/admin/certificates")
 @require_client("admin")
 def create_certificate() -> tuple[Response, int]:
-    body = _body({"type", "holder", "fields"}, {"number"})
+    body = json_body({"type", "holder", "fields"}, {"number"})
     type_code = _text(body, "type", 32)
     holder = _text(body, "holder", 64)
     number = _text(body, "number", 64, optional=True)
@@ -245,7 +210,7 @@ def show_certificate(cert_id: str) -> Response:
 @require_client("admin")
 def change_status(cert_id: str) -> Response:
     cert_id = _certificate_id(cert_id)
-    body = _body({"status"})
+    body = json_body({"status"})
     status = body["status"]
     if not isinstance(status, str) or status not in STATUS_VALUES:
         raise BadRequest("invalid_body", "'status' must be valid, suspended or revoked")
@@ -315,7 +280,7 @@ def _subject_from_code(code: str) -> str:
 @certs_api.post("/checks")
 @require_client("verifier")
 def yes_no_check() -> Response:
-    body = _body({"type"}, {"code", "subject", "predicate"})
+    body = json_body({"type"}, {"code", "subject", "predicate"})
     type_code = body["type"]
     predicate = body.get("predicate")
     if not isinstance(type_code, str) or not type_code:

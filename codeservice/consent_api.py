@@ -42,19 +42,19 @@ whenever the log passes a multiple of ``accesslog.CHECKPOINT_EVERY`` entries.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, session
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from codeservice import accesslog, consent
-from codeservice.api import BadRequest, _json_object
 from codeservice.app import services_of
 from codeservice.auth import require_client
 from codeservice.consent import ConsentError
+from codeservice.jsonapi import BadRequest, json_body, signed_in_resident, text
 from codeservice.models import AccessLogEntry, ApiClient, ConsentRequest, Office
 from codeservice.residents import get_resident
 from codeservice.services import Services
@@ -68,11 +68,6 @@ MAX_CODE_CHARS = 4096
 MAX_ITEMS = 32
 MAX_FIELDS = 64
 AUDIT_PAGE_MAX = 1000
-
-
-@consent_api.errorhandler(BadRequest)
-def _bad_request(exc: BadRequest) -> tuple[Response, int]:
-    return jsonify(error=exc.reason, message=exc.message), exc.status
 
 
 @consent_api.errorhandler(ConsentError)
@@ -136,55 +131,11 @@ def _client(role: str, *, limited: bool = True) -> Callable[[F], F]:
 
 
 def _resident() -> str:
-    pid = session.get("resident")
-    if not isinstance(pid, str) or not pid:
-        raise BadRequest("unauthorised", "sign in first", 401)
     with _services().db.session() as db:
-        resident = get_resident(db, pid)
-        if resident is None:
-            session.clear()
-            raise BadRequest("unauthorised", "sign in again", 401)
-        if resident.frozen:
-            raise BadRequest("frozen", "this identity is frozen; contact the identity office", 403)
-    return pid
+        return signed_in_resident(db)
 
 
 # -- request parsing ---------------------------------------------------------------------------
-def _no_nul(value: Any) -> None:
-    """NUL characters cannot be stored in PostgreSQL text: refuse them anywhere in the body."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise BadRequest("invalid_body", "text must not contain NUL characters")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _no_nul(key)
-            _no_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            _no_nul(item)
-
-
-def _body(required: Collection[str], optional: Collection[str] = (), *, may_be_empty: bool = False) -> dict[str, Any]:
-    if may_be_empty and not request.get_data(cache=True):
-        return {}
-    body = _json_object()
-    unknown = set(body) - set(required) - set(optional)
-    if unknown:
-        raise BadRequest("invalid_body", f"unknown members: {', '.join(sorted(unknown))}")
-    missing = set(required) - set(body)
-    if missing:
-        raise BadRequest("invalid_body", f"missing members: {', '.join(sorted(missing))}")
-    _no_nul(body)
-    return body
-
-
-def _text(body: dict[str, Any], name: str, max_length: int) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
-        raise BadRequest("invalid_body", f"'{name}' must be a string of 1 to {max_length} characters")
-    return value
-
-
 def _items(value: Any, name: str) -> list[dict[str, Any]]:
     """``[{type, fields: [names]}]``, non-empty, each type once, each field a name."""
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_ITEMS:
@@ -250,9 +201,9 @@ def _created(data: dict[str, Any], location: str | None = None) -> tuple[Respons
 @_client("clerk")
 def create_request() -> tuple[Response, int]:
     clerk: ApiClient = g.client
-    body = _body({"code", "purpose", "items"}, {"keep_minutes"})
-    code = _text(body, "code", MAX_CODE_CHARS)
-    purpose = _text(body, "purpose", 300)
+    body = json_body({"code", "purpose", "items"}, {"keep_minutes"})
+    code = text(body, "code", MAX_CODE_CHARS)
+    purpose = text(body, "purpose", 300)
     items = _items(body["items"], "items")
     keep_minutes = body.get("keep_minutes", 30)
     if type(keep_minutes) is not int or not 1 <= keep_minutes <= 7 * 24 * 60:
@@ -314,7 +265,7 @@ def show_request(request_id: str) -> Response:
 @_client("clerk")
 def fetch_request(request_id: str) -> Response:
     clerk: ApiClient = g.client
-    body = _body((), {"items"}, may_be_empty=True)
+    body = json_body((), {"items"}, may_be_empty=True)
     items = _items(body["items"], "items") if body.get("items") is not None else None
     services = _services()
     error: ConsentError | None = None
@@ -350,9 +301,9 @@ def fetch_request(request_id: str) -> Response:
 @_client("device")
 def issue_ticket() -> tuple[Response, int]:
     device: ApiClient = g.client
-    body = _body({"code", "service"})
-    code = _text(body, "code", MAX_CODE_CHARS)
-    service = _text(body, "service", 64)
+    body = json_body({"code", "service"})
+    code = text(body, "code", MAX_CODE_CHARS)
+    service = text(body, "service", 64)
     error: Exception | None = None
     out: dict[str, Any] = {}
     with _services().db.session() as db:
@@ -380,8 +331,8 @@ def issue_ticket() -> tuple[Response, int]:
 @_client("clerk")
 def call_next() -> Response | tuple[str, int]:
     clerk: ApiClient = g.client
-    body = _body({"service"})
-    service = _text(body, "service", 64)
+    body = json_body({"service"})
+    service = text(body, "service", 64)
     with _services().db.session() as db:
         ticket = consent.call_next(db, clerk, service)
         out = {"number": ticket.number, "service": ticket.service, "office": ticket.office_id} if ticket else None
@@ -405,7 +356,7 @@ def my_requests() -> Response:
 @consent_api.post("/me/consent-requests/<request_id>")
 def answer_request(request_id: str) -> Response:
     pid = _resident()
-    body = _body({"decision"}, {"approve"})
+    body = json_body({"decision"}, {"approve"})
     decision = body["decision"]
     if decision not in ("approve", "refuse"):
         raise BadRequest("invalid_body", "'decision' must be \"approve\" or \"refuse\"")

@@ -20,22 +20,16 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, session
 
-from codeservice.api import BadRequest, _json_object
 from codeservice.app import services_of
 from codeservice.certificates import CertificateError, certificates_of, disclosable, get_certificate, show_code
+from codeservice.jsonapi import BadRequest, json_object, signed_in_resident
 from codeservice.models import Certificate, CertType, Department
-from codeservice.residents import get_resident
 from codeservice.web import login_required
 from issuers import render
 
 resident_certs = Blueprint("resident_certs", __name__)
 
 MAX_FIELDS = 64
-
-
-@resident_certs.errorhandler(BadRequest)
-def _bad_request(exc: BadRequest) -> tuple[Response, int]:
-    return jsonify(error=exc.reason, message=exc.message), exc.status
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -87,22 +81,8 @@ def _own_certificate(db: Any, pid: str, cert_id: str) -> Certificate | None:
     return cert if cert.holder == pid else None
 
 
-def _resident_pid(db: Any) -> str:
-    """The signed-in resident's id for the JSON API: 401 without a session, 403 if frozen."""
-    pid = session.get("resident")
-    if not isinstance(pid, str) or not pid:
-        raise BadRequest("unauthorised", "sign in first", 401)
-    resident = get_resident(db, pid)
-    if resident is None:
-        session.clear()
-        raise BadRequest("unauthorised", "sign in again", 401)
-    if resident.frozen:
-        raise BadRequest("frozen", "this identity is frozen; contact the identity office", 403)
-    return pid
-
-
 def _chosen_fields() -> list[str]:
-    body = _json_object()
+    body = json_object()
     unknown = set(body) - {"fields"}
     if unknown:
         raise BadRequest("invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
@@ -127,7 +107,7 @@ def my_certificates() -> Response:
     services = services_of(current_app)
     today = dt.date.today()
     with services.db.session() as db:
-        pid = _resident_pid(db)
+        pid = signed_in_resident(db)
         listed = [_describe(db, cert, today) for cert in certificates_of(db, pid)]
     return _no_store(jsonify(certificates=listed))
 
@@ -137,7 +117,7 @@ def show_certificate(cert_id: str) -> Response:
     services = services_of(current_app)
     lifetime = services.settings.code_lifetime
     with services.db.session() as db:
-        pid = _resident_pid(db)
+        pid = signed_in_resident(db)
         names = _chosen_fields()
         cert = _own_certificate(db, pid, cert_id)
         if cert is None:

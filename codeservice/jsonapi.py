@@ -1,0 +1,94 @@
+"""What every JSON endpoint shares: the error type, body parsing, and the signed-in resident.
+
+Errors are answered as ``{"error": reason, "message": text}`` by one handler the app registers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any
+
+from flask import request, session
+from sqlalchemy.orm import Session
+
+from codeservice.residents import get_resident
+
+
+class BadRequest(Exception):
+    """A refusal with a stable ``reason`` and an HTTP ``status`` (400 unless said)."""
+
+    def __init__(self, reason: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_object() -> dict[str, Any]:
+    """The body as a JSON object; NaN and Infinity are not JSON and are refused."""
+    if not request.is_json:
+        raise BadRequest("unsupported_media_type", "send a JSON body with Content-Type: application/json", 415)
+    try:
+        body = json.loads(request.get_data(cache=True), parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("invalid_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("invalid_body", "the body must be a JSON object")
+    return body
+
+
+def no_nul(value: Any) -> None:
+    """NUL characters cannot be stored in PostgreSQL text: refuse them anywhere in the body."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest("invalid_body", "text must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            no_nul(key)
+            no_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            no_nul(item)
+
+
+def json_body(
+    required: Collection[str], optional: Collection[str] = (), *, may_be_empty: bool = False
+) -> dict[str, Any]:
+    """A JSON object with exactly these members (the optional ones may be left out)."""
+    if may_be_empty and not request.get_data(cache=True):
+        return {}
+    data = json_object()
+    unknown = set(data) - set(required) - set(optional)
+    if unknown:
+        raise BadRequest("invalid_body", f"unknown members: {', '.join(sorted(unknown))}")
+    missing = set(required) - set(data)
+    if missing:
+        raise BadRequest("invalid_body", f"missing members: {', '.join(sorted(missing))}")
+    no_nul(data)
+    return data
+
+
+def text(data: dict[str, Any], name: str, max_length: int) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+        raise BadRequest("invalid_body", f"'{name}' must be a string of 1 to {max_length} characters")
+    return value
+
+
+def signed_in_resident(db: Session) -> str:
+    """The session's resident: 401 without one (or a stale one), 403 if the identity is frozen."""
+    pid = session.get("resident")
+    if not isinstance(pid, str) or not pid:
+        raise BadRequest("unauthorised", "sign in first", 401)
+    resident = get_resident(db, pid)
+    if resident is None:
+        session.clear()
+        raise BadRequest("unauthorised", "sign in again", 401)
+    if resident.frozen:
+        raise BadRequest("frozen", "this identity is frozen; contact the identity office", 403)
+    return pid
