@@ -137,3 +137,31 @@ def make_settings(home: Path, database_url: str | None = None, redis_url: str | 
     for key, value in overrides.items():
         env[f"CITYCODE_{key.upper()}"] = str(value)
     return Settings.from_env(env)
+
+
+# -- the app on each storage and state combination ------------------------------------------------
+def _app(home: Path, database_url: str, redis_url: str | None):  # type: ignore[no-untyped-def]
+    from codeservice.app import create_app
+
+    app = create_app(make_settings(home, database_url, redis_url))
+    yield app
+    services = app.extensions["citycode"]
+    clear_database(services.db.engine)
+    services.db.dispose()
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str, state_redis_url: str | None):  # type: ignore[no-untyped-def]
+    """The app with demo data, on SQLite and PostgreSQL, each with in-process state and Redis."""
+    yield from _app(tmp_path / "home", database_url, state_redis_url)
+
+
+@pytest.fixture
+def web_app(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
+    """The app on SQLite and PostgreSQL with in-process state (pages that do not touch shared state)."""
+    yield from _app(tmp_path / "home", database_url, None)
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()

@@ -17,24 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from codeservice.app import create_app
 from codeservice.residents import list_residents
 from sdk import TrustList, Verifier, load_anchor
-from tests.conftest import clear_database, make_settings
-
-
-@pytest.fixture
-def app(tmp_path, database_url, state_redis_url):
-    app = create_app(make_settings(tmp_path / "home", database_url, state_redis_url))
-    yield app
-    services = app.extensions["citycode"]
-    clear_database(services.db.engine)
-    services.db.dispose()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def demo_pid(app) -> str:

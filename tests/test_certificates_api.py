@@ -11,7 +11,6 @@ import jwt
 import pytest
 from sqlalchemy import func, select
 
-from codeservice.app import create_app
 from codeservice.certificates import add_api_client, certificates_of, show_code
 from codeservice.demo import DEMO_COMPANY
 from codeservice.models import Certificate, CheckRecord
@@ -20,7 +19,6 @@ from sdk import TrustList, load_anchor
 from sdk.certid import CertificateId, uscc_check
 from sdk.keys import b64u_decode
 from sdk.statuslist import StatusList
-from tests.conftest import clear_database, make_settings
 
 NEW_ORG = "12370200MB0012345"
 NEW_ORG += uscc_check(NEW_ORG)
@@ -40,20 +38,6 @@ TRANSPORT_TYPE = {
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
-@pytest.fixture
-def app(tmp_path, database_url, state_redis_url):
-    app = create_app(make_settings(tmp_path / "home", database_url, state_redis_url))
-    yield app
-    services = app.extensions["citycode"]
-    clear_database(services.db.engine)
-    services.db.dispose()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 @pytest.fixture
 def services(app):
     return app.extensions["citycode"]

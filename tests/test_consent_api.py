@@ -101,15 +101,6 @@ def build_world(app: Flask) -> World:
 
 
 @pytest.fixture
-def app(tmp_path, database_url, state_redis_url):
-    app = create_app(make_settings(tmp_path / "home", database_url, state_redis_url))
-    yield app
-    services = app.extensions["citycode"]
-    clear_database(services.db.engine)
-    services.db.dispose()
-
-
-@pytest.fixture
 def world(app) -> World:
     return build_world(app)
 

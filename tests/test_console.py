@@ -15,20 +15,11 @@ from codeservice.certificates import add_api_client
 from codeservice.demo import DEMO_OFFICE
 from codeservice.models import AccessLogEntry, ApiClient, ConsentRequest, Resident
 from codeservice.residents import list_residents
-from tests.conftest import clear_database, make_settings
+from tests.conftest import make_settings
 from tests.test_api import sign_in
 
 PURPOSE = "elderly allowance application"
 ASKED = ["LNYD:name", "LNYD:birth_date", "LNYD:age_over_60"]
-
-
-@pytest.fixture
-def app(tmp_path, database_url):
-    app = create_app(make_settings(tmp_path / "home", database_url))
-    yield app
-    services = app.extensions["citycode"]
-    clear_database(services.db.engine)
-    services.db.dispose()
 
 
 @pytest.fixture
@@ -361,3 +352,8 @@ def test_a_resident_cannot_answer_someone_elses_request(app, clerk):
     assert answer.status_code == 404
     assert clerk.get(f"/console/requests/{request_id}").json["status"] == "pending"
     assert "Clerk Zhou" not in other.get("/history").get_data(as_text=True)
+
+
+@pytest.fixture
+def app(web_app):  # type: ignore[no-untyped-def]
+    return web_app

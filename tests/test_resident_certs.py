@@ -10,33 +10,17 @@ import re
 
 import pytest
 
-from codeservice.app import create_app
 from codeservice.certificates import add_cert_type, certificates_of, issue_certificate, set_status
 from codeservice.models import Certificate
 from codeservice.residents import get_resident, list_residents
 from sdk import PREFIX, TrustList, Verifier, base45, load_anchor
 from sdk.certid import CertificateId
 from sdk.statuslist import StatusCache
-from tests.conftest import clear_database, make_settings
 from tests.test_api import sign_in
 from verifiers.scenes import SCENES
 
 ELDER_BIRTH = "1952-03-14"  # the first demo resident (Li Wei), who holds the elderly card LNYD
 ELDER_GENDER = "male"
-
-
-@pytest.fixture
-def app(tmp_path, database_url):
-    app = create_app(make_settings(tmp_path / "home", database_url))
-    yield app
-    services = app.extensions["citycode"]
-    clear_database(services.db.engine)
-    services.db.dispose()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def services(app):
@@ -329,3 +313,8 @@ def test_pages_list_the_certificates_and_offer_every_disclosable_item(app, clien
     assert '<script src="/static/cert.js"></script>' in html and "<script>" not in html
     assert f'data-show-url="/api/v1/me/certificates/{cert_id}/show"' in html
     assert client.get("/static/cert.js").status_code == 200
+
+
+@pytest.fixture
+def app(web_app):  # type: ignore[no-untyped-def]
+    return web_app
