@@ -1,0 +1,172 @@
+"""Consent requests, approvals and fetches per second through the HTTP API, served by gunicorn
+(``citycode serve``) on PostgreSQL and Redis, as in production.
+
+    python -m bench.http [--count 400] [--concurrency 8] [--workers 4]
+
+Baseline in the same run: ``GET /api/v1/health`` per second (one database and one Redis round trip,
+no signing), through the same server and client. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from codeservice.config import Settings
+from codeservice.services import Services
+
+CITYCODE = str(Path(sys.executable).with_name("citycode"))
+ITEMS = [{"type": "LNYD", "fields": ["name", "age_over_60"]}]
+
+
+class Client:
+    """One keep-alive connection per thread."""
+
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        self.port, self.headers, self.local = port, headers, threading.local()
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {**self.headers, **({"Content-Type": "application/json"} if data is not None else {})}
+        conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        payload = response.read()
+        return response.status, json.loads(payload) if payload else None
+
+
+def rate(fn: Any, jobs: list[Any], concurrency: int) -> dict[str, Any]:
+    latencies: list[float] = []
+
+    def one(job: Any) -> Any:
+        start = time.perf_counter()
+        out = fn(job)
+        latencies.append(time.perf_counter() - start)
+        return out
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, jobs))
+    seconds = time.perf_counter() - start
+    return {"count": len(jobs), "seconds": round(seconds, 2), "per_second": round(len(jobs) / seconds, 1),
+            "latency_ms_median": round(statistics.median(latencies) * 1000, 1),
+            "latency_ms_p95": round(sorted(latencies)[int(0.95 * len(latencies)) - 1] * 1000, 1),
+            "results": results}
+
+
+def sign_in_resident(port: int, pid: str) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/signin")
+    response = conn.getresponse()
+    page = response.read().decode()
+    cookie = response.getheader("Set-Cookie", "").split(";")[0]
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    conn.request("POST", "/signin/dev", body=urllib.parse.urlencode({"csrf": csrf, "resident": pid}),
+                 headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+    response = conn.getresponse()
+    response.read()
+    return response.getheader("Set-Cookie", cookie).split(";")[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--postgres", default="postgresql+psycopg://127.0.0.1:5432/test")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+
+    admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+    dbname = f"citycode_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{dbname}"'))
+    home = Path(tempfile.mkdtemp(prefix="citycode-http-"))
+    env = {**os.environ, "CITYCODE_HOME": str(home),
+           "CITYCODE_DATABASE_URL": args.postgres.rsplit("/", 1)[0] + "/" + dbname,
+           "CITYCODE_REDIS_URL": args.redis, "CITYCODE_REDIS_PREFIX": f"bench:{uuid.uuid4().hex}:"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = None
+    try:
+        subprocess.run([CITYCODE, "init"], env=env, check=True, capture_output=True)
+        clerk = json.loads(subprocess.run(
+            [CITYCODE, "client", "add", "--role", "clerk", "--name", "Bench clerk", "--office", "central-hall-w3",
+             "--rate", "100000"], env=env, check=True, capture_output=True, text=True).stdout)
+        services = Services(Settings.from_env(env))
+        from codeservice.residents import list_residents
+
+        with services.db.session() as session:
+            elder = list_residents(session)[0].pid
+        server = subprocess.Popen([CITYCODE, "serve", "--port", str(port), "--workers", str(args.workers),
+                                   "--threads", "4"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        clerk_api = Client(port, {"Authorization": f"Bearer {clerk['key']}"})
+        deadline = time.time() + 30
+        while True:
+            try:
+                if clerk_api.call("GET", "/api/v1/health")[0] == 200:
+                    break
+            except OSError:
+                clerk_api.local = threading.local()
+            if time.time() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.2)
+        resident_api = Client(port, {"Cookie": sign_in_resident(port, elder)})
+        n, c = args.count, args.concurrency
+        for _ in range(20):  # warm every worker
+            clerk_api.call("GET", "/api/v1/health")
+
+        health = rate(lambda _: clerk_api.call("GET", "/api/v1/health")[0], list(range(n)), c)
+        codes = [services.issue_identity_code(elder) for _ in range(n)]
+        made = rate(lambda code: clerk_api.call("POST", "/api/v1/consent/requests",
+                                                {"code": code, "purpose": "elderly allowance application",
+                                                 "items": ITEMS}), codes, c)
+        ids = [body["id"] for status, body in made["results"] if status == 201]
+        approved = rate(lambda rid: resident_api.call("POST", f"/api/v1/me/consent-requests/{rid}",
+                                                      {"decision": "approve"})[0], ids, c)
+        fetched = rate(lambda rid: clerk_api.call("POST", f"/api/v1/consent/requests/{rid}/fetch")[0], ids, c)
+        out: dict[str, Any] = {
+            "benchmark": "consent over HTTP", "command": "python -m bench.http",
+            "server": f"citycode serve --workers {args.workers} --threads 4 (gunicorn gthread), PostgreSQL, Redis",
+            "client": f"{c} threads, keep-alive, on the same 2-core machine",
+        }
+        for name, result in (("health_baseline", health), ("requests", made), ("approvals", approved),
+                             ("fetches", fetched)):
+            statuses = [r[0] if isinstance(r, tuple) else r for r in result.pop("results")]
+            result["statuses"] = {str(s): statuses.count(s) for s in sorted(set(statuses))}
+            out[name] = result
+        for name in ("requests", "approvals", "fetches"):
+            out[name]["vs_health"] = round(out[name]["per_second"] / health["per_second"], 3)
+        print(json.dumps(out, indent=2))
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(20)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()
