@@ -135,16 +135,16 @@ class AuditReport:
                 "first_bad_seq": self.first_bad_seq, "problem": self.problem}
 
 
-def _rows(session: Session, batch: int) -> Iterator[AccessLogEntry]:
+def _rows(session: Session, batch: int) -> Iterator[Any]:
+    """Plain rows (no ORM objects) in ``seq`` order, a batch at a time (keyset pagination)."""
+    table = AccessLogEntry.__table__
     last = 0
     while True:
-        chunk = list(session.scalars(select(AccessLogEntry).where(AccessLogEntry.seq > last)
-                                     .order_by(AccessLogEntry.seq).limit(batch)))
+        chunk = session.execute(select(table).where(table.c.seq > last).order_by(table.c.seq).limit(batch)).all()
         if not chunk:
             return
         yield from chunk
         last = chunk[-1].seq
-        session.expunge_all()
 
 
 def verify_chain(
