@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -81,7 +82,7 @@ def append(
 
 
 def checkpoint(session: Session, signer: Signer, seq: int, chain_hash: str) -> AuditCheckpoint:
-    claims = {"iss": signer.issuer, "seq": seq, "hash": chain_hash, "iat": int(dt.datetime.now().timestamp())}
+    claims = {"iss": signer.issuer, "seq": seq, "hash": chain_hash, "iat": int(time.time())}
     token = jwt.encode(claims, signer.private_key, algorithm="ES256",
                        headers={"typ": CHECKPOINT_TYPE, "kid": b64u_encode(signer.kid)})
     mark = AuditCheckpoint(seq=seq, hash=chain_hash, token=token)

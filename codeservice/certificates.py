@@ -25,6 +25,13 @@ from sdk.statuslist import INVALID, SUSPENDED
 CITY_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 FIELD_TYPES = ("text", "date", "int", "bool")
 HOLDER_KINDS = ("resident", "company")
+
+
+def city_today() -> dt.date:
+    """Today's date in the city (China Standard Time): the date certificates are valid from and until."""
+    return dt.datetime.now(CITY_TZ).date()
+
+
 STATUS_VALUES = {"valid": 0, "revoked": INVALID, "suspended": SUSPENDED}
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _SLUG = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
@@ -185,7 +192,7 @@ def issue_certificate(
     values = {name: _coerce(specs[name], raw) for name, raw in fields.items()}
     if number is not None and (not isinstance(number, str) or not 0 < len(number) <= 64):
         raise CertificateError("certificate number: 1 to 64 characters")
-    today = today or dt.datetime.now(CITY_TZ).date()
+    today = today or city_today()
     start = valid_from or today
     for _ in range(5):
         serial = (session.scalar(select(func.count()).select_from(Certificate)

@@ -145,6 +145,7 @@ def resident() -> None:
 @click.option("--birth-date", help="YYYY-MM-DD")
 def resident_add(name: str | None, birth_date: str | None) -> None:
     """Add a resident and print it, with its new pseudonymous id."""
+    from codeservice.certificates import city_today
     from codeservice.residents import ResidentError, add_resident, to_json
 
     born = None
@@ -153,7 +154,7 @@ def resident_add(name: str | None, birth_date: str | None) -> None:
             born = dt.date.fromisoformat(birth_date)
         except ValueError:
             _fail(f"--birth-date must be YYYY-MM-DD, got {birth_date!r}")
-        if born > dt.date.today():
+        if born > city_today():
             _fail("--birth-date lies in the future")
     services = _services()
     try:

@@ -21,7 +21,14 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, session
 
 from codeservice.app import services_of
-from codeservice.certificates import CertificateError, certificates_of, disclosable, get_certificate, show_code
+from codeservice.certificates import (
+    CertificateError,
+    certificates_of,
+    city_today,
+    disclosable,
+    get_certificate,
+    show_code,
+)
 from codeservice.jsonapi import BadRequest, json_object, signed_in_resident
 from codeservice.models import Certificate, CertType, Department
 from codeservice.web import login_required
@@ -105,7 +112,7 @@ def _no_store(response: Response) -> Response:
 @resident_certs.get("/api/v1/me/certificates")
 def my_certificates() -> Response:
     services = services_of(current_app)
-    today = dt.date.today()
+    today = city_today()
     with services.db.session() as db:
         pid = signed_in_resident(db)
         listed = [_describe(db, cert, today) for cert in certificates_of(db, pid)]
@@ -122,7 +129,7 @@ def show_certificate(cert_id: str) -> Response:
         cert = _own_certificate(db, pid, cert_id)
         if cert is None:
             raise BadRequest("not_found", "you hold no certificate with that id", 404)
-        state = _effective_status(cert, dt.date.today())
+        state = _effective_status(cert, city_today())
         if state != "valid":
             raise BadRequest(f"certificate_{state}", f"this certificate is {state.replace('_', ' ')}", 409)
         cert_type = db.get(CertType, cert.type_code)
@@ -161,7 +168,7 @@ def _signed_in_pid() -> str:
 @login_required
 def certificates_page() -> Response:
     services = services_of(current_app)
-    today = dt.date.today()
+    today = city_today()
     with services.db.session() as db:
         listed = [_describe(db, cert, today) for cert in certificates_of(db, _signed_in_pid())]
     return _no_store(Response(render_template("certificates.html", certificates=listed)))
@@ -171,7 +178,7 @@ def certificates_page() -> Response:
 @login_required
 def certificate_page(cert_id: str) -> Response:
     services = services_of(current_app)
-    today = dt.date.today()
+    today = city_today()
     with services.db.session() as db:
         cert = _own_certificate(db, _signed_in_pid(), cert_id)
         if cert is None:

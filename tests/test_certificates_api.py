@@ -11,7 +11,7 @@ import jwt
 import pytest
 from sqlalchemy import func, select
 
-from codeservice.certificates import add_api_client, certificates_of, show_code
+from codeservice.certificates import add_api_client, certificates_of, city_today, show_code
 from codeservice.demo import DEMO_COMPANY
 from codeservice.models import Certificate, CheckRecord
 from codeservice.residents import get_resident, list_residents
@@ -129,7 +129,7 @@ def test_admin_creates_a_department_a_type_and_a_certificate_then_suspends_reins
     cert = response.json
     ident = CertificateId.parse(cert["id"])
     assert ident.type_code == "JTYH" and ident.issuer_code == NEW_ORG
-    today = dt.date.today()
+    today = city_today()
     assert cert == {
         "id": cert["id"], "type": "JTYH", "department": "transport-bureau", "number": "JT-0001", "holder": holder,
         "holder_kind": "resident", "issued_on": today.isoformat(), "valid_from": today.isoformat(),

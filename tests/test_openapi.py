@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import datetime as dt
 import inspect
 import json
 import re
@@ -25,11 +26,24 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from sqlalchemy import select, update
 
 import codeservice.api
 import codeservice.app
+import codeservice.auth
+import codeservice.certificates
+import codeservice.certs_api
+import codeservice.consent
+import codeservice.consent_api
+import codeservice.console
+import codeservice.jsonapi
+import codeservice.resident_certs
+from codeservice.accesslog import entry_hash
 from codeservice.app import create_app
+from codeservice.certificates import add_api_client, certificates_of
 from codeservice.config import Settings
+from codeservice.demo import DEMO_COMPANY, DEMO_OFFICE
+from codeservice.models import AccessLogEntry, ConsentRequest
 from codeservice.residents import get_resident, list_residents
 from codeservice.services import Services
 from codeservice.state import StateError
@@ -37,7 +51,10 @@ from issuers.certificates import issue_show_code
 from issuers.keyring import IssuerInfo, Keyring
 from issuers.statuslist import sign_status_list
 from issuers.trustlist import current_trust_list
-from sdk import KINDS, MemoryReplayGuard, Reason, Result, Scene, Verifier, base45
+from sdk import KINDS, MemoryReplayGuard, Reason, Result, Scene, TrustList, Verifier, base45, load_anchor
+from sdk.certid import CertificateId
+from sdk.keys import b64u_decode
+from sdk.sdjwt import verify_sd_jwt
 from sdk.statuslist import INVALID, SUSPENDED, StatusCache
 from tests.conftest import make_settings
 
@@ -207,29 +224,96 @@ def test_kind_enum_is_the_sdk_kinds(spec: dict[str, Any]) -> None:
     assert set(spec["components"]["schemas"]["Kind"]["enum"]) == set(KINDS.values())
 
 
-def _error_codes_in_code() -> set[str]:
-    """Every ``error`` value the API can put in an error body, read from the code."""
-    codes: set[str] = set()
-    tree = ast.parse(inspect.getsource(codeservice.api))
+#: Every module that answers a request under /api/v1 (or raises what such an answer is made from).
+ERROR_MODULES = (
+    codeservice.api, codeservice.app, codeservice.auth, codeservice.jsonapi, codeservice.certs_api,
+    codeservice.resident_certs, codeservice.consent_api, codeservice.consent,
+)
+
+
+def _certificate_states() -> set[str]:
+    """What resident_certs._effective_status can return besides ``valid``: the registry's statuses and the
+    constants it returns itself (``f"certificate_{state}"`` is built from these)."""
+    states = set(codeservice.certificates.STATUS_VALUES)
+    tree = ast.parse(inspect.getsource(codeservice.resident_certs._effective_status))
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "BadRequest":
-            first = node.args[0]
-            assert isinstance(first, ast.Constant) and isinstance(first.value, str)
-            codes.add(first.value)
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant):
+            states.add(node.value.value)
+    return states - {"valid"}
+
+
+def _error_codes_in_code() -> set[str]:
+    """Every ``error`` value the API can put in an error body, read from the code.
+
+    ``BadRequest(reason, ...)``, ``ConsentError(reason, ...)`` and ``refuse(reason, ...)`` (inside
+    ``consent.fetch``) name the reason first, ``_deny(status, reason, ...)`` (auth.py) second; ``jsonify``
+    calls name it as ``error=``; the framework's errors are ``_error_code(status)``.
+    """
+    codes: set[str] = set()
+    for module in ERROR_MODULES:
+        tree = ast.parse(inspect.getsource(module))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None)
+            if name in ("BadRequest", "ConsentError", "refuse", "_deny"):
+                first = node.args[1 if name == "_deny" else 0]
+                if isinstance(first, ast.JoinedStr):  # f"certificate_{state}"
+                    prefix = first.values[0]
+                    assert isinstance(prefix, ast.Constant) and prefix.value == "certificate_", ast.unparse(first)
+                    codes |= {f"certificate_{state}" for state in _certificate_states()}
+                    continue
+                if name == "ConsentError" and isinstance(first, ast.Name) and first.id == "reason":
+                    continue  # ConsentError(reason, ...) inside refuse() itself, whose callers are read
+                assert isinstance(first, ast.Constant) and isinstance(first.value, str), ast.unparse(node)
+                codes.add(first.value)
+            elif name == "jsonify":
+                for keyword in node.keywords:
+                    if keyword.arg == "error" and isinstance(keyword.value, ast.Constant):
+                        codes.add(keyword.value.value)
     codes |= {codeservice.app._error_code(status) for status in range(400, 600)}
-    app_tree = ast.parse(inspect.getsource(codeservice.app))
-    for node in ast.walk(app_tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "jsonify":
-            for keyword in node.keywords:
-                if keyword.arg == "error" and isinstance(keyword.value, ast.Constant):
-                    codes.add(keyword.value.value)
     return codes
+
+
+def _documented_error_enums(spec: dict[str, Any]) -> Iterator[tuple[str, list[str]]]:
+    """(where, enum) of every error response: the ``error`` enum or const of its ``allOf`` with Error."""
+    for pointer, node in _walk(spec):
+        if isinstance(node, dict) and isinstance(node.get("allOf"), list) and \
+                {"$ref": "#/components/schemas/Error"} in node["allOf"]:
+            for part in node["allOf"]:
+                error = part.get("properties", {}).get("error", {})
+                if "enum" in error:
+                    yield pointer, error["enum"]
+                elif "const" in error:
+                    yield pointer, [error["const"]]
+
+
+def _walk(node: Any, pointer: str = "") -> Iterator[tuple[str, Any]]:
+    yield pointer, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _walk(value, f"{pointer}/{escape(key)}")
+    elif isinstance(node, list):
+        for number, value in enumerate(node):
+            yield from _walk(value, f"{pointer}/{number}")
 
 
 def test_error_code_enum_is_what_the_code_returns(spec: dict[str, Any]) -> None:
     found = _error_codes_in_code()
-    assert {"invalid_json", "invalid_body", "unknown_scene", "unauthorised", "frozen", "internal_error"} <= found
-    assert set(spec["components"]["schemas"]["ErrorCode"]["enum"]) == found
+    assert {"invalid_json", "invalid_body", "unknown_scene", "unauthorised", "frozen", "internal_error",
+            "rate_limited", "already_fetched", "certificate_not_yet_valid", "invalid_identifier"} <= found
+    enum = spec["components"]["schemas"]["ErrorCode"]["enum"]
+    assert len(enum) == len(set(enum))
+    assert set(enum) == found
+    description = spec["components"]["schemas"]["ErrorCode"]["description"]
+    for code in enum:
+        assert f"- `{code}`" in description, code
+    # Every error a response documents is a real one, and every real one is documented somewhere.
+    documented: set[str] = set()
+    for pointer, codes in _documented_error_enums(spec):
+        assert set(codes) <= found, (pointer, set(codes) - found)
+        documented |= set(codes)
+    assert found - documented <= {"bad_request", "error"}, found - documented  # the framework's catch-alls
 
 
 def test_error_statuses_are_documented_where_they_occur(spec: dict[str, Any]) -> None:
@@ -508,14 +592,569 @@ def test_method_not_allowed_names_the_allowed_methods(app: Flask, client: FlaskC
         assert set(allowed) == expected, (path, allowed)
 
 
+# -- certificates, checks, consent, queue and audit: real responses ---------------------------------------
+ROLE_SCHEMES = {"adminKey": "admin", "verifierKey": "verifier", "clerkKey": "clerk", "deviceKey": "device",
+                "auditorKey": "auditor"}
+PURPOSE = "elderly allowance application"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def keys(app: Flask) -> dict[str, str]:
+    """A fresh API key of every role; the clerks and the kiosk work at the demo office."""
+    with app.extensions["citycode"].db.session() as session:
+        made = {
+            "admin": add_api_client(session, "City administration", "admin"),
+            "verifier": add_api_client(session, "Scenic site ticket office", "verifier", ["LNYD", "SPJY"],
+                                       ["age_over_60", "catering"]),
+            "clerk": add_api_client(session, "Clerk Test", "clerk", office=DEMO_OFFICE, rate_per_minute=1000),
+            "other_clerk": add_api_client(session, "Clerk Other", "clerk", office=DEMO_OFFICE, rate_per_minute=1000),
+            "device": add_api_client(session, "Kiosk Test", "device", office=DEMO_OFFICE, rate_per_minute=1000),
+            "auditor": add_api_client(session, "City audit office", "auditor"),
+        }
+    return {name: key for name, (_, key) in made.items()}
+
+
+def residents_of(app: Flask) -> tuple[str, str]:
+    """The demo elder (holds an elderly card, LNYD) and adult (a disability certificate, CJRZ)."""
+    with app.extensions["citycode"].db.session() as session:
+        elder, adult = list_residents(session)[:2]
+        return elder.pid, adult.pid
+
+
+def cert_id_of(app: Flask, holder: str, type_code: str) -> str:
+    with app.extensions["citycode"].db.session() as session:
+        return next(c.id for c in certificates_of(session, holder) if c.type_code == type_code)
+
+
+def signed_in(app: Flask, pid: str) -> FlaskClient:
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["resident"] = pid
+    return client
+
+
+def call(client: FlaskClient, key: str | None, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+    headers = bearer(key) if key else {}
+    if body is not None:
+        kwargs.update(data=body if isinstance(body, str) else json.dumps(body), content_type="application/json")
+    return client.open(path, method=method, headers=headers, **kwargs)
+
+
+def trust_of(client: FlaskClient) -> TrustList:
+    token = client.get("/api/v1/trust-list").get_data(as_text=True)
+    return TrustList.load(token, load_anchor(client.get("/api/v1/trust-anchor").get_data()))
+
+
+def _operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield path, method.upper(), operation
+
+
+def test_every_bearer_role_and_session_is_what_the_code_checks(app: Flask, keys: dict[str, str],
+                                                                spec: dict[str, Any], registry: Registry) -> None:
+    """Both ways: an operation documented with a role's key answers 401 without it and 403 to every other role,
+    and none other; one documented with the resident session answers 401 without it; one documented with no
+    security answers without credentials. Path parameters are placeholders: the key is checked first."""
+    schemes = spec["components"]["securitySchemes"]
+    assert {name for name, scheme in schemes.items() if scheme.get("scheme") == "bearer"} == set(ROLE_SCHEMES)
+    assert set(ROLE_SCHEMES.values()) == set(codeservice.certificates.ROLES)
+    client = app.test_client()
+    seen_roles = set()
+    for path, method, operation in _operations(spec):
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        security = operation["security"]
+        assert len(security) <= 1, path
+        scheme = next(iter(security[0])) if security else None
+        response = call(client, None, method, concrete)
+        if scheme in ROLE_SCHEMES:
+            role = ROLE_SCHEMES[scheme]
+            seen_roles.add(role)
+            body = check(spec, registry, response, path, method, status=401)
+            assert body["error"] == "unauthorised" and response.headers["WWW-Authenticate"] == 'Bearer realm="citycode"'
+            body = check(spec, registry, call(client, "cc_a_not-a-key", method, concrete), path, method, status=401)
+            for other in set(ROLE_SCHEMES.values()) - {role}:
+                body = check(spec, registry, call(client, keys[other], method, concrete), path, method, status=403)
+                assert body == {"error": "forbidden", "message": f"this endpoint needs a {role} key"}, (path, other)
+            right = call(client, keys[role], method, concrete)
+            assert right.status_code != 401 and "needs a" not in right.get_data(as_text=True), (path, right.json)
+        elif scheme == "residentSession":
+            body = check(spec, registry, response, path, method, status=401)
+            assert body["error"] == "unauthorised" and "WWW-Authenticate" not in response.headers
+        else:
+            assert scheme is None, (path, scheme)
+            assert response.status_code not in (401, 403), path
+    assert seen_roles == set(ROLE_SCHEMES.values())
+
+
+def test_admin_departments_and_types(client: FlaskClient, keys: dict[str, str], spec: dict[str, Any],
+                                     registry: Registry) -> None:
+    admin = keys["admin"]
+    path = "/api/v1/admin/departments"
+    department = {"id": "tax-office", "name": "City Tax Office", "org_code": "11370200004598765R"}
+    body = check(spec, registry, call(client, admin, "POST", path, department), path, "POST", status=201)
+    assert body == department
+    for sent, status, error in (
+        ({**department, "id": "city-id", "org_code": "113702000045876541"}, 409, "conflict"),  # the identity office
+        (department, 409, "conflict"),
+        ({**department, "id": "land-office"}, 409, "conflict"),  # the org code is taken
+        ({**department, "id": "Tax Office", "org_code": "113702000045765438"}, 400, "invalid_value"),
+        ({**department, "id": "land-office", "org_code": "11370200004565432X"}, 400, "invalid_value"),  # check char
+        ({**department, "extra": 1}, 400, "invalid_body"),
+        ({**department, "name": "\x00"}, 400, "invalid_body"),
+        ("{", 400, "invalid_json"),
+    ):
+        response = call(client, admin, "POST", path, sent)
+        assert check(spec, registry, response, path, "POST", status=status)["error"] == error, sent
+    response = client.post(path, data=json.dumps(department), content_type="text/plain", headers=bearer(admin))
+    assert check(spec, registry, response, path, "POST", status=415)["error"] == "unsupported_media_type"
+    response = call(client, admin, "POST", path, {"id": "x" * 70_000})
+    assert check(spec, registry, response, path, "POST", status=413)["error"] == "body_too_large"
+
+    path = "/api/v1/admin/cert-types"
+    cert_type = {"code": "JZZ", "name": "Residence permit", "department": "tax-office", "holder_kind": "resident",
+                 "fields": [{"name": "name", "label": "Name"},
+                            {"name": "birth_date", "type": "date", "disclosable": False},
+                            {"name": "married", "type": "bool", "label": None}],
+                 "predicates": [{"field": "birth_date", "op": "age_over", "value": 18, "label": "adult"}]}
+    body = check(spec, registry, call(client, admin, "POST", path, cert_type), path, "POST", status=201)
+    assert body["validity_days"] == 365 and body["predicates"][0]["name"] == "age_over_18"
+    assert body["fields"][1] == {"name": "birth_date", "label": "birth_date", "type": "date", "disclosable": False}
+    validator(registry, "/components/schemas/CertTypeRequest").validate(cert_type)
+    for sent, status, error in (
+        (cert_type, 409, "conflict"),
+        ({**cert_type, "code": "JZZB", "department": "nowhere"}, 400, "unknown_department"),
+        ({**cert_type, "code": "JZZB", "validity_days": 365.0}, 400, "invalid_body"),
+        ({**cert_type, "code": "JZZB", "holder_kind": "pet"}, 400, "invalid_value"),
+        ({**cert_type, "code": "JZZB", "predicates": [{"field": "name", "op": "age_over", "value": 18}]}, 400,
+         "invalid_value"),
+    ):
+        response = call(client, admin, "POST", path, sent)
+        assert check(spec, registry, response, path, "POST", status=status)["error"] == error, sent
+
+
+def test_admin_certificates_and_residents(app: Flask, client: FlaskClient, keys: dict[str, str],
+                                          spec: dict[str, Any], registry: Registry) -> None:
+    admin = keys["admin"]
+    elder, adult = residents_of(app)
+    path = "/api/v1/admin/certificates"
+    sent = {"type": "CJRZ", "holder": elder,
+            "fields": {"name": "Li Wei", "birth_date": "1952-03-14", "category": "visual", "grade": "2"}}
+    validator(registry, "/components/schemas/CertificateRequest").validate(sent)
+    body = check(spec, registry, call(client, admin, "POST", path, sent), path, "POST", status=201)
+    assert body["status"] == "valid" and body["fields"]["grade"] == 2 and body["holder"] == elder
+    cert_id = body["id"]
+    assert str(CertificateId.parse(cert_id)) == cert_id
+    company = {"type": "SPJY", "holder": DEMO_COMPANY, "number": "JY13702000000001",
+               "fields": {"company_name": "Harbour Noodle House Co., Ltd.", "operating_items": "Noodles",
+                          "address": "18 Zhongshan Road", "catering": "yes"}}
+    body = check(spec, registry, call(client, admin, "POST", path, company), path, "POST", status=201)
+    assert body["holder_kind"] == "company" and body["fields"]["catering"] is True
+    for wrong, status, error in (
+        ({**sent, "type": "NOPE"}, 400, "unknown_type"),
+        ({**sent, "holder": "aaaaaaaaaaaaaaaa"}, 400, "unknown_holder"),
+        ({**sent, "fields": {**sent["fields"], "grade": 2.0}}, 400, "invalid_value"),
+        ({**sent, "fields": {**sent["fields"], "colour": "red"}}, 400, "invalid_value"),
+        ({**sent, "fields": ["name"]}, 400, "invalid_body"),
+        ({**company, "holder": "91370200MA3C8N2K1X"}, 400, "invalid_value"),
+    ):
+        response = call(client, admin, "POST", path, wrong)
+        assert check(spec, registry, response, path, "POST", status=status)["error"] == error, wrong
+
+    path = "/api/v1/admin/certificates/{cert_id}"
+    body = check(spec, registry, call(client, admin, "GET", f"/api/v1/admin/certificates/{cert_id}"), path, "GET",
+                 status=200)
+    assert body["id"] == cert_id
+    wrong_check = cert_id[:-1] + ("A" if cert_id[-1] != "A" else "B")
+    body = check(spec, registry, call(client, admin, "GET", f"/api/v1/admin/certificates/{wrong_check}"), path, "GET",
+                 status=400)
+    assert body["error"] == "invalid_identifier"
+    unknown = str(CertificateId.build("CJRZ", "51370200004523456E", "99999999", 1))
+    body = check(spec, registry, call(client, admin, "GET", f"/api/v1/admin/certificates/{unknown}"), path, "GET",
+                 status=404)
+    assert body["error"] == "not_found"
+
+    path = "/api/v1/admin/certificates/{cert_id}/status"
+    url = f"/api/v1/admin/certificates/{cert_id}/status"
+    for status in ("suspended", "valid", "revoked"):
+        body = check(spec, registry, call(client, admin, "POST", url, {"status": status}), path, "POST", status=200)
+        assert body["status"] == status
+    for sent, code, error, target in (
+        ({"status": "valid"}, 409, "conflict", url),
+        ({"status": "lost"}, 400, "invalid_body", url),
+        ({"status": "revoked"}, 400, "invalid_identifier", f"/api/v1/admin/certificates/{wrong_check}/status"),
+        ({"status": "revoked"}, 404, "not_found", f"/api/v1/admin/certificates/{unknown}/status"),
+    ):
+        response = call(client, admin, "POST", target, sent)
+        assert check(spec, registry, response, path, "POST", status=code)["error"] == error, sent
+
+    for action, frozen in (("freeze", True), ("unfreeze", False)):
+        path = f"/api/v1/admin/residents/{{pid}}/{action}"
+        body = check(spec, registry, call(client, admin, "POST", f"/api/v1/admin/residents/{adult}/{action}"), path,
+                     "POST", status=200)
+        assert body == {"id": adult, "frozen": frozen}
+        body = check(spec, registry, call(client, admin, "POST", f"/api/v1/admin/residents/aaaaaaaaaaaaaaaa/{action}"),
+                     path, "POST", status=404)
+        assert body["error"] == "not_found"
+
+
+def test_yes_no_checks_and_their_receipts(app: Flask, client: FlaskClient, keys: dict[str, str],
+                                          spec: dict[str, Any], registry: Registry) -> None:
+    services = app.extensions["citycode"]
+    elder, adult = residents_of(app)
+    path = "/api/v1/checks"
+    verifier = keys["verifier"]
+    trust = trust_of(client)
+    for sent, answer in (
+        ({"type": "LNYD", "code": services.issue_identity_code(elder), "predicate": "age_over_60"}, True),
+        ({"type": "LNYD", "code": services.issue_identity_code(adult), "predicate": "age_over_60"}, False),
+        ({"type": "SPJY", "subject": DEMO_COMPANY, "predicate": "catering"}, True),
+        ({"type": "SPJY", "subject": DEMO_COMPANY, "predicate": None}, True),
+    ):
+        validator(registry, "/components/schemas/CheckRequest").validate(sent)
+        response = call(client, verifier, "POST", path, sent)
+        body = check(spec, registry, response, path, "POST", status=200)
+        assert body["answer"] is answer, sent
+        header = jwt.get_unverified_header(body["receipt"])
+        validator(registry, "/components/schemas/CheckReceiptHeader").validate(header)
+        key = trust.get(b64u_decode(header["kid"]))
+        assert key is not None and "receipt" in key.kinds and key.issuer == "city-checks"
+        claims = jwt.decode(body["receipt"], key.public_key, algorithms=["ES256"])
+        validator(registry, "/components/schemas/CheckReceiptClaims").validate(claims)
+        assert claims["jti"] == body["receipt_id"] and claims["answer"] is answer
+    assert not validator(registry, "/components/schemas/CheckRequest").is_valid(
+        {"type": "SPJY", "subject": DEMO_COMPANY, "code": "CC1:"})
+    for sent, status, error in (
+        ({"type": "CJRZ", "subject": DEMO_COMPANY}, 403, "forbidden"),  # beyond the key's allowance
+        ({"type": "LNYD", "code": services.issue_identity_code(elder), "predicate": "age_over_70"}, 403, "forbidden"),
+        ({"type": "LNYD", "subject": elder}, 400, "invalid_subject"),
+        ({"type": "LNYD", "code": "CC1:abc"}, 400, "code_refused"),
+        ({"type": "LNYD", "code": "x", "subject": DEMO_COMPANY}, 400, "invalid_body"),
+        ({"type": "LNYD", "subject": DEMO_COMPANY, "predicate": ""}, 400, "invalid_body"),
+    ):
+        response = call(client, verifier, "POST", path, sent)
+        assert check(spec, registry, response, path, "POST", status=status)["error"] == error, sent
+
+
+def test_my_certificates_and_show_codes(app: Flask, keys: dict[str, str], spec: dict[str, Any],
+                                        registry: Registry) -> None:
+    elder, adult = residents_of(app)
+    phone = signed_in(app, elder)
+    body = check(spec, registry, phone.get("/api/v1/me/certificates"), "/api/v1/me/certificates", "GET", status=200)
+    [card] = body["certificates"]
+    assert card["type"] == "LNYD" and card["status"] == "valid"
+    assert {"name": "age_over_60", "label": "60 or older", "kind": "predicate", "derived_from": "birth_date"} in \
+        card["disclosable"]
+    assert "Li Wei" not in json.dumps(body)  # labels, never values
+
+    path = "/api/v1/me/certificates/{cert_id}/show"
+    url = f"/api/v1/me/certificates/{card['id']}/show"
+    body = check(spec, registry, phone.post(url, json={"fields": ["age_over_60", "age_over_60", "name"]}), path,
+                 "POST", status=200)
+    assert body["fields"] == ["age_over_60", "name"]
+    result = phone.post("/api/v1/verify", json={"code": body["code"]}).get_json()
+    assert result["accepted"] is True and result["fields"] == {"age_over_60": True, "name": "Li Wei"}
+    others = cert_id_of(app, adult, "CJRZ")
+    for target, sent, status, error in (
+        (url, {"fields": []}, 400, "no_fields"),
+        (url, {"fields": ["shoe_size"]}, 400, "not_disclosable"),
+        (url, {"fields": "name"}, 400, "invalid_body"),
+        (f"/api/v1/me/certificates/{others}/show", {"fields": ["name"]}, 404, "not_found"),  # someone else's
+        ("/api/v1/me/certificates/not-an-id/show", {"fields": ["name"]}, 404, "not_found"),
+    ):
+        response = phone.post(target, json=sent)
+        assert check(spec, registry, response, path, "POST", status=status)["error"] == error, sent
+    response = phone.post(url, data="name", content_type="text/plain")
+    assert check(spec, registry, response, path, "POST", status=415)["error"] == "unsupported_media_type"
+    call(app.test_client(), keys["admin"], "POST", f"/api/v1/admin/certificates/{card['id']}/status",
+         {"status": "suspended"})
+    body = check(spec, registry, phone.post(url, json={"fields": ["name"]}), path, "POST", status=409)
+    assert body["error"] == "certificate_suspended"
+    body = check(spec, registry, phone.get("/api/v1/me/certificates"), "/api/v1/me/certificates", "GET", status=200)
+    assert body["certificates"][0]["status"] == "suspended"
+
+    with app.extensions["citycode"].db.session() as session:
+        get_resident(session, elder).frozen = True
+    for response, p, m in ((phone.get("/api/v1/me/certificates"), "/api/v1/me/certificates", "GET"),
+                           (phone.post(url, json={"fields": ["name"]}), path, "POST")):
+        assert check(spec, registry, response, p, m, status=403)["error"] == "frozen"
+
+
+def test_the_consented_pull(app: Flask, keys: dict[str, str], spec: dict[str, Any], registry: Registry) -> None:
+    services = app.extensions["citycode"]
+    client = app.test_client()
+    elder, adult = residents_of(app)
+    clerk = keys["clerk"]
+    items = [{"type": "LNYD", "fields": ["name", "birth_date", "age_over_60"]}]
+    path = "/api/v1/consent/requests"
+
+    def ask(pid: str, **extra: Any) -> Any:
+        sent = {"code": services.issue_identity_code(pid), "purpose": PURPOSE, "items": items, **extra}
+        validator(registry, "/components/schemas/ConsentRequestCreate").validate(sent)
+        return call(client, clerk, "POST", "/api/v1/consent/requests", sent)
+
+    response = ask(elder, keep_minutes=20)
+    body = check(spec, registry, response, path, "POST", status=201)
+    request_id = body["id"]
+    assert response.headers["Location"] == f"/api/v1/consent/requests/{request_id}"
+    for sent, status, error in (
+        ({"code": "CC1:abc", "purpose": PURPOSE, "items": items}, 400, "code_refused"),
+        ({"code": services.issue_identity_code(elder), "purpose": "curiosity", "items": items}, 403,
+         "purpose_not_allowed"),
+        ({"code": services.issue_identity_code(elder), "purpose": PURPOSE,
+          "items": [{"type": "ZZXX", "fields": ["a"]}]}, 403, "type_not_allowed"),
+        ({"code": services.issue_identity_code(elder), "purpose": PURPOSE,
+          "items": [{"type": "LNYD", "fields": ["shoe_size"]}]}, 400, "invalid_body"),
+        ({"code": services.issue_identity_code(elder), "purpose": PURPOSE, "items": items, "keep_minutes": 0}, 400,
+         "invalid_body"),
+    ):
+        response = call(client, clerk, "POST", path, sent)
+        assert check(spec, registry, response, path, "POST", status=status)["error"] == error, sent
+
+    path = "/api/v1/consent/requests/{request_id}"
+    url = f"/api/v1/consent/requests/{request_id}"
+    body = check(spec, registry, call(client, clerk, "GET", url), path, "GET", status=200)
+    assert body["status"] == "pending" and body["fetch_by"] is None and body["approved"] == []
+    for who, target in ((keys["other_clerk"], url), (clerk, "/api/v1/consent/requests/nope"),
+                        (clerk, "/api/v1/consent/requests/" + "0" * 24)):
+        assert check(spec, registry, call(client, who, "GET", target), path, "GET", status=404)["error"] == "not_found"
+
+    phone = signed_in(app, elder)
+    body = check(spec, registry, phone.get("/api/v1/me/consent-requests"), "/api/v1/me/consent-requests", "GET",
+                 status=200)
+    [shown] = body["requests"]
+    assert shown["id"] == request_id and shown["items"][0]["held"] is True and shown["keep_minutes"] == 20
+    body = check(spec, registry, signed_in(app, adult).get("/api/v1/me/consent-requests"),
+                 "/api/v1/me/consent-requests", "GET", status=200)
+    assert body == {"requests": []}
+
+    path = "/api/v1/me/consent-requests/{request_id}"
+    approve = {"decision": "approve", "approve": [{"type": "LNYD", "fields": ["name", "age_over_60"]}]}
+    for sent, status, error, target in (
+        ({"decision": "refuse", "approve": approve["approve"]}, 400, "invalid_body", request_id),
+        ({"decision": "maybe"}, 400, "invalid_body", request_id),
+        ({"decision": "approve", "approve": [{"type": "LNYD", "fields": ["gender"]}]}, 400, "invalid_body", request_id),
+        ({"decision": "approve"}, 404, "not_found", "0" * 24),
+    ):
+        response = phone.post(f"/api/v1/me/consent-requests/{target}", json=sent)
+        assert check(spec, registry, response, path, "POST", status=status)["error"] == error, sent
+    response = signed_in(app, adult).post(f"/api/v1/me/consent-requests/{request_id}", json={"decision": "refuse"})
+    assert check(spec, registry, response, path, "POST", status=404)["error"] == "not_found"  # not theirs
+    body = check(spec, registry, phone.post(f"/api/v1/me/consent-requests/{request_id}", json=approve), path, "POST",
+                 status=200)
+    assert body["status"] == "approved" and body["approved"] == approve["approve"] and body["fetch_by"] is not None
+    body = check(spec, registry, phone.post(f"/api/v1/me/consent-requests/{request_id}", json={"decision": "refuse"}),
+                 path, "POST", status=409)
+    assert body["error"] == "not_pending"
+
+    path = "/api/v1/consent/requests/{request_id}/fetch"
+    fetch = f"/api/v1/consent/requests/{request_id}/fetch"
+    for who, sent, status, error in (
+        (keys["other_clerk"], None, 403, "other_clerk"),
+        (clerk, {"items": [{"type": "LNYD", "fields": ["birth_date"]}]}, 403, "not_approved"),
+        (clerk, {"items": []}, 400, "invalid_body"),
+        (clerk, "{", 400, "invalid_json"),
+    ):
+        response = call(client, who, "POST", fetch, sent)
+        assert check(spec, registry, response, path, "POST", status=status)["error"] == error, sent
+    response = client.post(fetch, data="items", content_type="text/plain", headers=bearer(clerk))
+    assert check(spec, registry, response, path, "POST", status=415)["error"] == "unsupported_media_type"
+    body = check(spec, registry, call(client, clerk, "POST", fetch), path, "POST", status=200)
+    [released] = body["certificates"]
+    assert released["fields"] == ["name", "age_over_60"]
+    # The receiving system's side: the SD-JWT, its parts, and the SDK's verification with the trust list.
+    issuer_jwt, *disclosures = released["sd_jwt"].split("~")[:-1]
+    validator(registry, "/components/schemas/SdJwtHeader").validate(jwt.get_unverified_header(issuer_jwt))
+    claims = jwt.decode(issuer_jwt, options={"verify_signature": False})
+    validator(registry, "/components/schemas/SdJwtClaims").validate(claims)
+    assert claims["exp"] - claims["iat"] == 20 * 60 and len(claims["_sd"]) == 6 + 2  # 3 fields, 3 predicates, 2 decoys
+    assert len(disclosures) == 2
+    for disclosure in disclosures:
+        validator(registry, "/components/schemas/SdJwtDisclosure").validate(json.loads(b64u_decode(disclosure)))
+    verified = verify_sd_jwt(released["sd_jwt"], trust_of(client))
+    assert verified.issuer == "civil-affairs" and verified.disclosed == {"name": "Li Wei", "age_over_60": True}
+    assert verified.claims["cert_id"] == released["cert_id"] == cert_id_of(app, elder, "LNYD")
+    body = check(spec, registry, call(client, clerk, "POST", fetch), path, "POST", status=409)
+    assert body["error"] == "already_fetched"
+    body = check(spec, registry, call(client, clerk, "POST", "/api/v1/consent/requests/nope/fetch"), path, "POST",
+                 status=404)
+    assert body["error"] == "not_found"
+    body = check(spec, registry, call(client, clerk, "GET", url), "/api/v1/consent/requests/{request_id}", "GET",
+                 status=200)
+    assert body["status"] == "fetched"
+
+    # refused, closed window, frozen identity
+    refused = ask(elder).get_json()["id"]
+    signed_in(app, elder).post(f"/api/v1/me/consent-requests/{refused}", json={"decision": "refuse"})
+    body = check(spec, registry, call(client, clerk, "POST", f"/api/v1/consent/requests/{refused}/fetch"), path,
+                 "POST", status=409)
+    assert body["error"] == "not_approved"
+    late = ask(elder).get_json()["id"]
+    signed_in(app, elder).post(f"/api/v1/me/consent-requests/{late}", json={"decision": "approve"})
+    with services.db.session() as session:
+        session.execute(update(ConsentRequest).where(ConsentRequest.id == late).values(
+            fetch_by=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+    body = check(spec, registry, call(client, clerk, "POST", f"/api/v1/consent/requests/{late}/fetch"), path, "POST",
+                 status=410)
+    assert body["error"] == "window_closed"
+    lost = ask(elder).get_json()["id"]
+    signed_in(app, elder).post(f"/api/v1/me/consent-requests/{lost}", json={"decision": "approve"})
+    call(client, keys["admin"], "POST", f"/api/v1/admin/residents/{elder}/freeze")
+    body = check(spec, registry, call(client, clerk, "POST", f"/api/v1/consent/requests/{lost}/fetch"), path, "POST",
+                 status=403)
+    assert body["error"] == "identity_frozen"
+    for response, p, m in ((phone.get("/api/v1/me/consent-requests"), "/api/v1/me/consent-requests", "GET"),
+                           (phone.get("/api/v1/me/access-log"), "/api/v1/me/access-log", "GET")):
+        assert check(spec, registry, response, p, m, status=403)["error"] == "frozen"
+    call(client, keys["admin"], "POST", f"/api/v1/admin/residents/{elder}/unfreeze")
+
+    # what the resident reads, and what the auditor reads
+    body = check(spec, registry, phone.get("/api/v1/me/access-log?limit=500"), "/api/v1/me/access-log", "GET",
+                 status=200)
+    actions = [entry["action"] for entry in body["entries"]]
+    assert {"request", "approve", "refuse", "fetch"} <= set(actions)
+    assert [e["seq"] for e in body["entries"]] == sorted((e["seq"] for e in body["entries"]), reverse=True)
+    for query in ("limit=0", "limit=501", "limit=ten", "limit=%EF%BC%91"):
+        body = check(spec, registry, phone.get(f"/api/v1/me/access-log?{query}"), "/api/v1/me/access-log", "GET",
+                     status=400)
+        assert body["error"] == "invalid_query", query
+
+
+def test_access_log_for_the_auditor(app: Flask, keys: dict[str, str], spec: dict[str, Any],
+                                    registry: Registry) -> None:
+    services = app.extensions["citycode"]
+    client = app.test_client()
+    elder, _ = residents_of(app)
+    auditor = keys["auditor"]
+    for _ in range(3):
+        call(client, keys["clerk"], "POST", "/api/v1/consent/requests",
+             {"code": services.issue_identity_code(elder), "purpose": PURPOSE,
+              "items": [{"type": "LNYD", "fields": ["age_over_60"]}]})
+    call(client, keys["verifier"], "POST", "/api/v1/checks", {"type": "SPJY", "subject": DEMO_COMPANY})
+    call(client, keys["clerk"], "POST", "/api/v1/consent/requests", {"code": "CC1:abc", "purpose": PURPOSE,
+                                                                     "items": [{"type": "LNYD", "fields": ["name"]}]})
+    path = "/api/v1/audit/log"
+    body = check(spec, registry, call(client, auditor, "GET", f"{path}?limit=2"), path, "GET", status=200)
+    assert [e["seq"] for e in body["entries"]] == [1, 2] and body["next_after"] == 2
+    assert body["entries"][0]["prev_hash"] == "0" * 64
+    assert body["entries"][0]["hash"] == entry_hash("0" * 64, body["entries"][0])  # the documented definition
+    body = check(spec, registry, call(client, auditor, "GET", f"{path}?after=2&limit=1000"), path, "GET", status=200)
+    assert body["next_after"] is None and [e["seq"] for e in body["entries"]] == [3, 4, 5]
+    assert body["entries"][-1]["subject"] is None and body["entries"][-1]["outcome"].startswith("refused: code")
+    assert body["entries"][1]["subject"] == DEMO_COMPANY and body["entries"][1]["action"] == "check"
+    for query in ("after=-1", "limit=1001", "after=1234567890123"):
+        body = check(spec, registry, call(client, auditor, "GET", f"{path}?{query}"), path, "GET", status=400)
+        assert body["error"] == "invalid_query", query
+
+    path = "/api/v1/audit/verify"
+    body = check(spec, registry, call(client, auditor, "GET", path), path, "GET", status=200)
+    assert body == {"ok": True, "entries": 5, "checkpoints": 0, "first_bad_seq": None, "problem": ""}
+    with services.db.session() as session:
+        session.execute(update(AccessLogEntry).where(AccessLogEntry.seq == 3).values(outcome="nothing happened"))
+    body = check(spec, registry, call(client, auditor, "GET", path), path, "GET", status=200)
+    assert body["ok"] is False and body["first_bad_seq"] == 3 and body["problem"] == "entry 3 was altered"
+    report = validator(registry, "/components/schemas/AuditReport")
+    assert not report.is_valid({**body, "first_bad_seq": None})
+    assert not report.is_valid({"ok": True, "entries": 5, "checkpoints": 0, "first_bad_seq": 3, "problem": ""})
+
+
+def test_access_actions_are_what_the_code_logs(spec: dict[str, Any]) -> None:
+    logged: set[str] = set()
+    for module in (codeservice.certificates, codeservice.consent, codeservice.consent_api, codeservice.console):
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.Call):
+                for keyword in node.keywords:
+                    if keyword.arg == "action":
+                        logged |= {c.value for c in ast.walk(keyword.value)
+                                   if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    assert {"request", "fetch", "check", "rate_limited"} <= logged
+    assert set(spec["components"]["schemas"]["AccessAction"]["enum"]) == logged
+
+
+def test_queue_tickets(app: Flask, keys: dict[str, str], spec: dict[str, Any], registry: Registry) -> None:
+    services = app.extensions["citycode"]
+    client = app.test_client()
+    elder, adult = residents_of(app)
+    path = "/api/v1/queue/tickets"
+    numbers = []
+    for pid in (elder, adult):
+        response = call(client, keys["device"], "POST", path, {"code": services.issue_identity_code(pid),
+                                                               "service": "business"})
+        numbers.append(check(spec, registry, response, path, "POST", status=201)["number"])
+    assert numbers == [1, 2]
+    for sent, status, error in (
+        ({"code": services.issue_identity_code(elder), "service": "tax"}, 400, "unknown_service"),
+        ({"code": "CC1:abc", "service": "business"}, 400, "code_refused"),
+        ({"code": services.issue_identity_code(elder)}, 400, "invalid_body"),
+    ):
+        response = call(client, keys["device"], "POST", path, sent)
+        assert check(spec, registry, response, path, "POST", status=status)["error"] == error, sent
+
+    path = "/api/v1/queue/next"
+    for expected in (1, 2):
+        response = call(client, keys["clerk"], "POST", path, {"service": "business"})
+        assert check(spec, registry, response, path, "POST", status=200) == {
+            "number": expected, "service": "business", "office": DEMO_OFFICE}
+    response = call(client, keys["clerk"], "POST", path, {"service": "business"})
+    assert response.status_code == 204 and response.get_data() == b""
+    assert "content" not in spec["paths"][path]["post"]["responses"]["204"]
+    body = check(spec, registry, call(client, keys["clerk"], "POST", path, {"service": ""}), path, "POST", status=400)
+    assert body["error"] == "invalid_body"
+
+
+class BrokenCounter:
+    """A state store whose counters (the rate limits) cannot be reached."""
+
+    def count(self, key: str, window: float) -> int:
+        raise StateError("state store unreachable: ConnectionError")
+
+    def ping(self) -> bool:
+        return False
+
+
+def test_rate_limit_and_state_store(app: Flask, keys: dict[str, str], spec: dict[str, Any],
+                                    registry: Registry) -> None:
+    services = app.extensions["citycode"]
+    client = app.test_client()
+    with services.db.session() as session:
+        _, slow = add_api_client(session, "Clerk Slow", "clerk", office=DEMO_OFFICE, rate_per_minute=1)
+    path = "/api/v1/queue/next"
+    assert call(client, slow, "POST", path, {"service": "business"}).status_code == 204
+    body = check(spec, registry, call(client, slow, "POST", path, {"service": "business"}), path, "POST", status=403)
+    assert body["error"] == "rate_limited"
+    with services.db.session() as session:
+        last = session.scalars(select(AccessLogEntry).order_by(AccessLogEntry.seq.desc())).first()
+        assert last.action == "rate_limited" and last.outcome == "refused"
+    services.__dict__["state"] = BrokenCounter()
+    body = check(spec, registry, call(client, keys["clerk"], "POST", path, {"service": "business"}), path, "POST",
+                 status=503)
+    assert body["error"] == "state_unavailable"
+    path = "/api/v1/consent/requests/{request_id}"
+    body = check(spec, registry, call(client, keys["clerk"], "GET", "/api/v1/consent/requests/x"), path, "GET",
+                 status=503)
+    assert body["error"] == "state_unavailable"
+    # the auditor is not rate-limited, so the state store does not matter
+    body = check(spec, registry, call(client, keys["auditor"], "GET", "/api/v1/audit/verify"), "/api/v1/audit/verify",
+                 "GET", status=200)
+    assert body["ok"] is True
+
+
 # -- certificate results ------------------------------------------------------------------------
 CERT_ISSUER = IssuerInfo("test-department", "Test Department", ("cert",), ("TSTX",))
 
 
 def show(keyring: Keyring, now: float, *, type_code: str = "TSTX", index: int = 3,
          disclosed: dict[str, Any] | None = None, valid_until: float | None = None) -> str:
+    """A show code of a test certificate; its identifier is well-formed (the SDK checks it, and that it names
+    *type_code*), so each case is refused for the reason it is about and not as ``malformed``."""
+    cert_id = str(CertificateId.build(type_code, "T01", "42", 1))
     return issue_show_code(
-        keyring.signer(CERT_ISSUER.id), cert_id="1.2.156.3005.2.TSTX.T01.42.1.X", type_code=type_code,
+        keyring.signer(CERT_ISSUER.id), cert_id=cert_id, type_code=type_code,
         holder="f7pchclco3xqw2yw", valid_from=int(now) - 86400,
         valid_until=int(now + 86400 if valid_until is None else valid_until), status_index=index,
         disclosed={"age_over_60": True, "grade": 3, "name": "Li Wei"} if disclosed is None else disclosed,
