@@ -14,7 +14,7 @@ from codeservice.app import services_of
 from codeservice.jsonapi import BadRequest, json_object, signed_in_resident
 from codeservice.residents import get_resident
 from issuers import render
-from sdk import Reason
+from sdk import Reason, Result
 from verifiers.scenes import SCENES, UnknownSceneError
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -35,18 +35,23 @@ def verify() -> tuple[Response, int]:
     if scene is not None and not isinstance(scene, str):
         raise BadRequest("invalid_body", "'scene' must be a string")
     services = services_of(current_app)
+
+    def not_frozen(passed: Result) -> Result | None:
+        # Online, a frozen identity (lost phone) is refused at once, before a single-use scene spends
+        # the code; offline gates rely on the code's one-minute life, since a frozen resident gets no new one.
+        if passed.kind != "id" or passed.subject is None:
+            return None
+        with services.db.session() as session:
+            resident = get_resident(session, passed.subject)
+            if resident is not None and not resident.frozen:
+                return None
+        detail = "identity frozen" if resident is not None else "no such resident"
+        return dataclasses.replace(passed, accepted=False, reason=Reason.SUSPENDED, detail=detail)
+
     try:
-        result = services.online.verify(code, scene)
+        result = services.online.verify(code, scene, before_use=not_frozen)
     except UnknownSceneError:
         raise BadRequest("unknown_scene", f"no scene named {scene!r}; see /api/v1/scenes") from None
-    if result.accepted and result.kind == "id" and result.subject is not None:
-        # Online, a frozen identity (lost phone) is refused at once; offline gates rely on the
-        # code's one-minute life, since a frozen resident gets no new code.
-        with services.db.session() as session:
-            resident = get_resident(session, result.subject)
-            if resident is None or resident.frozen:
-                detail = "identity frozen" if resident is not None else "no such resident"
-                result = dataclasses.replace(result, accepted=False, reason=Reason.SUSPENDED, detail=detail)
     status = 503 if result.reason is Reason.REPLAY_GUARD_UNAVAILABLE else 200
     return jsonify(result.to_dict()), status
 

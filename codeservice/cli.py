@@ -258,10 +258,14 @@ def verify(
     try:
         if anchor_path is not None:
             anchor = load_anchor(anchor_path)
-        elif trust_path is not None or settings.keys_dir.exists():
-            anchor = load_anchor(_services().keyring.anchor_public_pem())
+        elif settings.keys_dir.exists():
+            # This machine holds the service's keys: its anchor is the pinned one (nothing is created).
+            anchor = load_anchor(_services(initialise=False).keyring.anchor_public_pem())
+        elif trust_path is not None:
+            _fail("--trust needs --anchor FILE: the pinned trust-anchor public key the list must be signed by",
+                  "usage")
         else:
-            _fail("no trust anchor: give --anchor FILE or run 'citycode init'")
+            _fail("no trust anchor: give --trust FILE --anchor FILE, or run 'citycode init'")
         if trust_path is not None:
             # The file must be valid now, as when a gate loads it; --at then moves the gate's clock.
             trust_list = TrustList.load_file(trust_path, anchor)

@@ -37,6 +37,8 @@ def json_object() -> dict[str, Any]:
         body = json.loads(request.get_data(cache=True), parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("invalid_json", "the body is not valid JSON") from None
+    except RecursionError:  # nesting deeper than the parser's stack: no body of ours is like that
+        raise BadRequest("invalid_json", "the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("invalid_body", "the body must be a JSON object")
     return body

@@ -29,6 +29,9 @@ from sdk.scene import Scene
 from sdk.statuslist import INVALID, SUSPENDED, VALID, StatusCache
 from sdk.trustlist import TrustList
 
+#: A last check on a code that passed: a refusal, or None to go on.
+Veto = Callable[[Result], "Result | None"]
+
 PREFIX = "CC1:"
 MAX_CODE_LENGTH = 2048
 DEFAULT_LEEWAY = 30
@@ -58,10 +61,17 @@ class Verifier:
         """Swap in a freshly synchronised trust list (atomic for readers)."""
         self.trust = trust
 
-    def verify(self, text: Any, scene: Scene | None = None, *, at: float | None = None) -> Result:
-        """Verify one scanned code. Never raises; any failure is a refusal with a reason."""
+    def verify(
+        self, text: Any, scene: Scene | None = None, *, at: float | None = None, before_use: Veto | None = None
+    ) -> Result:
+        """Verify one scanned code. Never raises; any failure is a refusal with a reason.
+
+        *before_use* sees a code that passed every check just before a single-use scene spends it
+        on the replay guard; a refusal it returns is the answer and the code stays unspent (a gate's
+        anti-passback or capacity rule, the service's check for a frozen identity).
+        """
         try:
-            return self._verify(text, scene, self.clock() if at is None else at)
+            return self._verify(text, scene, self.clock() if at is None else at, before_use)
         except Exception as exc:  # fail closed: an unforeseen error is a refusal, not a crash
             return refused(Reason.MALFORMED, f"unexpected {exc.__class__.__name__}")
 
@@ -82,7 +92,7 @@ class Verifier:
         ours = [t for t in texts if t.startswith(PREFIX)]
         return self.verify(ours[0] if ours else texts[0], scene, at=at)
 
-    def _verify(self, text: Any, scene: Scene | None, now: float) -> Result:
+    def _verify(self, text: Any, scene: Scene | None, now: float, before_use: Veto | None = None) -> Result:
         if isinstance(text, (bytes, bytearray)):
             try:
                 text = bytes(text).decode("ascii")
@@ -139,16 +149,26 @@ class Verifier:
             refusal = self._check_certificate(cert, key.issuer, key.cert_types, scene, now, fields)
             if refusal is not None:
                 return refusal
+        return self._spend(Result(accepted=True, reason=Reason.OK, **fields), claims.code_id,
+                           claims.expires_at + self.leeway, scene, before_use)
+
+    def _spend(
+        self, accepted: Result, code_id: bytes, keep_until: float, scene: Scene | None, before_use: Veto | None
+    ) -> Result:
+        """The last steps for a code that passed its checks: the caller's veto, then the replay guard."""
+        if before_use is not None:
+            veto = before_use(accepted)
+            if veto is not None:
+                return veto
         if scene is not None and scene.single_use:
+            fields = _result_fields(accepted)
             try:
-                first = self.replay_guard.first_use(
-                    scene.replay_scope, claims.code_id, claims.expires_at + self.leeway
-                )
+                first = self.replay_guard.first_use(scene.replay_scope, code_id, keep_until)
             except Exception as exc:
                 return refused(Reason.REPLAY_GUARD_UNAVAILABLE, exc.__class__.__name__, **fields)
             if not first:
                 return refused(Reason.REPLAYED, f"already used in {scene.replay_scope}", **fields)
-        return Result(accepted=True, reason=Reason.OK, **fields)
+        return accepted
 
     def _check_certificate(
         self, cert: CertificateClaims, issuer: str, issuer_types: frozenset[str], scene: Scene | None,
@@ -195,3 +215,8 @@ class Verifier:
             "code_id": claims.code_id.hex(),
             "scene": scene.name if scene is not None else None,
         }
+
+
+def _result_fields(result: Result) -> dict[str, Any]:
+    """The fields of *result* other than the verdict, to carry into a refusal."""
+    return {name: getattr(result, name) for name in Result.__slots__ if name not in ("accepted", "reason", "detail")}

@@ -120,6 +120,27 @@ def test_frozen_identity_is_refused_online(app, client):
     assert result["accepted"] is False and result["reason"] == "suspended" and result["detail"] == "identity frozen"
 
 
+def test_a_frozen_identity_refused_on_a_bus_does_not_spend_its_code(app, client):
+    from codeservice.residents import get_resident
+
+    pid = demo_pid(app)
+    services = app.extensions["citycode"]
+    code = services.issue_identity_code(pid)
+    with services.db.session() as s:
+        get_resident(s, pid).frozen = True
+    assert post_verify(client, {"code": code, "scene": "bus"}).json["reason"] == "suspended"
+    with services.db.session() as s:
+        get_resident(s, pid).frozen = False
+    assert post_verify(client, {"code": code, "scene": "bus"}).json["accepted"] is True
+    assert post_verify(client, {"code": code, "scene": "bus"}).json["reason"] == "replayed"
+
+
+def test_deeply_nested_json_gets_400_not_500(client):
+    for body in ("[" * 5000 + "]" * 5000, '{"code": ' + "[" * 5000 + "]" * 5000 + "}"):
+        response = client.post("/api/v1/verify", data=body, content_type="application/json")
+        assert response.status_code == 400 and response.json["error"] == "invalid_json"
+
+
 def test_frozen_resident_gets_no_code(app, client):
     pid = demo_pid(app)
     sign_in(client, pid)

@@ -42,7 +42,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-IN_CI = os.environ.get("CI", "") == "true"
+IN_CI = os.environ.get("CI", "").lower() == "true"
 CODE_LIFETIME = 6  # seconds; the page fetches the next code after lifetime - margin = 5 s
 PHONE = {"width": 390, "height": 844}
 STARTUP_TIMEOUT = 30.0

@@ -94,6 +94,17 @@ def test_verify_with_an_exported_trust_list_and_a_time(env, resident, tmp_path):
     assert stale.returncode == 1 and json.loads(stale.stdout)["reason"] == "trust_list_expired"
 
 
+def test_a_gate_without_the_anchor_is_told_to_give_it_and_nothing_is_created(env, resident, tmp_path):
+    trust = tmp_path / "trust.jwt"
+    assert run(env, "trust", "export", "-o", str(trust)).returncode == 0
+    code = run(env, "code", "issue", resident["id"]).stdout.strip()
+    gate_home = tmp_path / "gate"
+    gate_env = {k: v for k, v in env.items() if k != "CITYCODE_HOME"} | {"CITYCODE_HOME": str(gate_home)}
+    refused = run(gate_env, "verify", "--trust", str(trust), code)
+    assert refused.returncode == 2 and "--anchor" in json.loads(refused.stderr)["message"]
+    assert not gate_home.exists()
+
+
 def test_rotation_keeps_old_codes_valid_and_lists_both_keys(env, resident):
     code = run(env, "code", "issue", resident["id"]).stdout.strip()
     rotated = run(env, "keys", "rotate")

@@ -18,6 +18,7 @@ from issuers.trustlist import current_trust_list
 from sdk import Result, Verifier
 from sdk.replay import ReplayGuard
 from sdk.statuslist import StatusCache
+from sdk.verifier import Veto
 from verifiers.scenes import get_scene
 
 log = logging.getLogger("citycode.verify")
@@ -81,7 +82,9 @@ class OnlineVerifier:
                 self._status_after = now + self._status_refresh
         return self._verifier
 
-    def verify(self, code: Any, scene_name: str | None, at: float | None = None) -> Result:
+    def verify(
+        self, code: Any, scene_name: str | None, at: float | None = None, before_use: Veto | None = None
+    ) -> Result:
         """Raises verifiers.scenes.UnknownSceneError for an unknown scene name."""
         scene = get_scene(scene_name) if scene_name is not None else None
-        return self._current().verify(code, scene, at=at)
+        return self._current().verify(code, scene, at=at, before_use=before_use)
