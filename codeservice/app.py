@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from codeservice.consent_api import consent_api
     from codeservice.console import console
     from codeservice.resident_certs import resident_certs
+    from codeservice.transit_api import transit_api
     from codeservice.web import web
 
     app.register_blueprint(api)
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(resident_certs)
     app.register_blueprint(consent_api)
     app.register_blueprint(console)
+    app.register_blueprint(transit_api)
     app.register_blueprint(web)
 
     from codeservice.jsonapi import BadRequest

@@ -14,8 +14,8 @@ from codeservice.certificates import client_by_key
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def require_client(role: str) -> Callable[[F], F]:
-    """The request must carry ``Authorization: Bearer <key>`` of an active client with *role*.
+def require_client(*roles: str) -> Callable[[F], F]:
+    """The request must carry ``Authorization: Bearer <key>`` of an active client with one of *roles*.
 
     401 without a valid key, 403 with a key of another role; the client is in ``g.client``.
     """
@@ -31,8 +31,8 @@ def require_client(role: str) -> Callable[[F], F]:
                 client = client_by_key(session, key.strip())
                 if client is None:
                     return _deny(401, "unauthorised", "unknown or disabled API key")
-                if client.role != role:
-                    return _deny(403, "forbidden", f"this endpoint needs a {role} key")
+                if client.role not in roles:
+                    return _deny(403, "forbidden", f"this endpoint needs a {' or '.join(roles)} key")
                 session.expunge(client)
             g.client = client
             return view(*args, **kwargs)

@@ -309,23 +309,31 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-ROLES = ("admin", "verifier", "clerk", "device", "auditor")
+ROLES = ("admin", "verifier", "clerk", "device", "auditor", "operator")
 
 
 def add_api_client(
     session: Session, name: str, role: str, types: Iterable[str] = (), predicates: Iterable[str] = (),
-    *, office: str | None = None, rate_per_minute: int = 60,
+    *, office: str | None = None, rate_per_minute: int = 60, operator: str | None = None,
 ) -> tuple[ApiClient, str]:
     """Create a client; the key is returned once and only its hash is kept.
 
-    Clerks and devices belong to an office (whose purposes and certificate types bound them).
+    Clerks belong to an office (whose purposes and certificate types bound them); a device to an office
+    (a queue kiosk) or to a transport or scenic-site operator (a gate); operator staff to their operator.
     """
+    from codeservice.models import Operator
+
     if role not in ROLES:
         raise CertificateError(f"role must be one of {', '.join(ROLES)}")
-    if (role in ("clerk", "device")) != (office is not None):
-        raise CertificateError("clerks and devices, and only they, belong to an office")
+    if role == "device":
+        if (office is None) == (operator is None):
+            raise CertificateError("a device belongs to an office (a kiosk) or to an operator (a gate)")
+    elif (role == "clerk") != (office is not None) or (role == "operator") != (operator is not None):
+        raise CertificateError("clerks belong to an office, operator staff to an operator, other clients to neither")
     if office is not None and session.get(Office, office) is None:
         raise NotFound(f"no office {office!r}")
+    if operator is not None and session.get(Operator, operator) is None:
+        raise NotFound(f"no operator {operator!r}")
     if type(rate_per_minute) is not int or not 1 <= rate_per_minute <= 100_000:
         raise CertificateError("rate per minute: 1 to 100000")
     if not name or len(name) > 200:
@@ -336,7 +344,8 @@ def add_api_client(
             raise NotFound(f"no certificate type {code!r}")
     key = f"cc_{role[0]}_{secrets.token_urlsafe(32)}"
     client = ApiClient(name=name, role=role, key_hash=hash_key(key), allowed_types=types,
-                       allowed_predicates=predicates, active=True, office_id=office, rate_per_minute=rate_per_minute)
+                       allowed_predicates=predicates, active=True, office_id=office, rate_per_minute=rate_per_minute,
+                       operator_id=operator)
     session.add(client)
     session.flush()
     return client, key

@@ -104,10 +104,10 @@ def keys_rotate(issuer: str) -> None:
 
     services = _services()
     try:
-        kid = services.keyring.rotate(issuer, grace=services.settings.key_grace)
+        kid = services.keyring.rotate(issuer, grace=services.settings.grace_for(issuer))
     except KeyringError as exc:
         _fail(str(exc))
-    _out({"issuer": issuer, "kid": kid.hex(), "previous_key_trusted_for_seconds": services.settings.key_grace})
+    _out({"issuer": issuer, "kid": kid.hex(), "previous_key_trusted_for_seconds": services.settings.grace_for(issuer)})
 
 
 @main.group()
@@ -312,8 +312,9 @@ def verify(
     sys.exit(0 if all(r.accepted for r in results) else EXIT_REFUSED)
 
 
-import codeservice.cli_consent  # noqa: E402,F401  (registers office, client, audit)
-from codeservice import cli_certs  # noqa: E402,F401  (registers dept, cert-type, cert, status, apikey, ...)
+import codeservice.cli_certs  # noqa: E402  (registers dept, cert-type, cert, status, apikey, ...)
+import codeservice.cli_consent  # noqa: E402  (registers office, client, audit)
+import codeservice.cli_transit  # noqa: E402,F401  (registers operator, transit, ride, gate, clearing)
 
 if __name__ == "__main__":
     main()

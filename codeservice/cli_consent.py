@@ -97,24 +97,31 @@ def client() -> None:
 
 
 @client.command("add")
-@click.option("--role", required=True, type=click.Choice(["clerk", "device", "auditor"]))
+@click.option("--role", required=True, type=click.Choice(["clerk", "device", "auditor", "operator"]))
 @click.option("--name", required=True, help="as residents read it, e.g. 'Clerk Zhou' or 'Queue kiosk 1'")
-@click.option("--office", "office_id", help="the office of a clerk or device (required for them)")
+@click.option("--office", "office_id", help="the office of a clerk or a kiosk")
+@click.option("--operator", "operator_id", help="the operator of a gate (device) or of operator staff")
 @click.option("--rate", "rate", type=click.IntRange(1, 100_000), default=60, show_default=True,
               help="requests a minute the client may make")
-def client_add(role: str, name: str, office_id: str | None, rate: int) -> None:
+def client_add(role: str, name: str, office_id: str | None, operator_id: str | None, rate: int) -> None:
     """Create a client and print its key. The key is shown this once; only its hash is kept."""
     from codeservice.certificates import add_api_client
 
-    if role in ("clerk", "device") and not office_id:
-        _fail(f"a {role} belongs to an office: give --office", "usage")
+    if role == "clerk" and not office_id:
+        _fail("a clerk belongs to an office: give --office", "usage")
+    if role == "device" and bool(office_id) == bool(operator_id):
+        _fail("a device belongs to an office (a kiosk: --office) or an operator (a gate: --operator)", "usage")
+    if role == "operator" and (not operator_id or office_id):
+        _fail("operator staff belong to an operator: give --operator (and no --office)", "usage")
+    if role in ("clerk", "auditor") and operator_id:
+        _fail(f"a {role} belongs to no operator: leave out --operator", "usage")
     if role == "auditor" and office_id:
         _fail("an auditor belongs to no office: leave out --office", "usage")
     with _registry() as (_svc, session):
         made, key = add_api_client(session, name.strip(), role, office=office_id.strip() if office_id else None,
-                                   rate_per_minute=rate)
+                                   rate_per_minute=rate, operator=operator_id.strip() if operator_id else None)
         out = {"id": made.id, "name": made.name, "role": made.role, "office": made.office_id,
-               "rate_per_minute": made.rate_per_minute, "key": key}
+               "operator": made.operator_id, "rate_per_minute": made.rate_per_minute, "key": key}
     _out(out)
 
 

@@ -65,6 +65,12 @@ class Settings:
     status_list_size: int = 131072
     status_ttl: int = 300
     status_validity: int = 7 * 24 * 3600
+    #: Ride codes: how long a credential authorises a phone offline, how long one code is valid, how often
+    #: the page makes a new one, and the per-ride fare limit of a new transit account (cents).
+    ride_credential_hours: int = 24
+    ride_code_validity: int = 60
+    ride_refresh: int = 30
+    ride_fare_limit: int = 2000
 
     @property
     def keys_dir(self) -> Path:
@@ -74,6 +80,12 @@ class Settings:
     def key_grace(self) -> int:
         """How long a retired key stays trusted: the longest a code it signed can still pass."""
         return self.code_lifetime + 2 * self.leeway
+
+    def grace_for(self, issuer: str) -> int:
+        """The grace of a rotated key of *issuer*: a ride credential lives for hours, other codes a minute."""
+        if issuer == "city-transit":
+            return self.ride_credential_hours * 3600 + self.ride_code_validity + 2 * self.leeway
+        return self.key_grace
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +108,11 @@ class Settings:
                 client_secret=env.get("CITYCODE_OIDC_CLIENT_SECRET", ""),
                 scopes=env.get("CITYCODE_OIDC_SCOPES") or "openid",
             )
+        ride_validity = _int(env, "CITYCODE_RIDE_CODE_VALIDITY", 60, 10, 300)
+        ride_refresh = _int(env, "CITYCODE_RIDE_REFRESH", min(30, ride_validity // 2), 5, 300)
+        if ride_refresh >= ride_validity:
+            raise ConfigError(f"CITYCODE_RIDE_REFRESH ({ride_refresh} s) must be shorter than "
+                              f"CITYCODE_RIDE_CODE_VALIDITY ({ride_validity} s)")
         return cls(
             home=home,
             database_url=database_url,
@@ -112,4 +129,8 @@ class Settings:
             status_list_size=_int(env, "CITYCODE_STATUS_LIST_SIZE", 131072, 1024, 100_000_000),
             status_ttl=_int(env, "CITYCODE_STATUS_TTL", 300, 10, 86400),
             status_validity=_int(env, "CITYCODE_STATUS_VALIDITY", 7 * 24 * 3600, 600, 90 * 24 * 3600),
+            ride_credential_hours=_int(env, "CITYCODE_RIDE_CREDENTIAL_HOURS", 24, 1, 24 * 30),
+            ride_code_validity=ride_validity,
+            ride_refresh=ride_refresh,
+            ride_fare_limit=_int(env, "CITYCODE_RIDE_FARE_LIMIT", 2000, 0, 1_000_000),
         )

@@ -102,3 +102,44 @@ def ensure_demo_office(session: Session) -> None:
     for name, role in (("Clerk Zhou", "clerk"), ("Clerk Sun", "clerk"), ("Queue kiosk 1", "device")):
         if name not in existing:
             add_api_client(session, name, role, office=DEMO_OFFICE)
+
+
+DEMO_OPERATORS: list[dict[str, object]] = [
+    dict(id="qd-metro", name="Qingdao Metro", kind="metro",
+         fares={"lines": {"1": [["101", 0], ["102", 1400], ["103", 2600], ["104", 4300], ["105", 6100],
+                                ["106", 8000], ["107", 9700], ["108", 12000]],
+                          "2": [["201", 0], ["202", 1500], ["104", 3100], ["204", 4800], ["205", 6900],
+                                ["206", 9300]]},
+                "bands": [[4000, 200], [9000, 300], [16000, 400], [24000, 500]], "max_fare": 700},
+         discounts={"adult": 100, "student": 50, "elderly": 0, "disabled": 0}),
+    dict(id="qd-bus", name="Qingdao Bus Group", kind="bus",
+         fares={"lines": {"1": 200, "11": 100, "26": 200, "301": 300}, "default": 200},
+         discounts={"adult": 100, "student": 50, "elderly": 0, "disabled": 0}),
+    dict(id="laoshan", name="Laoshan Scenic Area", kind="scenic",
+         fares={"sites": {"taiqing": {"price": 9000, "capacity": 20000},
+                          "jufeng": {"price": 6500, "capacity": 8000}}},
+         discounts={"adult": 100, "student": 50, "elderly": 0, "disabled": 0}),
+]
+
+
+def ensure_demo_transit(session: Session, residents: list[Resident], *, fare_limit: int) -> None:
+    """Three operators (metro, bus, scenic site) and transit accounts for the demo residents: the elder's
+    card is elderly by age, the youngest's a student card (idempotent)."""
+    from codeservice.models import Operator
+    from codeservice.transit import add_operator, ensure_account
+
+    for spec in DEMO_OPERATORS:
+        if session.get(Operator, str(spec["id"])) is None:
+            add_operator(session, str(spec["id"]), str(spec["name"]), str(spec["kind"]), spec["fares"],
+                         spec["discounts"])
+    from sqlalchemy import select
+
+    from codeservice.certificates import city_today
+    from codeservice.models import TransitAccount
+
+    today = city_today()
+    had = set(session.scalars(select(TransitAccount.resident)))
+    for resident in residents:
+        account = ensure_account(session, resident.pid, fare_limit=fare_limit, today=today)
+        if resident is residents[-1] and resident.pid not in had:
+            account.card_type = "student"

@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 
 from codeservice.config import Settings
 from codeservice.db import Database, migrate
-from codeservice.demo import ensure_demo_certificates, ensure_demo_office
+from codeservice.demo import ensure_demo_certificates, ensure_demo_office, ensure_demo_transit
 from codeservice.residents import ensure_demo_residents
 from codeservice.state import StateReplayGuard, StateStore, make_state
+from codeservice.transit import TRANSIT_PLATFORM
 from issuers.codes import issue_code
 from issuers.keyring import IssuerInfo, Keyring
 from issuers.trustlist import sign_trust_list
@@ -55,19 +56,25 @@ class Services:
         )
 
     def status_tokens(self, now: float | None = None) -> list[str]:
-        """Every department's current status list token."""
+        """Every issuer's current status list token: each department's, and the transit platform's."""
         from codeservice.models import Department
 
         with self.db.session() as session:
-            return [self.status_list(session, d.id, now) for d in session.query(Department).order_by(Department.id)]
+            issuers = [d.id for d in session.query(Department).order_by(Department.id)]
+            return [self.status_list(session, issuer, now) for issuer in [*issuers, TRANSIT_PLATFORM.id]]
 
-    def status_list(self, session: Session, department: str, now: float | None = None) -> str:
+    def status_list(self, session: Session, issuer: str, now: float | None = None) -> str:
+        """The status list of a department (its certificates) or of the transit platform (ride devices)."""
         from codeservice.certificates import status_list_token
+        from codeservice.transit import transit_status_list
 
+        uri = f"{self.settings.public_url}/api/v1/status/{issuer}"
+        if issuer == TRANSIT_PLATFORM.id:
+            return transit_status_list(session, self.keyring, size=self.settings.status_list_size, uri=uri,
+                                       ttl=self.settings.status_ttl, validity=self.settings.status_validity, now=now)
         return status_list_token(
-            session, self.keyring, department, size=self.settings.status_list_size,
-            uri=f"{self.settings.public_url}/api/v1/status/{department}", ttl=self.settings.status_ttl,
-            validity=self.settings.status_validity, now=now,
+            session, self.keyring, issuer, size=self.settings.status_list_size,
+            uri=uri, ttl=self.settings.status_ttl, validity=self.settings.status_validity, now=now,
         )
 
     def initialise(self) -> dict[str, object]:
@@ -81,13 +88,14 @@ class Services:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
         migrate(self.db.engine)
-        keys_created = self.keyring.initialise([IDENTITY_OFFICE, CHECKS_OFFICE, AUDIT_OFFICE])
+        keys_created = self.keyring.initialise([IDENTITY_OFFICE, CHECKS_OFFICE, AUDIT_OFFICE, TRANSIT_PLATFORM])
         demo = []
         if self.settings.demo_data:
             with self.db.session() as session:
                 residents = ensure_demo_residents(session)
                 ensure_demo_certificates(session, self.keyring, residents, self.settings.status_list_size)
                 ensure_demo_office(session)
+                ensure_demo_transit(session, residents, fare_limit=self.settings.ride_fare_limit)
                 demo = [r.pid for r in residents]
         return {"home": str(home), "keys_created": keys_created, "demo_residents": demo}
 

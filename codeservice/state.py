@@ -27,6 +27,10 @@ class StateStore(Protocol):
         """Add one to a counter that starts afresh every *window* seconds; return the new value."""
         ...
 
+    def discard(self, key: str) -> None:
+        """Forget *key* (no error when it is not there)."""
+        ...
+
     def ping(self) -> bool: ...
 
 
@@ -62,6 +66,10 @@ class MemoryState:
                 self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
             return value + 1
 
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
     def ping(self) -> bool:
         return True
 
@@ -85,6 +93,12 @@ class RedisState:
             pipe.pexpire(name, max(1, math.ceil(window * 1000)), nx=True)
             value, _ = pipe.execute()
             return int(value)
+        except redis.RedisError as exc:
+            raise StateError(f"state store unreachable: {exc.__class__.__name__}") from None
+
+    def discard(self, key: str) -> None:
+        try:
+            self._redis.delete(self._prefix + key)
         except redis.RedisError as exc:
             raise StateError(f"state store unreachable: {exc.__class__.__name__}") from None
 

@@ -25,9 +25,10 @@ CLAIM_CTI = 7
 CLAIM_KIND = -65537
 
 #: Kind numbers on the wire and their names. Numbers are never reused. ``id`` is the resident's
-#: identity code; ``cert`` (a certificate shown by its holder) and ``ride`` (a ride code made on
-#: the phone) carry the common claims here, and their own claims are defined with those features.
-KINDS: dict[int, str] = {1: "id", 2: "cert", 3: "ride"}
+#: identity code; ``cert`` a certificate shown by its holder; ``ride`` a ride code the phone makes
+#: and signs itself (docs/rides.md); ``ridecred`` the ride credential inside it, signed by the transit
+#: account platform, which is never shown on its own.
+KINDS: dict[int, str] = {1: "id", 2: "cert", 3: "ride", 4: "ridecred"}
 KIND_IDS: dict[str, int] = {name: number for number, name in KINDS.items()}
 
 SUBJECT_LENGTH = 10
@@ -148,3 +149,13 @@ def parse_certificate(extra: Mapping[Any, Any]) -> CertificateClaims:
     ):
         raise ClaimsError("disclosed fields must map names to text, integers or booleans")
     return CertificateClaims(cert_id, type_code, holder_to_text(holder), valid_from, valid_until, index, dict(fields))
+
+
+#: The private claim of a ride credential (kind ``ridecred``): a map with small integer keys.
+CLAIM_RIDE = -65539
+RIDE_DEVICE_KEY, RIDE_CARD_TYPE, RIDE_FARE_LIMIT, RIDE_STATUS_INDEX, RIDE_VALIDITY = range(1, 6)
+#: The private claim of a ride code (kind ``ride``): the credential, a COSE_Sign1 as a byte string.
+CLAIM_CREDENTIAL = -65540
+#: Card types on the wire and their names. Numbers are never reused.
+CARD_TYPES: dict[int, str] = {1: "adult", 2: "student", 3: "elderly", 4: "disabled"}
+CARD_TYPE_IDS: dict[str, int] = {name: number for number, name in CARD_TYPES.items()}

@@ -1,7 +1,8 @@
 """COSE_Sign1 (RFC 9052 section 4.2) as this product uses it: strict parsing and signing.
 
 Only what a citycode needs is accepted: a protected header holding exactly the
-algorithm (label 1) and an 8-byte key id (label 4), an empty unprotected header,
+algorithm (label 1) and an 8-byte key id (label 4) (or the algorithm alone, for a ride code,
+whose signing key the signed payload itself names), an empty unprotected header,
 an embedded payload and a raw signature. Anything else is refused, in particular
 headers that carry key material or a key location (x5chain, x5t, x5u, COSE_Key),
 because a verifier must take its keys from the trust list only.
@@ -45,6 +46,7 @@ class Sign1:
 
     protected: bytes
     alg: int
+    #: Empty when the header names no key: the payload must certify the signing key (a ride code).
     kid: bytes
     payload: bytes
     signature: bytes
@@ -109,8 +111,8 @@ def _parse_protected(protected: bytes) -> tuple[int, bytes]:
     if extra:
         raise CoseError(f"unexpected protected header labels {sorted(map(repr, extra))}")
     alg = headers.get(HEADER_ALG)
-    kid = headers.get(HEADER_KID)
-    if not isinstance(kid, bytes) or len(kid) != KID_LENGTH:
+    kid = headers.get(HEADER_KID, b"")
+    if not isinstance(kid, bytes) or len(kid) not in (0, KID_LENGTH) or (HEADER_KID in headers and not kid):
         raise CoseError(f"key id must be a {KID_LENGTH}-byte string")
     if type(alg) is not int or alg not in ALG_NAMES:
         raise AlgorithmError(f"algorithm {alg!r} is not accepted")
@@ -151,9 +153,13 @@ def parse(data: bytes) -> Sign1:
     return Sign1(protected=protected, alg=alg, kid=kid, payload=payload, signature=signature)
 
 
-def encode_protected(alg: int, kid: bytes) -> bytes:
-    """The protected header bytes in deterministic encoding."""
-    return cbor2.dumps({HEADER_ALG: alg, HEADER_KID: kid}, canonical=True)
+def encode_protected(alg: int, kid: bytes = b"") -> bytes:
+    """The protected header bytes in deterministic encoding; no kid for a message signed by a key
+    that the payload itself certifies (a ride code, signed by the phone's device key)."""
+    headers: dict[int, Any] = {HEADER_ALG: alg}
+    if kid:
+        headers[HEADER_KID] = kid
+    return cbor2.dumps(headers, canonical=True)
 
 
 def assemble(protected: bytes, payload: bytes, signature: bytes) -> bytes:

@@ -80,6 +80,19 @@ def public_key_from_jwk(jwk: Any) -> PublicKey:
     raise ValueError(f"unsupported key type {kty!r}/{crv!r}")
 
 
+def verify_es256(public_key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> bool:
+    """True when the raw ``r || s`` ES256 *signature* (COSE and WebCrypto form) over *data* verifies."""
+    if len(signature) != 64:
+        return False
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:], "big")
+    try:
+        public_key.verify(encode_dss_signature(r, s), data, _ECDSA_SHA256)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class TrustedKey:
     """One issuer key from a trust list."""
@@ -101,15 +114,12 @@ class TrustedKey:
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         """True when *signature* (COSE raw form) over *data* verifies with this key."""
+        if self.alg == ALG_ES256:
+            return verify_es256(self.public_key, signature, data)  # type: ignore[arg-type]
         if len(signature) != 64:
             return False
         try:
-            if self.alg == ALG_ES256:
-                r = int.from_bytes(signature[:32], "big")
-                s = int.from_bytes(signature[32:], "big")
-                self.public_key.verify(encode_dss_signature(r, s), data, _ECDSA_SHA256)  # type: ignore[call-arg]
-            else:
-                self.public_key.verify(signature, data)  # type: ignore[call-arg]
+            self.public_key.verify(signature, data)  # type: ignore[call-arg]
         except (InvalidSignature, ValueError):
             return False
         return True
@@ -125,4 +135,5 @@ __all__ = [
     "key_id",
     "public_key_from_jwk",
     "public_key_to_jwk",
+    "verify_es256",
 ]

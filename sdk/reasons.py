@@ -48,6 +48,18 @@ class Reason(StrEnum):
     NOT_ENTITLED = "not_entitled"
     #: A single-use scene could not reach its replay guard; refused rather than risk a double use.
     REPLAY_GUARD_UNAVAILABLE = "replay_guard_unavailable"
+    #: A ride code made longer ago than its validity (an old screenshot, a phone clock far behind).
+    CODE_STALE = "code_stale"
+    #: The ride credential's authorisation has expired: the phone must go online once to renew it.
+    CREDENTIAL_EXPIRED = "credential_expired"
+    #: A genuine ride code of a card type this scene does not take.
+    CARD_NOT_ACCEPTED = "card_not_accepted"
+    #: The fare at this gate is above the per-ride limit the credential allows.
+    FARE_LIMIT_EXCEEDED = "fare_limit_exceeded"
+    #: Anti-passback: a second entry without an exit (metro), or a second entry the same day (scenic site).
+    PASSBACK = "passback"
+    #: The site has admitted its capacity for the day.
+    CAPACITY_REACHED = "capacity_reached"
 
 
 DESCRIPTIONS: dict[Reason, str] = {
@@ -71,4 +83,10 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.STATUS_UNKNOWN: "revocation status unknown",
     Reason.CERTIFICATE_EXPIRED: "certificate not valid on this date",
     Reason.NOT_ENTITLED: "does not show what this place requires",
+    Reason.CODE_STALE: "code too old; show the live code",
+    Reason.CREDENTIAL_EXPIRED: "ride authorisation expired; open the app online once",
+    Reason.CARD_NOT_ACCEPTED: "this card type is not accepted here",
+    Reason.FARE_LIMIT_EXCEEDED: "fare above this card's per-ride limit",
+    Reason.PASSBACK: "already inside; exit first",
+    Reason.CAPACITY_REACHED: "full for today",
 }

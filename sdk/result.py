@@ -32,6 +32,12 @@ class Result:
     fields: dict[str, Any] | None = None
     #: Age in seconds of the status list consulted (or found too old).
     status_age: int | None = None
+    #: For ride codes: the card type, the per-ride fare limit in cents, the credential's id (hex)
+    #: and when its authorisation expires (the subject is then the pseudonymous transit account).
+    card_type: str | None = None
+    fare_limit: int | None = None
+    credential_id: str | None = None
+    credential_expires_at: int | None = None
 
     @property
     def subject(self) -> str | None:
@@ -62,6 +68,10 @@ class Result:
             "holder": self.holder,
             "fields": self.fields,
             "status_age": self.status_age,
+            "card_type": self.card_type,
+            "fare_limit": self.fare_limit,
+            "credential_id": self.credential_id,
+            "credential_expires_at": self.credential_expires_at,
         }
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdk.claims import KIND_IDS
+from sdk.claims import CARD_TYPES, KIND_IDS
 
 
 class SceneError(ValueError):
@@ -34,6 +34,8 @@ class Scene:
     #: How old (seconds since the issuer signed it) a status list may be before the gate says
     #: ``status_stale`` instead of trusting it.
     max_status_age: int = 24 * 3600
+    #: For ``ride`` codes: the card types taken here (``card_not_accepted`` otherwise); empty: all.
+    card_types: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -46,6 +48,10 @@ class Scene:
         if self.max_status_age <= 0:
             raise SceneError(f"scene {self.name!r}: max_status_age must be positive")
         object.__setattr__(self, "cert_rules", {k: frozenset(v) for k, v in self.cert_rules.items()})
+        unknown_cards = set(self.card_types) - set(CARD_TYPES.values())
+        if unknown_cards:
+            raise SceneError(f"scene {self.name!r}: unknown card types {sorted(unknown_cards)}")
+        object.__setattr__(self, "card_types", frozenset(self.card_types))
 
     def accepts(self, kind: str) -> bool:
         return kind in self.kinds
@@ -65,6 +71,7 @@ class Scene:
                 description=str(data.get("description", "")),
                 cert_rules={str(t): frozenset(map(str, f)) for t, f in dict(data.get("cert_rules", {})).items()},
                 max_status_age=int(data.get("max_status_age", 24 * 3600)),
+                card_types=frozenset(str(c) for c in _names(data.get("card_types", []), "card_types")),
             )
         except (TypeError, ValueError) as exc:
             raise SceneError(f"scene definition is malformed: {exc}") from None
@@ -80,4 +87,11 @@ class Scene:
             "description": self.description,
             "cert_rules": {t: sorted(f) for t, f in self.cert_rules.items()},
             "max_status_age": self.max_status_age,
+            "card_types": sorted(self.card_types),
         }
+
+
+def _names(value: Any, what: str) -> Iterable[Any]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise SceneError(f"{what} must be a list")
+    return value

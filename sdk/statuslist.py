@@ -23,6 +23,8 @@ from sdk.keys import b64u_decode, b64u_encode
 from sdk.trustlist import TrustList
 
 STATUS_LIST_TYPE = "statuslist+jwt"
+#: The kinds whose issuers publish a status list: certificates, and ride credentials (account or device).
+STATUS_KINDS = frozenset({"cert", "ridecred"})
 VALID, INVALID, SUSPENDED = 0, 1, 2
 STATUS_NAMES = {VALID: "valid", INVALID: "revoked", SUSPENDED: "suspended"}
 MAX_LIST_BYTES = 64 * 1024 * 1024  # decompressed: 256 million 2-bit entries
@@ -102,8 +104,8 @@ class StatusList:
             key = None
         if key is None:
             raise StatusListError("signed by a key that is not in the trust list")
-        if "cert" not in key.kinds:
-            raise StatusListError(f"{key.issuer} does not issue certificates")
+        if not key.kinds & STATUS_KINDS:
+            raise StatusListError(f"{key.issuer} issues nothing that has a status")
         try:
             claims = jwt.decode(
                 token, key=key.public_key, algorithms=[key.alg_name],

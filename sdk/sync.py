@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sdk.statuslist import StatusListError
+from sdk.statuslist import STATUS_KINDS, StatusListError
 from sdk.trustlist import TrustList, TrustListError
 from sdk.verifier import Verifier
 
@@ -69,7 +69,7 @@ class GateSync:
                     report.trust_list = "updated"
             except (OSError, ValueError, TrustListError, urllib.error.URLError) as exc:
                 report.errors.append(f"trust list: {exc}")
-        issuers = sorted(k.issuer for k in self.verifier.trust.keys.values() if "cert" in k.kinds)
+        issuers = sorted({k.issuer for k in self.verifier.trust.keys.values() if k.kinds & STATUS_KINDS})
         due = set(self.verifier.status.due_for_refresh(now))
         for issuer in issuers:
             if not force and self.verifier.status.get(issuer) is not None and issuer not in due:

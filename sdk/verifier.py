@@ -21,10 +21,12 @@ from typing import Any
 
 from sdk import base45
 from sdk.claims import CertificateClaims, Claims, ClaimsError, parse_certificate, parse_claims
-from sdk.cose import AlgorithmError, CoseError, parse
+from sdk.cose import ALG_ES256, AlgorithmError, CoseError, Sign1, parse
+from sdk.keys import verify_es256
 from sdk.reasons import Reason
 from sdk.replay import MemoryReplayGuard, ReplayGuard
 from sdk.result import Result, refused
+from sdk.ride import parse_credential, parse_ride_code, replay_id
 from sdk.scene import Scene
 from sdk.statuslist import INVALID, SUSPENDED, VALID, StatusCache
 from sdk.trustlist import TrustList
@@ -76,7 +78,8 @@ class Verifier:
             return refused(Reason.MALFORMED, f"unexpected {exc.__class__.__name__}")
 
     def verify_image(
-        self, image: Any, scene: Scene | None = None, *, at: float | None = None, decoder: str = "auto"
+        self, image: Any, scene: Scene | None = None, *, at: float | None = None, decoder: str = "auto",
+        before_use: Veto | None = None,
     ) -> Result:
         """Find the QR code(s) in an image (bytes, path or PIL image) and verify ours."""
         from sdk.image import ImageError, decode_image
@@ -90,7 +93,7 @@ class Verifier:
         if not texts:
             return refused(Reason.NO_CODE_FOUND, "no QR code in the image")
         ours = [t for t in texts if t.startswith(PREFIX)]
-        return self.verify(ours[0] if ours else texts[0], scene, at=at)
+        return self.verify(ours[0] if ours else texts[0], scene, at=at, before_use=before_use)
 
     def _verify(self, text: Any, scene: Scene | None, now: float, before_use: Veto | None = None) -> Result:
         if isinstance(text, (bytes, bytearray)):
@@ -114,6 +117,8 @@ class Verifier:
         except CoseError as exc:
             return refused(Reason.MALFORMED, str(exc))
 
+        if not message.kid:
+            return self._verify_ride(message, scene, now, before_use)
         trust = self.trust
         if trust.expired(now):
             return refused(Reason.TRUST_LIST_EXPIRED, f"trust list expired at {trust.expires_at}")
@@ -152,6 +157,90 @@ class Verifier:
         return self._spend(Result(accepted=True, reason=Reason.OK, **fields), claims.code_id,
                            claims.expires_at + self.leeway, scene, before_use)
 
+    def _verify_ride(self, message: Sign1, scene: Scene | None, now: float, before_use: Veto | None) -> Result:
+        """A ride code: the credential through the trust list, then the phone's signature with the key it
+        certifies, then times, scene, status, and the replay guard (docs/rides.md, section 3)."""
+        if message.alg != ALG_ES256:
+            return refused(Reason.UNSUPPORTED_ALG, "ride codes are signed with ES256 only")
+        try:
+            code = parse_ride_code(message.payload)
+            inner = parse(code.credential)
+        except ClaimsError as exc:
+            return refused(Reason.MALFORMED, f"ride code: {exc}")
+        except AlgorithmError as exc:
+            return refused(Reason.UNSUPPORTED_ALG, f"credential: {exc}")
+        except CoseError as exc:
+            return refused(Reason.MALFORMED, f"credential: {exc}")
+        if not inner.kid:
+            return refused(Reason.MALFORMED, "the credential names no key")
+        trust = self.trust
+        if trust.expired(now):
+            return refused(Reason.TRUST_LIST_EXPIRED, f"trust list expired at {trust.expires_at}")
+        key = trust.get(inner.kid)
+        if key is None:
+            return refused(Reason.UNKNOWN_KEY, f"key {inner.kid.hex()} is not in the trust list")
+        if inner.alg != key.alg:
+            return refused(Reason.UNSUPPORTED_ALG, f"key {inner.kid.hex()} signs with {key.alg_name} only")
+        if not key.verify(inner.signature, inner.to_be_signed()):
+            return refused(Reason.BAD_SIGNATURE, "credential signature", kid=inner.kid.hex())
+        try:
+            claims = parse_claims(inner.payload)
+            credential = parse_credential(claims)
+        except ClaimsError as exc:
+            return refused(Reason.MALFORMED, f"credential: {exc}", kid=inner.kid.hex())
+        fields: dict[str, Any] = {
+            "kind": "ride", "subject_id": credential.account, "issued_at": code.generated_at,
+            "expires_at": code.generated_at + credential.validity, "kid": inner.kid.hex(), "issuer": key.issuer,
+            "code_id": replay_id(credential, code).hex(), "scene": scene.name if scene is not None else None,
+            "card_type": credential.card_type, "fare_limit": credential.fare_limit,
+            "credential_id": credential.credential_id.hex(), "credential_expires_at": credential.expires_at,
+        }
+        if "ridecred" not in key.kinds:
+            return refused(Reason.UNTRUSTED_ISSUER, f"{key.issuer} does not issue ride credentials", **fields)
+        if not key.not_before - self.leeway <= claims.issued_at <= key.not_after or now > key.not_after + self.leeway:
+            return refused(Reason.UNKNOWN_KEY, "key not valid at this time", **fields)
+        if not verify_es256(credential.device_key, message.signature, message.to_be_signed()):
+            return refused(Reason.BAD_SIGNATURE, "device signature", **fields)
+        if code.generated_at > now + self.leeway:
+            return refused(Reason.NOT_YET_VALID, f"made {code.generated_at - now:.0f} s in the future", **fields)
+        if credential.expires_at < now - self.leeway:
+            return refused(Reason.CREDENTIAL_EXPIRED, f"authorisation expired {now - credential.expires_at:.0f} s ago",
+                           **fields)
+        if code.generated_at < credential.issued_at - self.leeway:
+            return refused(Reason.MALFORMED, "code made before its credential", **fields)
+        if code.generated_at + credential.validity < now - self.leeway:
+            return refused(Reason.CODE_STALE, f"made {now - code.generated_at:.0f} s ago, valid for "
+                           f"{credential.validity} s", **fields)
+        if scene is not None and not scene.accepts("ride"):
+            return refused(Reason.WRONG_KIND, f"scene {scene.name} does not take ride codes", **fields)
+        if scene is not None and scene.card_types and credential.card_type not in scene.card_types:
+            return refused(Reason.CARD_NOT_ACCEPTED, f"{credential.card_type} cards are not taken here", **fields)
+        refusal = self._check_status(key.issuer, credential.status_index, scene, now, fields, "account or device")
+        if refusal is not None:
+            return refusal
+        return self._spend(Result(accepted=True, reason=Reason.OK, **fields), replay_id(credential, code),
+                           code.generated_at + credential.validity + self.leeway, scene, before_use)
+
+    def _check_status(
+        self, issuer: str, index: int, scene: Scene | None, now: float, fields: dict[str, Any], what: str
+    ) -> Result | None:
+        """The issuer's status list entry: valid goes on; revoked, suspended, stale or unknown refuse."""
+        max_age = scene.max_status_age if scene is not None else 24 * 3600
+        found = self.status.lookup(issuer, index, now, max_age)
+        fields["status_age"] = found.age
+        if found.status is None:
+            reason = Reason.STATUS_UNKNOWN if found.age is None else Reason.STATUS_STALE
+            return refused(reason, found.detail, **fields)
+        if found.status == -1:
+            return refused(Reason.STATUS_UNKNOWN, found.detail, **fields)
+        if found.status == INVALID:
+            return refused(Reason.REVOKED, f"{what} revoked by its issuer", **fields)
+        if found.status == SUSPENDED:
+            return refused(Reason.SUSPENDED, f"{what} suspended by its issuer", **fields)
+        if found.status != VALID:
+            return refused(Reason.STATUS_UNKNOWN, f"unknown status value {found.status}", **fields)
+        return None
+
     def _spend(
         self, accepted: Result, code_id: bytes, keep_until: float, scene: Scene | None, before_use: Veto | None
     ) -> Result:
@@ -179,20 +268,9 @@ class Verifier:
             return refused(Reason.UNTRUSTED_ISSUER, f"{issuer} does not issue {cert.type_code} certificates", **fields)
         if not cert.valid_from - self.leeway <= now <= cert.valid_until + self.leeway:
             return refused(Reason.CERTIFICATE_EXPIRED, "outside the certificate's validity dates", **fields)
-        max_age = scene.max_status_age if scene is not None else 24 * 3600
-        found = self.status.lookup(issuer, cert.status_index, now, max_age)
-        fields["status_age"] = found.age
-        if found.status is None:
-            reason = Reason.STATUS_UNKNOWN if found.age is None else Reason.STATUS_STALE
-            return refused(reason, found.detail, **fields)
-        if found.status == -1:
-            return refused(Reason.STATUS_UNKNOWN, found.detail, **fields)
-        if found.status == INVALID:
-            return refused(Reason.REVOKED, "revoked by its issuer", **fields)
-        if found.status == SUSPENDED:
-            return refused(Reason.SUSPENDED, "suspended by its issuer", **fields)
-        if found.status != VALID:
-            return refused(Reason.STATUS_UNKNOWN, f"unknown status value {found.status}", **fields)
+        refusal = self._check_status(issuer, cert.status_index, scene, now, fields, "certificate")
+        if refusal is not None:
+            return refusal
         if scene is not None and scene.cert_rules:
             required = scene.cert_rules.get(cert.type_code)
             if required is None:

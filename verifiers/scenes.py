@@ -7,9 +7,18 @@ from sdk.scene import Scene
 SCENES: dict[str, Scene] = {
     scene.name: scene
     for scene in (
-        Scene("bus", frozenset({"id"}), single_use=True, description="bus reader: one ride per code"),
-        Scene("metro-gate", frozenset({"id"}), single_use=True, description="metro entry gate"),
-        Scene("scenic-gate", frozenset({"id"}), single_use=True, description="scenic-site turnstile with a ticket"),
+        Scene("bus", frozenset({"id", "ride"}), single_use=True,
+              description="bus reader: one ride per code; a ride code works with the phone offline"),
+        Scene("metro-gate", frozenset({"id", "ride"}), single_use=True,
+              description="metro gate (tap in, tap out); a ride code works with the phone offline"),
+        Scene(
+            "scenic-gate",
+            frozenset({"id", "ride", "cert"}),
+            single_use=True,
+            cert_rules={"LNYD": frozenset({"age_over_60"})},
+            description="scenic-site turnstile: a ticket paid from the transit account (ride or identity code), "
+            "or free entry with an elderly card showing 60 or older",
+        ),
         Scene(
             "service-window",
             frozenset({"id"}),

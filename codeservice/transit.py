@@ -1,0 +1,429 @@
+"""Transit: accounts, phones' device keys and their ride credentials, operators, and gate records.
+
+- A resident's **transit account** has a pseudonym of its own (gates and operators never see the pid),
+  a card type and a per-ride fare limit.
+- A phone registers a **device key** (P-256, made and kept by the browser) by signing a challenge with it;
+  the service answers with a **ride credential** (issuers/rides.py) that the phone renews while online.
+- Revoking a device, or freezing the resident's identity (lost phone), shows in the transit platform's
+  status list (revoked, suspended), which gates refresh.
+- **Gate records** are stored exactly once: the record id is the primary key, and a record delivered again
+  is acknowledged as a duplicate.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from codeservice.fares import FareError, FareRules, load_rules
+from codeservice.models import ApiClient, GateRecord, Operator, Resident, RideDevice, TransitAccount
+from issuers.keyring import IssuerInfo, Keyring
+from issuers.rides import compressed_point, issue_credential
+from issuers.statuslist import sign_status_list
+from sdk.claims import CARD_TYPE_IDS, KIND_IDS, subject_to_text
+from sdk.gate import service_day
+from sdk.keys import b64u_decode, b64u_encode, verify_es256
+from sdk.reasons import Reason
+from sdk.statuslist import INVALID, SUSPENDED
+
+TRANSIT_PLATFORM = IssuerInfo("city-transit", "City Transit Account Platform", ("ridecred",))
+#: What the phone signs to prove it holds the device key: this prefix, then the challenge bytes.
+PROOF_PREFIX = b"citycode-ride-device:"
+MAX_DEVICES = 3
+MAX_BATCH = 500
+_HEX = re.compile(r"^[0-9a-f]+$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+REASONS = frozenset(r.value for r in Reason)
+
+
+class TransitError(ValueError):
+    """A request the transit platform cannot carry out; ``reason`` is stable, the message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class TransitNotFound(TransitError):
+    pass
+
+
+# -- accounts ------------------------------------------------------------------------------------------
+def card_type_for(resident: Resident, today: dt.date) -> str:
+    """The default card type: elderly from 60 (by the birth date the identity platform verified), else adult.
+    Student and disability cards are set by an administrator (``citycode transit account``)."""
+    born = resident.birth_date
+    if born is not None and today.year - born.year - ((today.month, today.day) < (born.month, born.day)) >= 60:
+        return "elderly"
+    return "adult"
+
+
+def ensure_account(session: Session, pid: str, *, fare_limit: int, today: dt.date) -> TransitAccount:
+    account = session.scalars(select(TransitAccount).where(TransitAccount.resident == pid)).one_or_none()
+    if account is not None:
+        return account
+    resident = session.scalars(select(Resident).where(Resident.pid == pid)).one_or_none()
+    if resident is None:
+        raise TransitNotFound("not_found", f"no resident {pid!r}")
+    account = TransitAccount(account=subject_to_text(os.urandom(10)), resident=pid,
+                             card_type=card_type_for(resident, today), fare_limit=fare_limit)
+    try:
+        with session.begin_nested():
+            session.add(account)
+            session.flush()
+    except IntegrityError:  # made concurrently
+        account = session.scalars(select(TransitAccount).where(TransitAccount.resident == pid)).one()
+    return account
+
+
+def set_account(session: Session, pid: str, *, card_type: str | None, fare_limit: int | None,
+                default_limit: int, today: dt.date) -> TransitAccount:
+    account = ensure_account(session, pid, fare_limit=default_limit, today=today)
+    if card_type is not None:
+        if card_type not in CARD_TYPE_IDS:
+            raise TransitError("invalid_card_type", f"card type must be one of {', '.join(CARD_TYPE_IDS)}")
+        account.card_type = card_type
+    if fare_limit is not None:
+        if type(fare_limit) is not int or not 0 <= fare_limit <= 1_000_000:
+            raise TransitError("invalid_fare_limit", "fare limit: whole cents from 0 to 1000000")
+        account.fare_limit = fare_limit
+    return account
+
+
+def account_json(account: TransitAccount) -> dict[str, Any]:
+    return {"account": account.account, "card_type": account.card_type, "fare_limit": account.fare_limit}
+
+
+# -- devices and credentials -------------------------------------------------------------------------
+def parse_device_key(text: Any) -> ec.EllipticCurvePublicKey:
+    """A P-256 public key from base64url of its 65-byte (WebCrypto 'raw') or 33-byte (compressed) point."""
+    if not isinstance(text, str) or not 40 <= len(text) <= 100:
+        raise TransitError("invalid_key", "public_key: base64url of a P-256 point")
+    try:
+        point = b64u_decode(text)
+        if len(point) not in (33, 65):
+            raise ValueError("length")
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except ValueError:
+        raise TransitError("invalid_key", "public_key is not a P-256 point") from None
+
+
+def new_challenge() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def check_proof(key: ec.EllipticCurvePublicKey, challenge: bytes, proof: Any) -> None:
+    """The phone signed ``PROOF_PREFIX + challenge`` with the key (raw r||s, base64url)."""
+    try:
+        signature = b64u_decode(proof) if isinstance(proof, str) and len(proof) <= 100 else b""
+    except ValueError:
+        signature = b""
+    if not verify_es256(key, signature, PROOF_PREFIX + challenge):
+        raise TransitError("bad_proof", "proof does not verify with this key and the current challenge")
+
+
+def _allocate_index(session: Session, size: int) -> int:
+    used = set(session.scalars(select(RideDevice.status_index)))
+    if len(used) >= size * 0.9:
+        raise TransitError("status_list_full", "the transit status list is full; raise CITYCODE_STATUS_LIST_SIZE")
+    while True:
+        index = secrets.randbelow(size)
+        if index not in used:
+            return index
+
+
+@dataclass(frozen=True)
+class Credential:
+    device_id: str
+    credential: bytes
+    issued_at: int
+    expires_at: int
+    validity: int
+
+    def to_json(self, refresh: int) -> dict[str, Any]:
+        return {"device_id": self.device_id, "credential": b64u_encode(self.credential), "issued_at": self.issued_at,
+                "expires_at": self.expires_at, "code_validity": self.validity, "refresh_seconds": refresh}
+
+
+def _credential(keyring: Keyring, account: TransitAccount, device: RideDevice, *, lifetime: int, validity: int,
+                now: float) -> Credential:
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b64u_decode(device.public_key))
+    cred = issue_credential(
+        keyring.signer(TRANSIT_PLATFORM.id), account=_account_bytes(account.account), device_key=key,
+        card_type=account.card_type, fare_limit=account.fare_limit, status_index=device.status_index,
+        validity=validity, lifetime=lifetime, credential_id=bytes.fromhex(device.id), now=now,
+    )
+    device.authorised_until = dt.datetime.fromtimestamp(int(now) + lifetime, dt.UTC)
+    return Credential(device.id, cred, int(now), int(now) + lifetime, validity)
+
+
+def _account_bytes(account: str) -> bytes:
+    return base64.b32decode(account.upper() + "=" * (-len(account) % 8))
+
+
+def register_device(
+    session: Session, keyring: Keyring, pid: str, key: ec.EllipticCurvePublicKey, *, label: str,
+    fare_limit: int, lifetime: int, validity: int, status_list_size: int, now: float,
+) -> Credential:
+    """Register a proven device key for the resident and certify it (the proof is checked by the caller)."""
+    resident = session.scalars(select(Resident).where(Resident.pid == pid)).one_or_none()
+    if resident is None:
+        raise TransitNotFound("not_found", "no such resident")
+    if resident.frozen:
+        raise TransitError("frozen", "this identity is frozen; contact the identity office")
+    today = dt.datetime.fromtimestamp(now, dt.timezone(dt.timedelta(hours=8))).date()
+    account = ensure_account(session, pid, fare_limit=fare_limit, today=today)
+    point = b64u_encode(compressed_point(key))
+    existing = session.scalars(select(RideDevice).where(RideDevice.public_key == point)).one_or_none()
+    if existing is not None:
+        if existing.account != account.account or existing.status != "valid":
+            raise TransitError("key_in_use", "this device key cannot be registered again")
+        return _credential(keyring, account, existing, lifetime=lifetime, validity=validity, now=now)
+    active = session.scalars(select(RideDevice).where(RideDevice.account == account.account,
+                                                      RideDevice.status == "valid")).all()
+    if len(active) >= MAX_DEVICES:
+        raise TransitError("too_many_devices", f"at most {MAX_DEVICES} phones; remove one first")
+    for _ in range(5):
+        device = RideDevice(id=secrets.token_hex(8), account=account.account, public_key=point,
+                            status_index=_allocate_index(session, status_list_size), status="valid",
+                            label=label[:100], registered_at=dt.datetime.fromtimestamp(now, dt.UTC),
+                            authorised_until=dt.datetime.fromtimestamp(now, dt.UTC))
+        try:
+            with session.begin_nested():
+                session.add(device)
+                session.flush()
+            break
+        except IntegrityError:
+            continue  # a concurrent registration took the id or the index
+    else:
+        raise TransitError("busy", "could not register the device; try again")
+    return _credential(keyring, account, device, lifetime=lifetime, validity=validity, now=now)
+
+
+def device_of(session: Session, pid: str, device_id: str) -> tuple[TransitAccount, RideDevice]:
+    """The resident's own device (someone else's answers exactly like an unknown one)."""
+    account = session.scalars(select(TransitAccount).where(TransitAccount.resident == pid)).one_or_none()
+    device = session.get(RideDevice, device_id) if isinstance(device_id, str) and len(device_id) <= 32 else None
+    if account is None or device is None or device.account != account.account:
+        raise TransitNotFound("not_found", "no such device")
+    return account, device
+
+
+def renew_credential(session: Session, keyring: Keyring, pid: str, device_id: str, *, lifetime: int,
+                     validity: int, now: float) -> Credential:
+    account, device = device_of(session, pid, device_id)
+    if device.status != "valid":
+        raise TransitError("device_revoked", "this device was removed; register it anew")
+    return _credential(keyring, account, device, lifetime=lifetime, validity=validity, now=now)
+
+
+def revoke_device(session: Session, pid: str, device_id: str) -> RideDevice:
+    _account, device = device_of(session, pid, device_id)
+    device.status = "revoked"
+    return device
+
+
+def devices_json(session: Session, account: TransitAccount) -> list[dict[str, Any]]:
+    devices = session.scalars(select(RideDevice).where(RideDevice.account == account.account)
+                              .order_by(RideDevice.registered_at)).all()
+    return [{"id": d.id, "label": d.label, "status": d.status, "registered_at": d.registered_at.isoformat(),
+             "authorised_until": d.authorised_until.isoformat()} for d in devices]
+
+
+def transit_status_list(session: Session, keyring: Keyring, *, size: int, uri: str, ttl: int, validity: int,
+                        now: float | None = None) -> str:
+    """The platform's status list: a removed device is invalid; every device of a frozen identity suspended."""
+    statuses: dict[int, int] = {}
+    rows = session.execute(
+        select(RideDevice.status_index, RideDevice.status, Resident.frozen)
+        .join(TransitAccount, TransitAccount.account == RideDevice.account)
+        .join(Resident, Resident.pid == TransitAccount.resident)
+        .where((RideDevice.status != "valid") | Resident.frozen)
+    )
+    for index, status, frozen in rows:
+        statuses[index] = INVALID if status == "revoked" else SUSPENDED if frozen else 0
+    size = max(size, -(-(max(statuses, default=0) + 1) // 1024) * 1024)
+    return sign_status_list(keyring.signer(TRANSIT_PLATFORM.id), statuses, size=size, uri=uri, ttl=ttl,
+                            validity=validity, now=now)
+
+
+# -- operators ---------------------------------------------------------------------------------------
+_RULES_CACHE: dict[tuple[str, str], FareRules] = {}
+
+
+def add_operator(session: Session, operator_id: str, name: str, kind: str, fares: Any,
+                 discounts: Any) -> Operator:
+    if not isinstance(operator_id, str) or not re.fullmatch(r"[a-z][a-z0-9-]{1,63}", operator_id):
+        raise TransitError("invalid_operator", "operator id: 2 to 64 of a-z, 0-9 and '-', starting with a letter")
+    if not isinstance(name, str) or not 0 < len(name.strip()) <= 200:
+        raise TransitError("invalid_operator", "operator name: 1 to 200 characters")
+    try:
+        load_rules(kind, fares, discounts)
+    except FareError as exc:
+        raise TransitError("invalid_fares", str(exc)) from None
+    if session.get(Operator, operator_id) is not None:
+        raise TransitError("exists", f"operator {operator_id!r} exists")
+    operator = Operator(id=operator_id, name=name.strip(), kind=kind, fares=fares, discounts=discounts)
+    session.add(operator)
+    session.flush()
+    return operator
+
+
+def rules_of(operator: Operator) -> FareRules:
+    import json
+
+    key = (operator.id, json.dumps([operator.kind, operator.fares, operator.discounts], sort_keys=True))
+    rules = _RULES_CACHE.get(key)
+    if rules is None:
+        rules = load_rules(operator.kind, operator.fares, operator.discounts)
+        if len(_RULES_CACHE) > 256:
+            _RULES_CACHE.clear()
+        _RULES_CACHE[key] = rules
+    return rules
+
+
+def operator_json(operator: Operator) -> dict[str, Any]:
+    return {"id": operator.id, "name": operator.name, "kind": operator.kind, "fares": operator.fares,
+            "discounts": operator.discounts}
+
+
+# -- gate records -----------------------------------------------------------------------------------
+@dataclass
+class Ingested:
+    stored: list[str]
+    duplicates: list[str]
+    rejected: list[dict[str, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stored": self.stored, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+def _optional_text(record: Mapping[str, Any], name: str, limit: int = 64) -> str | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= limit or "\x00" in value:
+        raise TransitError("invalid_record", f"{name}: text of 1 to {limit} characters or null")
+    return value
+
+
+def _record_row(record: Any, device: ApiClient, now: float) -> dict[str, Any]:
+    """Validate one record as a gate sends it (sdk/gate.py) into a row; unknown members are ignored."""
+    if not isinstance(record, Mapping):
+        raise TransitError("invalid_record", "a record is an object")
+    if record.get("operator") != device.operator_id:
+        raise TransitError("wrong_operator", "a gate uploads only its own operator's records")
+    gate_id = record.get("gate_id")
+    if not isinstance(gate_id, str) or not _ID.match(gate_id):
+        raise TransitError("invalid_record", "gate_id: 1 to 64 letters, digits, '.', '_' or '-'")
+    at: Any = record.get("at")
+    if type(at) not in (int, float) or not now - 90 * 86400 <= at <= now + 86400:
+        raise TransitError("invalid_record", "at: seconds since the epoch, within the last 90 days")
+    accepted, online = record.get("accepted"), record.get("online", False)
+    if type(accepted) is not bool or type(online) is not bool:
+        raise TransitError("invalid_record", "accepted and online must be true or false")
+    reason = record.get("reason")
+    if reason not in REASONS or (reason == "ok") != accepted:
+        raise TransitError("invalid_record", "reason: a reason code, 'ok' exactly when accepted")
+    direction = record.get("direction")
+    if direction not in (None, "in", "out"):
+        raise TransitError("invalid_record", "direction: in, out or null")
+    kind = record.get("kind")
+    if kind is not None and kind not in KIND_IDS:
+        raise TransitError("invalid_record", "kind: a kind of code or null")
+    card_type = record.get("card_type")
+    if card_type is not None and card_type not in CARD_TYPE_IDS:
+        raise TransitError("invalid_record", "card_type: a card type or null")
+    fare_limit = record.get("fare_limit")
+    if fare_limit is not None and (type(fare_limit) is not int or not 0 <= fare_limit <= 10_000_000):
+        raise TransitError("invalid_record", "fare_limit: whole cents or null")
+    for name, limit in (("credential_id", 32), ("code_id", 64)):
+        value = _optional_text(record, name, limit)
+        if value is not None and not _HEX.match(value):
+            raise TransitError("invalid_record", f"{name}: lowercase hex or null")
+    moment = dt.datetime.fromtimestamp(float(at), dt.UTC)
+    return {
+        "record_id": record["record_id"], "device_id": device.id, "operator_id": device.operator_id,
+        "gate_id": gate_id, "scene": _optional_text(record, "scene") or "",
+        "station": _optional_text(record, "station"),
+        "line": _optional_text(record, "line"), "direction": direction, "at": moment,
+        "service_day": dt.date.fromisoformat(service_day(float(at))), "accepted": accepted, "reason": reason,
+        "kind": kind, "account": _optional_text(record, "account", 32), "card_type": card_type,
+        "fare_limit": fare_limit, "credential_id": record.get("credential_id"), "code_id": record.get("code_id"),
+        "entitlement": _optional_text(record, "entitlement"), "online": online,
+        "received_at": dt.datetime.fromtimestamp(now, dt.UTC),
+    }
+
+
+def ingest_records(session: Session, device: ApiClient, records: list[Any], now: float) -> Ingested:
+    """Store each record not stored before; answer what is now held and what is refused for good."""
+    if device.role != "device" or device.operator_id is None:
+        raise TransitError("forbidden", "only an operator's gates upload records")
+    if not isinstance(records, list) or len(records) > MAX_BATCH:
+        raise TransitError("invalid_body", f"records: a list of at most {MAX_BATCH}")
+    rows: dict[str, dict[str, Any]] = {}
+    rejected: list[dict[str, str]] = []
+    for record in records:
+        record_id = record.get("record_id") if isinstance(record, Mapping) else None
+        if not isinstance(record_id, str) or len(record_id) != 32 or not _HEX.match(record_id):
+            rejected.append({"record_id": str(record_id)[:64], "error": "record_id: 32 lowercase hex characters"})
+            continue
+        try:
+            rows[record_id] = _record_row(record, device, now)
+        except TransitError as exc:
+            rejected.append({"record_id": record_id, "error": f"{exc.reason}: {exc}"})
+    _resolve_identity_codes(session, rows.values())
+    held = dict(session.execute(select(GateRecord.record_id, GateRecord.device_id)
+                                .where(GateRecord.record_id.in_(list(rows)))).all()) if rows else {}
+    fresh = [row for record_id, row in rows.items() if record_id not in held]
+    stored = _insert_new(session, fresh)
+    if len(stored) < len(fresh):  # delivered concurrently by another request of the same gate
+        held.update(session.execute(select(GateRecord.record_id, GateRecord.device_id).where(
+            GateRecord.record_id.in_([r["record_id"] for r in fresh if r["record_id"] not in stored]))).all())
+    duplicates = []
+    for record_id in rows:
+        if record_id in stored:
+            continue
+        if held.get(record_id) == device.id:
+            duplicates.append(record_id)
+        else:
+            rejected.append({"record_id": record_id, "error": "record_id_conflict: another gate's record has this id"})
+    return Ingested(stored=[r for r in rows if r in stored], duplicates=duplicates, rejected=rejected)
+
+
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    if not rows:
+        return set()
+    table: Any = GateRecord.__table__
+    insert: Any = postgresql.insert(table) if session.bind is not None and \
+        session.bind.dialect.name == "postgresql" else sqlite.insert(table)
+    statement = insert.values(rows).on_conflict_do_nothing(index_elements=["record_id"]).returning(
+        table.c.record_id)
+    return set(session.scalars(statement))
+
+
+def _resolve_identity_codes(session: Session, rows: Iterable[dict[str, Any]]) -> None:
+    """An identity code names the resident's pid: bill the resident's transit account instead, and keep
+    the pid out of the operator's records."""
+    id_rows = [row for row in rows if row["kind"] == "id" and row["account"] is not None]
+    if not id_rows:
+        return
+    accounts = {a.resident: a for a in session.scalars(
+        select(TransitAccount).where(TransitAccount.resident.in_({row["account"] for row in id_rows})))}
+    for row in id_rows:
+        account = accounts.get(row["account"])
+        row["account"] = account.account if account is not None else None
+        row["card_type"] = account.card_type if account is not None else None
+        row["fare_limit"] = account.fare_limit if account is not None else None
