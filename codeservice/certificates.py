@@ -63,8 +63,17 @@ def add_department(session: Session, keyring: Keyring, dept_id: str, name: str, 
     department = Department(id=dept_id, name=name, org_code=org_code)
     session.add(department)
     session.flush()
-    keyring.add_issuer(IssuerInfo(dept_id, name, ("cert",)))
+    keyring.add_issuer(IssuerInfo(dept_id, name, ("cert",), org_code=org_code))
     return department
+
+
+def record_org_codes(session: Session, keyring: Keyring) -> list[str]:
+    """Write every department's organisation code into the keyring (published in the trust list, where a
+    gate checks it against the issuer code of each certificate identifier). A keyring made before it held
+    org codes heals here. The ids of the departments whose code was written."""
+    known = keyring.issuers()
+    return [department.id for department in session.scalars(select(Department).order_by(Department.id))
+            if department.id in known and keyring.set_org_code(department.id, department.org_code)]
 
 
 def _validate_field_specs(fields: Any, predicates: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

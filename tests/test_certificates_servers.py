@@ -1,0 +1,111 @@
+"""Certificate show codes checked as a gate checks them, against the service on every storage and state
+combination (SQLite/PostgreSQL x in-process/Redis, the ``app`` fixture): keys made by the service, the trust
+list from /api/v1/trust-list, status lists from /api/v1/status/<department>."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codeservice.certificates import _epoch, certificates_of, show_code
+from codeservice.demo import DEPARTMENTS
+from codeservice.models import Certificate
+from codeservice.residents import list_residents
+from issuers.certificates import issue_show_code
+from sdk import Reason, TrustList, Verifier, load_anchor
+from sdk.certid import CertificateId
+from sdk.statuslist import StatusCache
+from verifiers.scenes import SCENES
+
+ORG = {dept: org for dept, _name, org in DEPARTMENTS}
+INSPECTION = SCENES["inspection"]
+
+
+@pytest.fixture
+def services(app):  # type: ignore[no-untyped-def]
+    return app.extensions["citycode"]
+
+
+def gate(client) -> Verifier:  # type: ignore[no-untyped-def]
+    """An offline gate's verifier after a sync: the trust list and every department's status list."""
+    anchor = load_anchor(client.get("/api/v1/trust-anchor").data)
+    trust = TrustList.load(client.get("/api/v1/trust-list").get_data(as_text=True), anchor)
+    cache = StatusCache()
+    for department, _name, _org in DEPARTMENTS:
+        response = client.get(f"/api/v1/status/{department}")
+        assert response.status_code == 200, response.data
+        cache.load(response.get_data(as_text=True), trust)
+    return Verifier(trust, status=cache)
+
+
+def elderly_card(services) -> Certificate:  # type: ignore[no-untyped-def]
+    with services.db.session() as s:
+        return next(c for c in certificates_of(s, list_residents(s)[0].pid) if c.type_code == "LNYD")
+
+
+def shown(services, cert: Certificate, names: list[str]) -> str:  # type: ignore[no-untyped-def]
+    with services.db.session() as s:
+        return show_code(s, services.keyring, s.get(Certificate, cert.id), names, lifetime=60)
+
+
+def signed(services, signer: str, cert: Certificate, **changes: Any) -> str:  # type: ignore[no-untyped-def]
+    """A show code of *cert* signed with *signer*'s real key, its metadata changed by *changes*."""
+    claims: dict[str, Any] = dict(
+        cert_id=cert.id, type_code=cert.type_code, holder=cert.holder, valid_from=_epoch(cert.valid_from),
+        valid_until=_epoch(cert.valid_until, end=True), status_index=cert.status_index,
+        disclosed={"age_over_60": True}, lifetime=60)
+    claims.update(changes)
+    return issue_show_code(services.keyring.signer(signer), **claims)
+
+
+def verify_online(client, code: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    response = client.post("/api/v1/verify", json={"code": code, "scene": "inspection"})
+    assert response.status_code == 200, response.data
+    return response.json  # type: ignore[no-any-return]
+
+
+# -- the issuer named in the identifier --------------------------------------------------------------
+def test_trust_list_publishes_each_departments_org_code(client):
+    keys = gate(client).trust.keys.values()
+    assert {k.issuer: k.org_code for k in keys if "cert" in k.kinds} == ORG
+    assert all(k.org_code is None for k in keys if "cert" not in k.kinds)
+
+
+def test_identifier_naming_another_departments_org_code_is_untrusted_issuer(services, client):
+    """Civil affairs signs an elderly card whose identifier says market regulation issued it."""
+    card = elderly_card(services)
+    foreign = str(CertificateId.build("LNYD", ORG["market-regulation"], "00000001", 1))
+    forged = signed(services, "civil-affairs", card, cert_id=foreign)
+    genuine = signed(services, "civil-affairs", card)
+    offline = gate(client)
+    assert offline.verify(genuine, INSPECTION).accepted
+    result = offline.verify(forged, INSPECTION)
+    assert result.reason is Reason.UNTRUSTED_ISSUER and result.issuer == "civil-affairs"
+    assert ORG["market-regulation"] in result.detail
+    online = verify_online(client, forged)
+    assert online["reason"] == "untrusted_issuer" and online["cert_id"] == foreign
+    assert verify_online(client, genuine)["reason"] == "ok"
+
+
+def test_a_keyring_without_org_codes_heals_on_initialise(services, client):
+    """A data directory made before the trust list carried org codes: its gates refuse every certificate
+    (fail closed) until 'citycode init' (Services.initialise) records them."""
+    index_path = Path(services.keyring.path) / "index.json"
+    index = json.loads(index_path.read_text())
+    for meta in index["issuers"].values():
+        meta.pop("org_code", None)
+    index_path.write_text(json.dumps(index))
+    card = elderly_card(services)
+    code = shown(services, card, ["age_over_60"])
+    old = gate(client)
+    assert all(k.org_code is None for k in old.trust.keys.values())
+    assert old.verify(code, INSPECTION).reason is Reason.UNTRUSTED_ISSUER
+
+    services.initialise()
+    healed = gate(client)
+    assert {k.issuer: k.org_code for k in healed.trust.keys.values() if "cert" in k.kinds} == ORG
+    assert healed.verify(code, INSPECTION).accepted
+    assert verify_online(client, code)["reason"] == "ok"
