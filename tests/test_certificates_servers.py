@@ -8,16 +8,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 
 from codeservice.certificates import _epoch, certificates_of, show_code
-from codeservice.demo import DEPARTMENTS
+from codeservice.demo import DEMO_COMPANY, DEPARTMENTS
 from codeservice.models import Certificate
 from codeservice.residents import list_residents
 from issuers.certificates import issue_show_code
 from sdk import Reason, TrustList, Verifier, load_anchor
 from sdk.certid import CertificateId
+from sdk.claims import CERT_FIELDS, CLAIM_CERT
 from sdk.statuslist import StatusCache
+from tests import forge
 from verifiers.scenes import SCENES
 
 ORG = {dept: org for dept, _name, org in DEPARTMENTS}
@@ -44,6 +47,11 @@ def gate(client) -> Verifier:  # type: ignore[no-untyped-def]
 def elderly_card(services) -> Certificate:  # type: ignore[no-untyped-def]
     with services.db.session() as s:
         return next(c for c in certificates_of(s, list_residents(s)[0].pid) if c.type_code == "LNYD")
+
+
+def licence(services) -> Certificate:  # type: ignore[no-untyped-def]
+    with services.db.session() as s:
+        return next(c for c in certificates_of(s, DEMO_COMPANY) if c.type_code == "YYZZ")
 
 
 def shown(services, cert: Certificate, names: list[str]) -> str:  # type: ignore[no-untyped-def]
@@ -109,3 +117,52 @@ def test_a_keyring_without_org_codes_heals_on_initialise(services, client):
     assert {k.issuer: k.org_code for k in healed.trust.keys.values() if "cert" in k.kinds} == ORG
     assert healed.verify(code, INSPECTION).accepted
     assert verify_online(client, code)["reason"] == "ok"
+
+
+# -- a disclosed field altered, another department's key, an index outside the list ------------------
+def one_character_changed(code: str, field: str) -> str:
+    """*code* with the last character of the disclosed *field* changed, signature kept."""
+    protected, _unprotected, payload, signature = cbor2.loads(forge.raw_of(code)).value
+    claims = cbor2.loads(payload)
+    value = claims[CLAIM_CERT][CERT_FIELDS][field]
+    claims[CLAIM_CERT][CERT_FIELDS][field] = value[:-1] + ("X" if value[-1] != "X" else "Y")
+    altered = cbor2.dumps(cbor2.CBORTag(18, [protected, {}, cbor2.dumps(claims, canonical=True), signature]))
+    return forge.text_of(altered)
+
+
+@pytest.mark.parametrize(("which", "field"), [("elderly", "name"), ("licence", "legal_representative")])
+def test_a_disclosed_field_altered_by_one_character_is_bad_signature(services, client, which, field):
+    cert = elderly_card(services) if which == "elderly" else licence(services)
+    code = shown(services, cert, [field])
+    offline = gate(client)
+    genuine = offline.verify(code, INSPECTION)
+    assert genuine.accepted, genuine.detail
+    altered = one_character_changed(code, field)
+    assert altered != code
+    result = offline.verify(altered, INSPECTION)
+    assert result.reason is Reason.BAD_SIGNATURE and not result.accepted and result.fields is None
+    assert verify_online(client, altered)["reason"] == "bad_signature"
+
+
+@pytest.mark.parametrize(("signer", "which"), [("market-regulation", "elderly"), ("civil-affairs", "licence"),
+                                               ("disabled-federation", "elderly")])
+def test_a_code_of_one_departments_type_signed_by_another_departments_key_is_untrusted_issuer(
+        services, client, signer, which):
+    cert = elderly_card(services) if which == "elderly" else licence(services)
+    forged = signed(services, signer, cert, disclosed={})
+    result = gate(client).verify(forged, INSPECTION)
+    assert result.reason is Reason.UNTRUSTED_ISSUER and result.issuer == signer
+    assert f"does not issue {cert.type_code}" in result.detail
+    assert verify_online(client, forged)["reason"] == "untrusted_issuer"
+
+
+def test_a_status_index_outside_the_departments_list_is_status_unknown(services, client):
+    offline = gate(client)
+    held = offline.status.get("civil-affairs")
+    assert held is not None and held.size == services.settings.status_list_size
+    card = elderly_card(services)
+    assert offline.verify(signed(services, "civil-affairs", card, status_index=held.size - 1), INSPECTION).accepted
+    for index in (held.size, held.size + 1, 2**40):
+        result = offline.verify(signed(services, "civil-affairs", card, status_index=index), INSPECTION)
+        assert result.reason is Reason.STATUS_UNKNOWN and "outside" in result.detail, (index, result.detail)
+        assert result.status_age is not None  # the list was there: the index is what is wrong
