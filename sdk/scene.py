@@ -66,7 +66,7 @@ class Scene:
                 cert_rules={str(t): frozenset(map(str, f)) for t, f in dict(data.get("cert_rules", {})).items()},
                 max_status_age=int(data.get("max_status_age", 24 * 3600)),
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: a JSON 1e400 read as infinity
             raise SceneError(f"scene definition is malformed: {exc}") from None
         except KeyError as exc:
             raise SceneError(f"scene definition lacks {exc}") from None
