@@ -10,6 +10,7 @@ from typing import Any
 
 import cbor2
 import pytest
+from sqlalchemy import select
 
 from codeservice.certificates import _epoch, certificates_of, show_code
 from codeservice.demo import DEMO_COMPANY, DEPARTMENTS
@@ -166,3 +167,40 @@ def test_a_status_index_outside_the_departments_list_is_status_unknown(services,
         result = offline.verify(signed(services, "civil-affairs", card, status_index=index), INSPECTION)
         assert result.reason is Reason.STATUS_UNKNOWN and "outside" in result.detail, (index, result.detail)
         assert result.status_age is not None  # the list was there: the index is what is wrong
+
+
+# -- CITYCODE_STATUS_LIST_SIZE lowered below an allocated index ---------------------------------------
+def test_a_lowered_list_size_still_covers_every_allocated_index(app, tmp_path, database_url):
+    """Restarted with CITYCODE_STATUS_LIST_SIZE=1024 after indices up to 70000 were allocated: each list
+    grows to the highest index + 1, rounded up to a multiple of 1024, instead of failing (500) or leaving a
+    certificate outside its list."""
+    from codeservice.app import create_app
+    from sdk.statuslist import INVALID, VALID
+    from tests.conftest import make_settings
+
+    services = app.extensions["citycode"]
+    card = elderly_card(services)
+    with services.db.session() as s:
+        s.get(Certificate, card.id).status_index = 70000
+        disability = s.scalars(select(Certificate).where(Certificate.type_code == "CJRZ")).one()
+        disability.status_index = 10
+    home = Path(services.settings.home)
+    lowered = create_app(make_settings(home, database_url, None, status_list_size=1024))
+    try:
+        client = lowered.test_client()
+        code = shown(services, card, ["age_over_60"])
+        offline = gate(client)  # every department's list answers 200
+        held = offline.status.get("civil-affairs")
+        assert held is not None and held.size == 70656 == 69 * 1024 and held.status(70000) == VALID
+        assert offline.verify(code, INSPECTION).accepted
+        assert offline.status.get("disabled-federation").size == 1024  # every index fits: the setting holds
+
+        with services.db.session() as s:
+            s.get(Certificate, card.id).status = "revoked"
+        response = client.get("/api/v1/status/civil-affairs")
+        assert response.status_code == 200, response.data
+        revoked = gate(client)
+        assert revoked.status.get("civil-affairs").status(70000) == INVALID
+        assert revoked.verify(code, INSPECTION).reason is Reason.REVOKED
+    finally:
+        lowered.extensions["citycode"].db.dispose()
