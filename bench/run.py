@@ -67,9 +67,10 @@ CODE_LIFETIME = 3600
 SCENE = SCENES["service-window"]  # not single-use: the same code may be verified again and again
 DECODERS = ("zxing", "pyzbar")
 #: Departments as in the demo data (codeservice/demo.py), each trusted for its own certificate types.
-CIVIL = IssuerInfo("civil-affairs", "City Civil Affairs Bureau", ("cert",), ("LNYD",))
-MARKET = IssuerInfo("market-regulation", "City Market Regulation Bureau", ("cert",), ("YYZZ",))
 ORG_CODES = {dept: org for dept, _name, org in DEPARTMENTS}
+CIVIL = IssuerInfo("civil-affairs", "City Civil Affairs Bureau", ("cert",), ("LNYD",), ORG_CODES["civil-affairs"])
+MARKET = IssuerInfo("market-regulation", "City Market Regulation Bureau", ("cert",), ("YYZZ",),
+                    ORG_CODES["market-regulation"])
 CERT_SCENE = SCENES["inspection"]  # any certificate type, status list at most an hour old, re-scannable
 #: The service's show-code lifetime (CITYCODE_CODE_LIFETIME); only the QR sizes use it.
 SHOW_LIFETIME = 60

@@ -33,6 +33,8 @@ def city_today() -> dt.date:
 
 
 STATUS_VALUES = {"valid": 0, "revoked": INVALID, "suspended": SUSPENDED}
+#: A status list grown past CITYCODE_STATUS_LIST_SIZE (lowered below an allocated index) grows in these steps.
+LIST_SIZE_STEP = 1024
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _SLUG = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
 _TYPE_CODE = re.compile(r"^[0-9A-Z]{2,32}$")
@@ -63,8 +65,17 @@ def add_department(session: Session, keyring: Keyring, dept_id: str, name: str, 
     department = Department(id=dept_id, name=name, org_code=org_code)
     session.add(department)
     session.flush()
-    keyring.add_issuer(IssuerInfo(dept_id, name, ("cert",)))
+    keyring.add_issuer(IssuerInfo(dept_id, name, ("cert",), org_code=org_code))
     return department
+
+
+def record_org_codes(session: Session, keyring: Keyring) -> list[str]:
+    """Write every department's organisation code into the keyring (published in the trust list, where a
+    gate checks it against the issuer code of each certificate identifier). A keyring made before it held
+    org codes heals here. The ids of the departments whose code was written."""
+    known = keyring.issuers()
+    return [department.id for department in session.scalars(select(Department).order_by(Department.id))
+            if department.id in known and keyring.set_org_code(department.id, department.org_code)]
 
 
 def _validate_field_specs(fields: Any, predicates: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -244,8 +255,14 @@ def status_list_token(
     session: Session, keyring: Keyring, department: str, *, size: int, uri: str, ttl: int, validity: int,
     now: float | None = None,
 ) -> str:
+    """The department's current status list, of *size* entries or, when *size* (CITYCODE_STATUS_LIST_SIZE)
+    was lowered below an index already allocated, of enough to hold every allocated index: the highest
+    plus one, rounded up to a multiple of 1024. Indices are never reused, so no certificate loses its entry."""
     if session.get(Department, department) is None:
         raise NotFound(f"no department {department!r}")
+    highest = session.scalar(select(func.max(Certificate.status_index)).where(Certificate.department_id == department))
+    if highest is not None and highest >= size:
+        size = -(-(highest + 1) // LIST_SIZE_STEP) * LIST_SIZE_STEP
     rows = session.execute(select(Certificate.status_index, Certificate.status)
                            .where(Certificate.department_id == department, Certificate.status != "valid"))
     statuses = {index: STATUS_VALUES[status] for index, status in rows}

@@ -218,6 +218,24 @@ def _parse_time(value: str | None) -> float | None:
     return parsed.timestamp()
 
 
+def _scene_from_file(path: Path):  # type: ignore[no-untyped-def]
+    """The scene a JSON file defines (``sdk.scene.Scene.from_dict``); exit 2 with the reason otherwise."""
+    from sdk.scene import Scene, SceneError
+
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        _fail(f"cannot read scene file {path}: {exc.strerror or exc}", "scene_error")
+    except (UnicodeDecodeError, ValueError) as exc:
+        _fail(f"scene file {path} is not JSON: {exc}", "scene_error")
+    if not isinstance(data, dict):
+        _fail(f"scene file {path} must hold a JSON object (name, kinds, ...)", "scene_error")
+    try:
+        return Scene.from_dict(data)
+    except SceneError as exc:
+        _fail(f"scene file {path}: {exc}", "scene_error")
+
+
 @main.command()
 @click.argument("text", required=False)
 @click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -225,6 +243,9 @@ def _parse_time(value: str | None) -> float | None:
 @click.option("--anchor", "anchor_path", type=click.Path(dir_okay=False, path_type=Path),
               help="trust anchor public key PEM (default: this service's anchor)")
 @click.option("--scene", help="scene policy, e.g. bus or service-window")
+@click.option("--scene-file", "scene_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="a scene defined in a JSON file (sdk.scene.Scene.from_dict: name, kinds, single_use, "
+                   "cert_rules, max_status_age, ...) instead of --scene NAME")
 @click.option("--at", "at_text", help="verify as at this ISO-8601 time")
 @click.option("--image", "image_path", type=click.Path(dir_okay=False, path_type=Path),
               help="read the code from an image")
@@ -236,8 +257,8 @@ def _parse_time(value: str | None) -> float | None:
               help="a status list file (statuslist+jwt, as 'citycode status export' writes); repeatable. "
                    "Default: this service's current lists when it verifies with its own keys, else none")
 def verify(
-    text: str | None, trust_path: Path | None, anchor_path: Path | None, scene: str | None, at_text: str | None,
-    image_path: Path | None, batch_path: str | None, leeway: int | None, decoder: str,
+    text: str | None, trust_path: Path | None, anchor_path: Path | None, scene: str | None, scene_path: Path | None,
+    at_text: str | None, image_path: Path | None, batch_path: str | None, leeway: int | None, decoder: str,
     status_paths: tuple[Path, ...],
 ) -> None:
     """Verify codes offline, as a gate does, and print one JSON result per code."""
@@ -250,10 +271,14 @@ def verify(
         _fail("give exactly one of TEXT, --image FILE or --batch FILE", "usage")
     at = _parse_time(at_text)
     scene_policy = None
+    if scene is not None and scene_path is not None:
+        _fail("give --scene NAME or --scene-file FILE, not both", "usage")
     if scene is not None:
         if scene not in SCENES:
             _fail(f"unknown scene {scene!r}; known: {', '.join(SCENES)}", "usage")
         scene_policy = SCENES[scene]
+    elif scene_path is not None:
+        scene_policy = _scene_from_file(scene_path)
     settings = _settings()
     try:
         if anchor_path is not None:

@@ -10,6 +10,7 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session
 
+from codeservice.certificates import record_org_codes
 from codeservice.config import Settings
 from codeservice.db import Database, migrate
 from codeservice.demo import ensure_demo_certificates, ensure_demo_office, ensure_demo_transit
@@ -90,13 +91,14 @@ class Services:
         migrate(self.db.engine)
         keys_created = self.keyring.initialise([IDENTITY_OFFICE, CHECKS_OFFICE, AUDIT_OFFICE, TRANSIT_PLATFORM])
         demo = []
-        if self.settings.demo_data:
-            with self.db.session() as session:
+        with self.db.session() as session:
+            if self.settings.demo_data:
                 residents = ensure_demo_residents(session)
                 ensure_demo_certificates(session, self.keyring, residents, self.settings.status_list_size)
                 ensure_demo_office(session)
                 ensure_demo_transit(session, residents, fare_limit=self.settings.ride_fare_limit)
                 demo = [r.pid for r in residents]
+            record_org_codes(session, self.keyring)  # departments added before the trust list carried them
         return {"home": str(home), "keys_created": keys_created, "demo_residents": demo}
 
     def audit_key(self, kid_b64: str):  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 
 Layout under ``<home>/keys`` (directory mode 0700, private key files 0600)::
 
-    index.json            issuers and the metadata of every key (no secrets)
+    index.json            issuers (name, kinds, cert_types, org_code) and the metadata of every key (no secrets)
     anchor.key.pem        trust-anchor private key (signs trust lists only)
     <kid>.key.pem         an issuer's private signing key, deleted when the key retires
     <kid>.pub.pem         its public key, kept while codes it signed may still be shown
@@ -56,6 +56,9 @@ class IssuerInfo:
     name: str
     kinds: tuple[str, ...]
     cert_types: tuple[str, ...] = ()
+    #: A department's organisation code (unified social credit code): the issuer code inside the
+    #: identifiers of the certificates it signs, published in the trust list as ``org_code``.
+    org_code: str | None = None
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -105,9 +108,11 @@ class Keyring:
                 _write_private(self.path / ANCHOR_KEY, _pem_private(ec.generate_private_key(ec.SECP256R1())))
                 created = True
             for info in issuers:
-                index["issuers"].setdefault(
+                meta = index["issuers"].setdefault(
                     info.id, {"name": info.name, "kinds": list(info.kinds), "cert_types": list(info.cert_types)}
                 )
+                if info.org_code is not None:
+                    meta["org_code"] = info.org_code
                 if not any(k["issuer"] == info.id and k["retired_at"] is None for k in index["keys"]):
                     self._add_key(index, info.id, now)
                     created = True
@@ -128,6 +133,19 @@ class Keyring:
             if type_code not in types:
                 types.append(type_code)
                 self._write_index(index)
+
+    def set_org_code(self, issuer: str, org_code: str) -> bool:
+        """Record *issuer*'s organisation code (published in the trust list). True when it changed."""
+        with self._locked():
+            index = self._read_index()
+            meta = index["issuers"].get(issuer)
+            if meta is None:
+                raise KeyringError(f"unknown issuer {issuer!r}")
+            if meta.get("org_code") == org_code:
+                return False
+            meta["org_code"] = org_code
+            self._write_index(index)
+        return True
 
     # -- rotation -----------------------------------------------------------------------
     def rotate(self, issuer: str, grace: int, now: float | None = None) -> bytes:
@@ -182,7 +200,8 @@ class Keyring:
 
     def issuers(self) -> dict[str, IssuerInfo]:
         return {
-            iid: IssuerInfo(iid, meta["name"], tuple(meta["kinds"]), tuple(meta.get("cert_types", [])))
+            iid: IssuerInfo(iid, meta["name"], tuple(meta["kinds"]), tuple(meta.get("cert_types", [])),
+                            meta.get("org_code"))
             for iid, meta in self.index()["issuers"].items()
         }
 
@@ -222,6 +241,7 @@ class Keyring:
                     kinds=frozenset(meta["kinds"]),
                     issuer_name=meta["name"],
                     cert_types=frozenset(meta.get("cert_types", [])),
+                    org_code=meta.get("org_code"),
                 )
             )
         return keys

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jwt
 
 from issuers.keyring import Keyring
-from sdk.keys import b64u_encode, public_key_to_jwk
+from sdk.keys import TrustedKey, b64u_encode, public_key_to_jwk
 from sdk.trustlist import TRUST_LIST_TYPE, TrustList
 
 ANCHOR_NAME = "citycode-trust-anchor"
@@ -21,20 +22,24 @@ def trust_list_claims(keyring: Keyring, *, now: float, validity: int) -> dict:
         "iat": issued,
         "exp": expires,
         "seq": issued,
-        "keys": [
-            {
-                "kid": b64u_encode(k.kid),
-                "issuer": k.issuer,
-                "issuer_name": k.issuer_name,
-                "kinds": sorted(k.kinds),
-                "cert_types": sorted(k.cert_types),
-                "nbf": k.not_before,
-                "exp": k.not_after,
-                "jwk": public_key_to_jwk(k.public_key),
-            }
-            for k in keyring.trusted_keys(now, expires)
-        ],
+        "keys": [_entry(k) for k in keyring.trusted_keys(now, expires)],
     }
+
+
+def _entry(key: TrustedKey) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "kid": b64u_encode(key.kid),
+        "issuer": key.issuer,
+        "issuer_name": key.issuer_name,
+        "kinds": sorted(key.kinds),
+        "cert_types": sorted(key.cert_types),
+        "nbf": key.not_before,
+        "exp": key.not_after,
+        "jwk": public_key_to_jwk(key.public_key),
+    }
+    if key.org_code is not None:  # a department: the issuer code of its certificate identifiers
+        entry["org_code"] = key.org_code
+    return entry
 
 
 def sign_trust_list(keyring: Keyring, *, validity: int, now: float | None = None) -> str:

@@ -114,6 +114,9 @@ class CertificateClaims:
     valid_until: int
     status_index: int
     fields: dict[str, FieldValue]
+    #: The issuer code inside the identifier (GB/T 36904): the organisation code of the department that
+    #: issued it, which must be the signing key's ``org_code``.
+    issuer_code: str
 
 
 def holder_to_text(holder: bytes | str) -> str:
@@ -148,7 +151,8 @@ def parse_certificate(extra: Mapping[Any, Any]) -> CertificateClaims:
         isinstance(k, str) and type(v) in (str, int, bool) for k, v in fields.items()
     ):
         raise ClaimsError("disclosed fields must map names to text, integers or booleans")
-    return CertificateClaims(cert_id, type_code, holder_to_text(holder), valid_from, valid_until, index, dict(fields))
+    return CertificateClaims(cert_id, type_code, holder_to_text(holder), valid_from, valid_until, index, dict(fields),
+                             ident.issuer_code)
 
 
 #: The private claim of a ride credential (kind ``ridecred``): a map with small integer keys.

@@ -107,6 +107,9 @@ class TrustedKey:
     issuer_name: str = ""
     #: Certificate types this issuer may sign (for keys trusted for the ``cert`` kind).
     cert_types: frozenset[str] = field(default_factory=frozenset)
+    #: The issuer's organisation code (a department's unified social credit code): the issuer code its
+    #: certificate identifiers must carry. None for an issuer that publishes none.
+    org_code: str | None = None
 
     @property
     def alg_name(self) -> str:

@@ -73,7 +73,7 @@ class Scene:
                 max_status_age=int(data.get("max_status_age", 24 * 3600)),
                 card_types=frozenset(str(c) for c in _names(data.get("card_types", []), "card_types")),
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: a JSON 1e400 read as infinity
             raise SceneError(f"scene definition is malformed: {exc}") from None
         except KeyError as exc:
             raise SceneError(f"scene definition lacks {exc}") from None

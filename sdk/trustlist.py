@@ -5,12 +5,14 @@ signed by the trust anchor, whose public key the gate holds pinned (never taken 
 list itself). Claims:
 
 ``iss`` anchor name, ``iat``/``exp`` validity of the list, ``seq`` a counter that only
-grows, and ``keys``: a list of entries ``{kid, issuer, issuer_name, kinds, nbf, exp, jwk}``
-with ``kid`` the base64url of the 8-byte key id (which must equal the key's derived id).
+grows, and ``keys``: a list of entries ``{kid, issuer, issuer_name, kinds, cert_types, org_code, nbf,
+exp, jwk}`` with ``kid`` the base64url of the 8-byte key id (which must equal the key's derived id) and
+``org_code`` (a department's only) the issuer code its certificate identifiers carry.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sdk.keys import TrustedKey, alg_for_key, b64u_decode, key_id, public_key_from_jwk
 
 TRUST_LIST_TYPE = "trustlist+jwt"
+#: An issuer code inside a certificate identifier (GB/T 36904 part: 1 to 32 characters 0-9, A-Z).
+_ORG_CODE = re.compile(r"^[0-9A-Z]{1,32}\Z")
 MAX_TRUST_LIST_BYTES = 1_000_000
 
 
@@ -149,6 +153,7 @@ def _parse_entry(entry: Any, index: int) -> TrustedKey:
         issuer = entry["issuer"]
         kinds = entry.get("kinds", [])
         cert_types = entry.get("cert_types", [])
+        org_code = entry.get("org_code")
     except (KeyError, ValueError, TypeError) as exc:
         raise TrustListError(f"{where} is malformed: {exc}") from None
     if type(nbf) is not int or type(exp) is not int or not isinstance(issuer, str):
@@ -156,6 +161,8 @@ def _parse_entry(entry: Any, index: int) -> TrustedKey:
     for name, names in (("kinds", kinds), ("cert_types", cert_types)):
         if not isinstance(names, list) or not all(isinstance(k, str) for k in names):
             raise TrustListError(f"{where} {name} must be a list of names")
+    if org_code is not None and (not isinstance(org_code, str) or not _ORG_CODE.match(org_code)):
+        raise TrustListError(f"{where} org_code must be 1 to 32 characters 0-9 or A-Z")
     if kid != key_id(public_key):
         raise TrustListError(f"{where}: key id {entry['kid']} does not match its key")
     return TrustedKey(
@@ -168,6 +175,7 @@ def _parse_entry(entry: Any, index: int) -> TrustedKey:
         kinds=frozenset(kinds),
         issuer_name=str(entry.get("issuer_name", "")),
         cert_types=frozenset(cert_types),
+        org_code=org_code,
     )
 
 
@@ -180,7 +188,7 @@ def describe(trust: TrustList) -> dict[str, Any]:
         "expires_at": trust.expires_at,
         "keys": [
             {"kid": k.kid.hex(), "issuer": k.issuer, "alg": k.alg_name, "kinds": sorted(k.kinds),
-             "cert_types": sorted(k.cert_types),
+             "cert_types": sorted(k.cert_types), "org_code": k.org_code,
              "nbf": k.not_before, "exp": k.not_after}
             for k in trust.keys.values()
         ],

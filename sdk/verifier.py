@@ -9,7 +9,10 @@ Order of checks (the first failure decides the reason):
 4. signature (``bad_signature``); only then are the claims decoded (``malformed``)
 5. the key valid for this kind and at this time (``untrusted_issuer``, ``unknown_key``)
 6. times with the clock leeway (``not_yet_valid``, ``expired``), the scene's kinds (``wrong_kind``)
-7. single-use scenes: the replay guard (``replayed``), consulted last so that a refused
+7. ``cert`` codes: the certificate claim (``malformed``); its type among the signing key's ``cert_types``
+   and its identifier's issuer code the key's ``org_code`` (``untrusted_issuer``); its validity dates,
+   status and the scene's rules (docs/certificates.md)
+8. single-use scenes: the replay guard (``replayed``), consulted last so that a refused
    code never burns its id.
 """
 
@@ -22,7 +25,7 @@ from typing import Any
 from sdk import base45
 from sdk.claims import CertificateClaims, Claims, ClaimsError, parse_certificate, parse_claims
 from sdk.cose import ALG_ES256, AlgorithmError, CoseError, Sign1, parse
-from sdk.keys import verify_es256
+from sdk.keys import TrustedKey, verify_es256
 from sdk.reasons import Reason
 from sdk.replay import MemoryReplayGuard, ReplayGuard
 from sdk.result import Result, refused
@@ -151,7 +154,7 @@ class Verifier:
             except ClaimsError as exc:
                 return refused(Reason.MALFORMED, f"claims: {exc}", **fields)
             fields.update(cert_id=cert.cert_id, cert_type=cert.type_code, holder=cert.holder, fields=cert.fields)
-            refusal = self._check_certificate(cert, key.issuer, key.cert_types, scene, now, fields)
+            refusal = self._check_certificate(cert, key, scene, now, fields)
             if refusal is not None:
                 return refusal
         return self._spend(Result(accepted=True, reason=Reason.OK, **fields), claims.code_id,
@@ -260,12 +263,18 @@ class Verifier:
         return accepted
 
     def _check_certificate(
-        self, cert: CertificateClaims, issuer: str, issuer_types: frozenset[str], scene: Scene | None,
-        now: float, fields: dict[str, Any],
+        self, cert: CertificateClaims, key: TrustedKey, scene: Scene | None, now: float, fields: dict[str, Any],
     ) -> Result | None:
-        """Issuer entitled to the type, validity dates, status, then the scene's requirements."""
-        if cert.type_code not in issuer_types:
+        """Issuer entitled to the type and named in the identifier, validity dates, status, then the scene's
+        requirements."""
+        issuer = key.issuer
+        if cert.type_code not in key.cert_types:
             return refused(Reason.UNTRUSTED_ISSUER, f"{issuer} does not issue {cert.type_code} certificates", **fields)
+        if key.org_code is None:  # fail closed: nothing to hold the identifier's issuer code against
+            return refused(Reason.UNTRUSTED_ISSUER, f"{issuer} publishes no org_code in the trust list", **fields)
+        if cert.issuer_code != key.org_code:
+            return refused(Reason.UNTRUSTED_ISSUER,
+                           f"the identifier names issuer {cert.issuer_code}, not {issuer} ({key.org_code})", **fields)
         if not cert.valid_from - self.leeway <= now <= cert.valid_until + self.leeway:
             return refused(Reason.CERTIFICATE_EXPIRED, "outside the certificate's validity dates", **fields)
         refusal = self._check_status(issuer, cert.status_index, scene, now, fields, "certificate")

@@ -70,11 +70,13 @@ from verifiers.scenes import SCENES
 
 T0 = int(time.time())
 DAY = 86400
-CIVIL = IssuerInfo("civil-affairs", "City Civil Affairs Bureau", ("cert",), ("LNYD",))
-DISABLED = IssuerInfo("disabled-federation", "City Disabled Persons' Federation", ("cert",), ("CJRZ",))
-MARKET = IssuerInfo("market-regulation", "City Market Regulation Bureau", ("cert",), ("YYZZ", "SPJY"))
-IDENTITY = IssuerInfo("city-id", "City Identity Office", ("id",))
 ORG = {dept: org for dept, _name, org in DEPARTMENTS}
+CIVIL = IssuerInfo("civil-affairs", "City Civil Affairs Bureau", ("cert",), ("LNYD",), ORG["civil-affairs"])
+DISABLED = IssuerInfo("disabled-federation", "City Disabled Persons' Federation", ("cert",), ("CJRZ",),
+                      ORG["disabled-federation"])
+MARKET = IssuerInfo("market-regulation", "City Market Regulation Bureau", ("cert",), ("YYZZ", "SPJY"),
+                    ORG["market-regulation"])
+IDENTITY = IssuerInfo("city-id", "City Identity Office", ("id",))
 LIST_SIZE = 1024
 INSPECTION = SCENES["inspection"]  # any certificate type, status at most an hour old, re-scannable
 SCENIC = SCENES["scenic-elderly"]  # LNYD with age_over_60 shown and true, single use
@@ -349,6 +351,59 @@ def test_certificate_of_one_departments_type_signed_by_another_department_is_unt
     assert result.issuer == "market-regulation" and "LNYD" in result.detail
     # ... even where the scene would take that type and the department has a status list
     assert verifier.verify(forged, SCENIC, at=T0).reason is Reason.UNTRUSTED_ISSUER
+
+
+def test_identifier_naming_another_departments_org_code_is_untrusted_issuer(ring, verifier):
+    """Civil affairs may sign LNYD, but not an LNYD whose identifier says market regulation issued it."""
+    forged = show(ring, issuer="civil-affairs", type_code="LNYD", ident=cert_id("LNYD", "market-regulation"))
+    result = verifier.verify(forged, INSPECTION, at=T0)
+    assert result.reason is Reason.UNTRUSTED_ISSUER and not result.accepted
+    assert result.issuer == "civil-affairs" and result.cert_id == cert_id("LNYD", "market-regulation")
+    assert ORG["market-regulation"] in result.detail and ORG["civil-affairs"] in result.detail
+    assert verifier.verify(forged, SCENIC, at=T0).reason is Reason.UNTRUSTED_ISSUER
+    # the same certificate under civil affairs' own code passes
+    assert verifier.verify(show(ring, ident=cert_id("LNYD", "civil-affairs")), INSPECTION, at=T0).accepted
+
+
+def test_identifier_with_a_made_up_issuer_code_is_untrusted_issuer(ring, verifier):
+    made_up = str(CertificateId.build("LNYD", "1137020000451234", "00000001", 1))  # one character short
+    assert verifier.verify(show(ring, ident=made_up), INSPECTION, at=T0).reason is Reason.UNTRUSTED_ISSUER
+
+
+def test_trust_list_carries_each_departments_org_code_and_none_for_other_issuers(trust):
+    published = {key.issuer: key.org_code for key in trust.keys.values()}
+    assert published == {"civil-affairs": ORG["civil-affairs"], "disabled-federation": ORG["disabled-federation"],
+                         "market-regulation": ORG["market-regulation"], "city-id": None}
+
+
+def test_certificate_key_without_an_org_code_fails_closed_as_untrusted_issuer(tmp_path):
+    """A trust list from before org codes (or a department whose code was never recorded): nothing to check the
+    identifier against, so no certificate of that key is accepted."""
+    bare = Keyring(tmp_path / "keys")
+    bare.initialise([IssuerInfo("civil-affairs", "City Civil Affairs Bureau", ("cert",), ("LNYD",))], now=T0)
+    listed = TrustList.load(sign_trust_list(bare, validity=DAY, now=T0), load_anchor(bare.anchor_public_pem()), at=T0)
+    assert all(key.org_code is None for key in listed.keys.values())
+    held = StatusCache()
+    held.load(status_token(bare), listed, at=T0)
+    result = Verifier(listed, status=held).verify(show(bare), INSPECTION, at=T0)
+    assert result.reason is Reason.UNTRUSTED_ISSUER and "org_code" in result.detail
+    bare.set_org_code("civil-affairs", ORG["civil-affairs"])  # recorded: the next list lets it through
+    healed = TrustList.load(sign_trust_list(bare, validity=DAY, now=T0), load_anchor(bare.anchor_public_pem()), at=T0)
+    assert Verifier(healed, status=held).verify(show(bare), INSPECTION, at=T0).accepted
+
+
+@pytest.mark.parametrize("org_code", [12, "", "11370200004512345p", "1137-0200", "A" * 33, ["X"]])
+def test_trust_list_entry_with_an_ill_formed_org_code_is_refused(ring, org_code):
+    from issuers.trustlist import trust_list_claims
+    from sdk.trustlist import TRUST_LIST_TYPE, TrustListError
+
+    claims = trust_list_claims(ring, now=T0, validity=DAY)
+    entry = next(k for k in claims["keys"] if k["issuer"] == "civil-affairs")
+    assert entry["org_code"] == ORG["civil-affairs"]
+    entry["org_code"] = org_code
+    token = jwt.encode(claims, ring.anchor_private(), algorithm="ES256", headers={"typ": TRUST_LIST_TYPE})
+    with pytest.raises(TrustListError, match="org_code"):
+        TrustList.load(token, load_anchor(ring.anchor_public_pem()), at=T0)
 
 
 def test_certificate_signed_by_a_key_not_trusted_for_certificates_is_untrusted_issuer(ring, verifier):

@@ -3,6 +3,7 @@ offline gate, API keys and frozen identities. Exit 0 success, 1 refused, 2 usage
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -164,6 +165,75 @@ def test_a_status_file_that_is_not_a_status_list_exits_2(shared, tmp_path):
     bogus.write_text("eyJhbGciOiJub25lIn0.e30.\n")
     result = run(env, "verify", "--status", str(bogus), "CC1:X")
     assert result.returncode == 2 and json.loads(result.stderr)["error"] == "status_list_error"
+
+
+def _elderly_gate_files(env, tmp_path):
+    """The files an offline gate holds after a sync (trust list, anchor, civil affairs' status list) and a
+    show code of the demo elderly card."""
+    [elderly] = ok(run(env, "cert", "list", "--type", "LNYD"))
+    shown = run(env, "cert", "show", elderly["id"], "--fields", "age_over_60")
+    assert shown.returncode == 0, shown.stderr
+    trust, anchor, status = tmp_path / "trust.jwt", tmp_path / "anchor.pem", tmp_path / "status.jwt"
+    ok(run(env, "trust", "export", "-o", str(trust), "--anchor-out", str(anchor)))
+    ok(run(env, "status", "export", "civil-affairs", "-o", str(status)))
+    return ["--trust", str(trust), "--anchor", str(anchor), "--status", str(status)], shown.stdout.strip()
+
+
+def test_verify_takes_a_scene_from_a_file_with_its_own_status_age(shared, tmp_path):
+    env, _ = shared
+    files, code = _elderly_gate_files(env, tmp_path)
+    gate_env = _env(tmp_path / "gate")
+    at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=300)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def gate(max_status_age: int, *extra: str):
+        scene = tmp_path / f"scene-{max_status_age}.json"
+        scene.write_text(json.dumps({"name": "night-turnstile", "kinds": ["cert"], "single_use": False,
+                                     "cert_rules": {"LNYD": ["age_over_60"]}, "max_status_age": max_status_age}))
+        return run(gate_env, "verify", *files, "--scene-file", str(scene), *extra, code)
+
+    stale = gate(120, "--at", at)  # the list is about 300 s old at --at; this scene allows 120 s
+    assert stale.returncode == 1, stale.stderr
+    result = json.loads(stale.stdout)
+    assert result["reason"] == "status_stale" and result["scene"] == "night-turnstile"
+    assert result["status_age"] >= 290 and "scene allows 120 s" in result["detail"]
+    fresh = gate(3600, "--at", at)  # the same list, a scene that allows an hour
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert json.loads(fresh.stdout)["scene"] == "night-turnstile"
+    assert gate(120).returncode == 0  # now, the same list is young enough for the strict scene
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "cannot read scene file"),
+        ("{not json", "is not JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"name": "x"}', "lacks"),
+        ('{"name": "x", "kinds": ["cert"], "max_status_age": 0}', "max_status_age must be positive"),
+        ('{"name": "x", "kinds": ["cert"], "max_status_age": "soon"}', "malformed"),
+        ('{"name": "x", "kinds": ["cert"], "max_status_age": 1e400}', "malformed"),
+        ('{"name": "x", "kinds": ["teleport"]}', "unknown or no kinds"),
+        ('{"name": "x", "kinds": "cert"}', "kinds must be a list"),
+    ],
+)
+def test_a_bad_scene_file_exits_2_with_a_clear_message(shared, tmp_path, content, words):
+    env, _ = shared
+    scene = tmp_path / "scene.json"
+    if content is not None:
+        scene.write_text(content)
+    result = run(env, "verify", "--scene-file", str(scene), "CC1:X")
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    failure = json.loads(result.stderr)
+    assert failure["error"] == "scene_error" and words in failure["message"] and str(scene) in failure["message"]
+
+
+def test_scene_and_scene_file_together_are_a_usage_error(shared, tmp_path):
+    env, _ = shared
+    scene = tmp_path / "scene.json"
+    scene.write_text('{"name": "x", "kinds": ["cert"]}')
+    result = run(env, "verify", "--scene", "inspection", "--scene-file", str(scene), "CC1:X")
+    assert result.returncode == 2 and json.loads(result.stderr)["error"] == "usage"
 
 
 def test_apikey_add_prints_the_key_once(shared):

@@ -42,6 +42,21 @@ def test_initialise_is_idempotent(keyring):
     assert keyring.list_keys() == before
 
 
+def test_a_departments_org_code_is_kept_in_the_index_and_published_with_each_of_its_keys(keyring):
+    org = "11370200004512345P"
+    keyring.add_issuer(IssuerInfo("civil-affairs", "City Civil Affairs Bureau", ("cert",), ("LNYD",), org))
+    assert keyring.issuers()["civil-affairs"].org_code == org and keyring.issuers()["city-id"].org_code is None
+    keyring.rotate("civil-affairs", grace=120)
+    claims = trust_list_claims(keyring, now=time.time(), validity=3600)
+    assert [k.get("org_code") for k in claims["keys"] if k["issuer"] == "civil-affairs"] == [org, org]
+    assert all("org_code" not in k for k in claims["keys"] if k["issuer"] == "city-id")
+    assert keyring.set_org_code("civil-affairs", org) is False  # unchanged: the index is not rewritten
+    assert keyring.set_org_code("civil-affairs", "11370200004534567J") is True
+    assert keyring.issuers()["civil-affairs"].org_code == "11370200004534567J"
+    with pytest.raises(KeyringError):
+        keyring.set_org_code("nobody", org)
+
+
 def test_rotation_signs_with_the_new_key_and_keeps_the_old_one_trusted_for_the_grace(keyring, subject):
     now = int(time.time())
     old_code = issue_code(keyring.signer("city-id"), "id", subject=subject, lifetime=60, now=now)

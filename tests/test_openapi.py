@@ -1145,7 +1145,7 @@ def test_rate_limit_and_state_store(app: Flask, keys: dict[str, str], spec: dict
 
 
 # -- certificate results ------------------------------------------------------------------------
-CERT_ISSUER = IssuerInfo("test-department", "Test Department", ("cert",), ("TSTX",))
+CERT_ISSUER = IssuerInfo("test-department", "Test Department", ("cert",), ("TSTX",), "T01")
 
 
 def show(keyring: Keyring, now: float, *, type_code: str = "TSTX", index: int = 3,

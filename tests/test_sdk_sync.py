@@ -9,7 +9,7 @@ import time
 import pytest
 from werkzeug.serving import make_server
 
-from codeservice.certificates import certificates_of, set_status, show_code
+from codeservice.certificates import add_api_client, certificates_of, set_status, show_code
 from codeservice.residents import list_residents
 from sdk import Reason, TrustList, Verifier, load_anchor
 from sdk.sync import GateSync
@@ -59,6 +59,37 @@ def test_gate_sees_suspension_and_reinstatement_after_refresh_and_keeps_lists_of
     stale = Verifier(verifier.trust, status=verifier.status, leeway=10_000).verify(code, SCENES["inspection"],
                                                                                  at=later)
     assert stale.reason is Reason.STATUS_STALE and stale.status_age and stale.status_age >= 7200
+
+
+def test_gate_sees_a_revocation_made_through_the_api_after_refresh_and_it_stays_revoked(served):
+    app, base = served
+    services = app.extensions["citycode"]
+    anchor = load_anchor(services.keyring.anchor_public_pem())
+    verifier = Verifier(TrustList.load(services.trust_list_token(), anchor))
+    sync = GateSync(verifier, base, anchor)
+    assert not sync.refresh(force=True).errors
+    with services.db.session() as s:
+        card = certificates_of(s, list_residents(s)[0].pid)[0]
+        code = show_code(s, services.keyring, card, ["age_over_60"], lifetime=60)
+        _, admin = add_api_client(s, "Civil affairs administrator", "admin")
+    inspection = SCENES["inspection"]  # re-scannable: the same code is checked before and after
+    assert verifier.verify(code, inspection).accepted
+
+    api = app.test_client()
+    headers = {"Authorization": f"Bearer {admin}"}
+    revoked = api.post(f"/api/v1/admin/certificates/{card.id}/status", json={"status": "revoked"}, headers=headers)
+    assert revoked.status_code == 200 and revoked.json["status"] == "revoked", revoked.data
+    assert verifier.verify(code, inspection).accepted  # offline, the gate cannot know before it refreshes
+    assert sync.refresh(force=True).status_lists["civil-affairs"] == "updated"
+    result = verifier.verify(code, inspection)
+    assert result.reason is Reason.REVOKED and not result.accepted and result.status_age is not None
+    assert result.cert_id == card.id and result.issuer == "civil-affairs"
+
+    reinstated = api.post(f"/api/v1/admin/certificates/{card.id}/status", json={"status": "valid"},
+                          headers=headers)
+    assert reinstated.status_code == 409 and reinstated.json["error"] == "conflict"  # revoked for good
+    sync.refresh(force=True)
+    assert verifier.verify(code, inspection).reason is Reason.REVOKED
 
 
 def test_a_forged_list_from_the_network_is_not_taken(served):

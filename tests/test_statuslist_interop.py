@@ -31,7 +31,7 @@ from sdk.statuslist import INVALID, STATUS_LIST_TYPE, SUSPENDED, StatusList, enc
 from tests.conftest import IN_CI
 
 T0 = int(time.time())
-CIVIL = IssuerInfo("civil-affairs", "City Civil Affairs Bureau", ("cert",), ("LNYD",))
+CIVIL = IssuerInfo("civil-affairs", "City Civil Affairs Bureau", ("cert",), ("LNYD",), "11370200004512345P")
 
 # draft-ietf-oauth-status-list, section 4.1 examples (also in its test vectors)
 ONE_BIT = [1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 1, 0, 1]

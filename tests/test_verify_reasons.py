@@ -279,7 +279,7 @@ def test_code_of_a_kind_the_scene_does_not_take_is_rejected_with_wrong_kind(tmp_
     from sdk.statuslist import StatusCache
 
     ring = Keyring(tmp_path / "k")
-    ring.initialise([IssuerInfo("civil-affairs", "Civil Affairs Bureau", ("cert",), ("LNYD",))])
+    ring.initialise([IssuerInfo("civil-affairs", "Civil Affairs Bureau", ("cert",), ("LNYD",), "11370200004512345P")])
     trust = TrustList.load(sign_trust_list(ring, validity=3600), load_anchor(ring.anchor_public_pem()))
     signer = ring.signer("civil-affairs")
     status = StatusCache()
