@@ -71,3 +71,11 @@ def raw_of(code: str) -> bytes:
 
 def text_of(raw: bytes) -> str:
     return "CC1:" + base45.b45encode(raw)
+
+
+def refusal(passed: Any, reason: Any, detail: str = "vetoed") -> Any:
+    """A refusal carrying the fields of *passed*, as a gate's veto returns it."""
+    from sdk.result import Result, refused
+
+    fields = {n: getattr(passed, n) for n in Result.__slots__ if n not in ("accepted", "reason", "detail")}
+    return refused(reason, detail, **fields)

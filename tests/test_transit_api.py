@@ -1,0 +1,419 @@
+"""Transit over HTTP on SQLite and PostgreSQL, each with in-process state and Redis: a phone registers its
+device key and gets a ride credential; gates upload records exactly once; operators read records and
+clearing statements; a removed phone or a frozen identity is refused by gates after a refresh."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import time
+import uuid
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from codeservice.certificates import add_api_client
+from codeservice.residents import get_resident, list_residents
+from issuers.rides import make_ride_code
+from sdk import Reason, TrustList, Verifier, load_anchor
+from sdk.gate import Gate, GateConfig, GateStore, service_day
+from sdk.keys import b64u_decode, b64u_encode
+from sdk.statuslist import StatusCache
+from sdk.upload import Uploader
+from tests import forge
+from tests.test_api import sign_in
+from verifiers.scenes import SCENES
+
+
+def residents(app):
+    with app.extensions["citycode"].db.session() as s:
+        return [r.pid for r in list_residents(s)]
+
+
+def client_key(app, role, **where) -> str:
+    with app.extensions["citycode"].db.session() as s:
+        return add_api_client(s, f"{role} {uuid.uuid4().hex[:6]}", role, **where)[1]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+class BrowserPhone:
+    """What the page does with WebCrypto: a P-256 key, its raw public point, proofs and codes."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.credential: bytes | None = None
+        self.device_id: str | None = None
+
+    @property
+    def public_raw(self) -> str:
+        return b64u_encode(self.key.public_key().public_bytes(serialization.Encoding.X962,
+                                                              serialization.PublicFormat.UncompressedPoint))
+
+    def proof(self, challenge: str) -> str:
+        return b64u_encode(forge.es256(self.key, b"citycode-ride-device:" + b64u_decode(challenge)))
+
+    def register(self, client, label="my phone"):
+        challenge = client.post("/api/v1/me/ride/challenge").json["challenge"]
+        response = client.post("/api/v1/me/ride/devices",
+                               json={"public_key": self.public_raw, "proof": self.proof(challenge), "label": label})
+        if response.status_code == 201:
+            self.credential = b64u_decode(response.json["credential"])
+            self.device_id = response.json["device_id"]
+        return response
+
+    def code(self, at: float | None = None) -> str:
+        assert self.credential is not None
+        return make_ride_code(self.key, self.credential, now=at)
+
+
+def gate_verifier(client, at: float | None = None) -> Verifier:
+    """An offline gate after a sync: the trust list and the transit platform's status list, verified."""
+    anchor = load_anchor(client.get("/api/v1/trust-anchor").get_data())
+    trust = TrustList.load(client.get("/api/v1/trust-list").get_data(), anchor)
+    cache = StatusCache()
+    cache.load(client.get("/api/v1/status/city-transit").get_data(), trust)
+    return Verifier(trust, status=cache)
+
+
+# -- the phone -------------------------------------------------------------------------------------------------
+def test_phone_registers_its_key_and_its_codes_open_an_offline_gate(app, client):
+    student = residents(app)[2]
+    sign_in(client, student)
+    ride = client.get("/api/v1/me/ride").json
+    assert ride["card_type"] == "student" and ride["devices"] == [] and ride["code_validity"] == 60
+    phone = BrowserPhone()
+    response = phone.register(client)
+    assert response.status_code == 201, response.json
+    body = response.json
+    assert body["code_validity"] == 60 and 30 <= body["refresh_seconds"] < 60
+    assert body["expires_at"] - body["issued_at"] == 24 * 3600
+    result = gate_verifier(client).verify(phone.code(), SCENES["metro-gate"])
+    assert result.accepted, result.detail
+    assert result.subject == ride["account"] and result.card_type == "student" and result.fare_limit == 2000
+    assert result.subject != student  # the gate sees the transit account, never the pid
+    devices = client.get("/api/v1/me/ride").json["devices"]
+    assert [(d["id"], d["label"], d["status"]) for d in devices] == [(phone.device_id, "my phone", "valid")]
+
+
+def test_registration_needs_a_fresh_challenge_signed_by_the_key(app, client):
+    sign_in(client, residents(app)[1])
+    phone, other = BrowserPhone(), BrowserPhone()
+    no_challenge = client.post("/api/v1/me/ride/devices", json={"public_key": phone.public_raw, "proof": "AA"})
+    assert no_challenge.status_code == 400 and no_challenge.json["error"] == "no_challenge"
+    challenge = client.post("/api/v1/me/ride/challenge").json["challenge"]
+    wrong_key = client.post("/api/v1/me/ride/devices",
+                            json={"public_key": phone.public_raw, "proof": other.proof(challenge)})
+    assert wrong_key.status_code == 400 and wrong_key.json["error"] == "bad_proof"
+    reused = client.post("/api/v1/me/ride/devices",
+                         json={"public_key": phone.public_raw, "proof": phone.proof(challenge)})
+    assert reused.status_code == 400 and reused.json["error"] == "no_challenge"  # one use, even after a failure
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ({"public_key": "not base64!", "proof": "AA"}, "invalid_key"),
+    ({"public_key": "A" * 87, "proof": "AA"}, "invalid_key"),
+    ({"public_key": b64u_encode(b"\x04" + b"\x01" * 64), "proof": "AA"}, "invalid_key"),
+    ({"public_key": 42, "proof": "AA"}, "invalid_key"),
+    ({"proof": "AA"}, "invalid_body"),
+    ({"public_key": "x", "proof": "y", "admin": True}, "invalid_body"),
+])
+def test_bad_registration_bodies_get_400_with_a_reason(app, client, body, error):
+    sign_in(client, residents(app)[1])
+    client.post("/api/v1/me/ride/challenge")
+    response = client.post("/api/v1/me/ride/devices", json=body)
+    assert response.status_code == 400 and response.json["error"] == error
+
+
+def test_ride_endpoints_need_a_signed_in_resident_who_is_not_frozen(app, client):
+    for method, path in (("get", "/api/v1/me/ride"), ("post", "/api/v1/me/ride/challenge"),
+                         ("get", "/api/v1/me/trips")):
+        assert getattr(client, method)(path).status_code == 401
+    pid = residents(app)[1]
+    sign_in(client, pid)
+    with app.extensions["citycode"].db.session() as s:
+        get_resident(s, pid).frozen = True
+    assert client.post("/api/v1/me/ride/challenge").json["error"] == "frozen"
+
+
+def test_a_removed_phone_and_a_frozen_identity_are_refused_by_gates_after_a_refresh(app, client):
+    pid = residents(app)[1]
+    sign_in(client, pid)
+    lost, kept = BrowserPhone(), BrowserPhone()
+    assert lost.register(client).status_code == 201 and kept.register(client).status_code == 201
+    assert client.delete(f"/api/v1/me/ride/devices/{lost.device_id}").json == {"id": lost.device_id,
+                                                                                "status": "revoked"}
+    gate = gate_verifier(client)
+    assert gate.verify(lost.code(), SCENES["bus"]).reason is Reason.REVOKED
+    assert gate.verify(kept.code(), SCENES["bus"]).accepted
+    with app.extensions["citycode"].db.session() as s:
+        get_resident(s, pid).frozen = True
+    assert gate_verifier(client).verify(kept.code(), SCENES["bus"]).reason is Reason.SUSPENDED
+    with app.extensions["citycode"].db.session() as s:
+        get_resident(s, pid).frozen = False
+    assert gate_verifier(client).verify(kept.code(), SCENES["bus"]).accepted
+
+
+def test_renewal_gives_a_later_authorisation_to_a_phone_that_proves_its_key(app, client):
+    sign_in(client, residents(app)[0])
+    phone = BrowserPhone()
+    first = phone.register(client).json
+    time.sleep(1.1)
+    challenge = client.post("/api/v1/me/ride/challenge").json["challenge"]
+    renewed = client.post(f"/api/v1/me/ride/devices/{phone.device_id}/credential",
+                          json={"proof": phone.proof(challenge)})
+    assert renewed.status_code == 200 and renewed.json["expires_at"] > first["expires_at"]
+    assert renewed.json["device_id"] == phone.device_id
+    challenge = client.post("/api/v1/me/ride/challenge").json["challenge"]
+    stranger = client.post("/api/v1/me/ride/devices/0123456789abcdef/credential",
+                           json={"proof": phone.proof(challenge)})
+    assert stranger.status_code == 404
+
+
+def test_at_most_three_phones_and_a_key_registers_once(app, client):
+    sign_in(client, residents(app)[0])
+    phones = [BrowserPhone() for _ in range(4)]
+    assert [p.register(client).status_code for p in phones] == [201, 201, 201, 409]
+    sign_in(client, residents(app)[1])
+    taken = phones[0].register(client)
+    assert taken.status_code == 409 and taken.json["error"] == "key_in_use"
+
+
+# -- gates and records ---------------------------------------------------------------------------------------------
+def _record(operator="qd-metro", **overrides):
+    record = {"record_id": uuid.uuid4().hex, "gate_id": "g-1", "operator": operator, "scene": "metro-gate",
+              "station": "101", "line": None, "direction": "in", "at": time.time(), "accepted": True, "reason": "ok",
+              "kind": "ride", "account": "abcdefghijklmnop", "card_type": "adult", "fare_limit": 2000,
+              "credential_id": "00112233aabbccdd", "code_id": "ab" * 16, "entitlement": None, "online": False}
+    record.update(overrides)
+    return record
+
+
+def yesterday_noon() -> float:
+    """Noon (city time) of the last operating day that is over: far from the 04:00 day boundary."""
+    day = dt.date.fromisoformat(service_day(time.time() - 86400))
+    return dt.datetime.combine(day, dt.time(12), dt.timezone(dt.timedelta(hours=8))).timestamp()
+
+
+def upload(client, key, records):
+    return client.post("/api/v1/gate/records", json={"records": records}, headers=bearer(key))
+
+
+def test_each_record_is_stored_once_however_often_it_is_sent(app, client):
+    key = client_key(app, "device", operator="qd-metro")
+    records = [_record() for _ in range(5)]
+    first = upload(client, key, records[:3])
+    assert first.status_code == 200 and first.json == {"stored": [r["record_id"] for r in records[:3]],
+                                                       "duplicates": [], "rejected": []}
+    again = upload(client, key, records)
+    assert again.json["stored"] == [r["record_id"] for r in records[3:]]
+    assert again.json["duplicates"] == [r["record_id"] for r in records[:3]]
+    from sqlalchemy import func, select
+
+    from codeservice.models import GateRecord
+
+    with app.extensions["citycode"].db.session() as s:
+        assert s.scalar(select(func.count()).select_from(GateRecord)) == 5
+
+
+def test_bad_records_are_rejected_one_by_one_and_the_good_ones_stored(app, client):
+    key = client_key(app, "device", operator="qd-metro")
+    good = _record()
+    bad = [
+        _record(operator="qd-bus"), _record(reason="replayed"), _record(at="yesterday"), _record(at=1e12),
+        _record(direction="sideways"), _record(card_type="vip"), _record(code_id="XYZ"), _record(gate_id=""),
+        _record(station="s" * 65), _record(kind="ticket"), _record(accepted="yes"), _record(record_id="short"),
+        _record(station="a\x00b"),
+    ]
+    response = upload(client, key, [good, *bad, "not an object"])
+    assert response.status_code == 200
+    assert response.json["stored"] == [good["record_id"]]
+    errors = {r["record_id"]: r["error"] for r in response.json["rejected"]}
+    assert len(response.json["rejected"]) == len(bad) + 1
+    assert errors[bad[0]["record_id"]].startswith("wrong_operator")
+    assert all(e for e in errors.values())
+
+
+def test_a_record_id_another_gate_used_is_refused_not_acknowledged(app, client):
+    mine, other = client_key(app, "device", operator="qd-metro"), client_key(app, "device", operator="qd-metro")
+    record = _record()
+    assert upload(client, mine, [record]).json["stored"] == [record["record_id"]]
+    clash = upload(client, other, [record]).json
+    assert clash["stored"] == [] and clash["duplicates"] == []
+    assert clash["rejected"][0]["error"].startswith("record_id_conflict")
+
+
+@pytest.mark.parametrize(("who", "status", "error"), [
+    (None, 401, "unauthorised"), ("clerk", 403, "forbidden"), ("kiosk", 403, "forbidden"),
+])
+def test_only_an_operators_gates_upload(app, client, who, status, error):
+    headers = {}
+    if who == "clerk":
+        headers = bearer(client_key(app, "clerk", office="central-hall-w3"))
+    elif who == "kiosk":
+        headers = bearer(client_key(app, "device", office="central-hall-w3"))
+    response = client.post("/api/v1/gate/records", json={"records": [_record()]}, headers=headers)
+    assert response.status_code == status and response.json["error"] == error
+
+
+@pytest.mark.parametrize("body", ['{"records": 5}', '{"records": [], "more": 1}', "[]", "{"])
+def test_malformed_upload_bodies_get_400(app, client, body):
+    key = client_key(app, "device", operator="qd-metro")
+    response = client.post("/api/v1/gate/records", data=body, content_type="application/json", headers=bearer(key))
+    assert response.status_code == 400 and response.json["error"] in ("invalid_body", "invalid_json")
+
+
+def test_a_gate_asks_for_its_fares_and_capacity(app, client):
+    bus = client_key(app, "device", operator="qd-bus")
+    setup = client.get("/api/v1/gate/setup?line=301", headers=bearer(bus)).json
+    assert setup["fares"]["adult"] == 300 and setup["fares"]["student"] == 150 and setup["fares"]["elderly"] == 0
+    site = client_key(app, "device", operator="laoshan")
+    assert client.get("/api/v1/gate/setup?station=taiqing", headers=bearer(site)).json["daily_capacity"] == 20000
+    assert client.get("/api/v1/gate/setup?station=nowhere", headers=bearer(site)).status_code == 404
+    assert client.get("/api/v1/gate/setup", headers=bearer(bus)).json["error"] == "invalid_query"
+
+
+def test_the_sdk_uploader_delivers_a_real_gates_records_once(app, client, tmp_path):
+    """The SDK's uploader through the service's HTTP handler; the answer of the first delivery is lost."""
+    sign_in(client, residents(app)[2])
+    phone = BrowserPhone()
+    phone.register(client)
+    config = GateConfig(gate_id="g-101-1", operator="qd-metro", kind="metro", scene=SCENES["metro-gate"],
+                        station="101", direction="in")
+    gate = Gate(config, gate_verifier(client), GateStore(tmp_path / "gate.sqlite3"))
+    for _ in range(3):
+        assert gate.scan(phone.code()).record
+    key = client_key(app, "device", operator="qd-metro")
+    lost = {"n": 1}
+
+    def post(url, body, device_key):
+        response = client.post("/" + url.split("/", 3)[3], json=body, headers=bearer(device_key))
+        if lost["n"]:
+            lost["n"] -= 1
+            from sdk.upload import UploadError
+
+            raise UploadError("answer lost")
+        return response.status_code, response.json
+
+    uploader = Uploader(gate.store, "http://citycode.test", key, post=post)
+    assert uploader.upload().errors
+    report = uploader.upload()
+    assert (report.stored, report.duplicates) == (0, 3) and gate.store.counts()["sent"] == 3
+    operator = client_key(app, "operator", operator="qd-metro")
+    day = service_day(time.time())
+    listed = client.get(f"/api/v1/operators/qd-metro/records?day={day}", headers=bearer(operator)).json["records"]
+    assert sorted(r["record_id"] for r in listed) == sorted(r["record_id"] for r in gate.store.records())
+    assert [r["reason"] for r in sorted(listed, key=lambda r: r["at"])] == ["ok", "passback", "passback"]
+
+
+# -- operators: rules, records, clearing ------------------------------------------------------------------------------
+def test_operators_are_added_by_an_administrator_with_checked_fares(app, client):
+    admin = client_key(app, "admin")
+    body = {"id": "jiaozhou-bus", "name": "Jiaozhou Bus", "kind": "bus",
+            "fares": {"lines": {"801": 200}, "default": 200}, "discounts": {"student": 50}}
+    created = client.post("/api/v1/admin/operators", json=body, headers=bearer(admin))
+    assert created.status_code == 201 and created.headers["Location"] == "/api/v1/operators/jiaozhou-bus"
+    again = client.post("/api/v1/admin/operators", json=body, headers=bearer(admin))
+    assert again.status_code == 409
+    for fares, fragment in (({"lines": {"801": 1.5}, "default": 200}, "whole cents"),
+                            ({"lines": {}, "default": 200}, "non-empty"),
+                            ({"lines": {"801": 200}}, "default")):
+        bad = client.post("/api/v1/admin/operators", json={**body, "id": "x-bus", "fares": fares},
+                          headers=bearer(admin))
+        assert bad.status_code == 400 and bad.json["error"] == "invalid_fares" and fragment in bad.json["message"]
+    bad_discount = client.post("/api/v1/admin/operators",
+                               json={**body, "id": "y-bus", "discounts": {"student": 150}}, headers=bearer(admin))
+    assert bad_discount.json["error"] == "invalid_fares"
+
+
+def test_an_operator_key_reaches_only_its_own_operator(app, client):
+    metro = client_key(app, "operator", operator="qd-metro")
+    assert client.get("/api/v1/operators/qd-metro", headers=bearer(metro)).status_code == 200
+    assert client.get("/api/v1/operators/qd-bus", headers=bearer(metro)).status_code == 403
+    day = service_day(time.time())
+    assert client.get(f"/api/v1/operators/qd-bus/records?day={day}", headers=bearer(metro)).status_code == 403
+    device = client_key(app, "device", operator="qd-metro")
+    assert client.get("/api/v1/operators/qd-metro", headers=bearer(device)).status_code == 403
+
+
+def test_clearing_over_http_gives_the_statement_and_the_trips_csv(app, client):
+    device = client_key(app, "device", operator="qd-metro")
+    operator = client_key(app, "operator", operator="qd-metro")
+    yesterday = yesterday_noon()
+    day = service_day(yesterday)
+    taps = [
+        _record(account="aaaaaaaaaaaaaaaa", card_type="adult", station="101", direction="in", at=yesterday),
+        _record(account="aaaaaaaaaaaaaaaa", card_type="adult", station="206", direction="out", at=yesterday + 900),
+        _record(account="bbbbbbbbbbbbbbbb", card_type="student", station="102", direction="in", at=yesterday + 60),
+        _record(account="cccccccccccccccc", card_type="elderly", station="103", direction="out", at=yesterday + 99,
+                fare_limit=0),
+        _record(account="dddddddddddddddd", card_type="adult", accepted=False, reason="passback", at=yesterday),
+    ]
+    assert len(upload(client, device, taps).json["stored"]) == 5
+    path = f"/api/v1/operators/qd-metro/clearing/{day}"
+    assert client.get(path, headers=bearer(operator)).json["error"] == "not_cleared"
+    statement = client.post(path, headers=bearer(operator))
+    assert statement.status_code == 200, statement.json
+    body = statement.json
+    # 101 -> 104 -> 206 across the transfer: 4300 + (9300 - 3100) = 10500 m -> 400; unpaired: max fare 700
+    assert body["by_status"] == {"paired": 1, "unpaired_entry": 1, "unpaired_exit": 1}
+    assert body["fare_total"] == 400 + 700 + 700
+    assert body["charged_total"] == body["due_to_operator"] == 400 + 350 + 0
+    assert body["records"] == 4 and body["trips"] == 3
+    assert client.get(path, headers=bearer(operator)).json == body
+    exported = client.get(f"{path}/trips.csv", headers=bearer(operator))
+    assert exported.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+    assert sum(int(r["charged_cents"]) for r in rows) == body["charged_total"]
+    import hashlib
+
+    assert hashlib.sha256(exported.get_data()).hexdigest() == body["digest"]
+    assert client.post(f"/api/v1/operators/qd-metro/clearing/{service_day(time.time())}",
+                       headers=bearer(operator)).status_code == 409
+    assert client.post("/api/v1/operators/qd-metro/clearing/2026-13-01", headers=bearer(operator)).status_code == 400
+
+
+def test_the_resident_sees_their_charged_trips(app, client):
+    pid = residents(app)[2]
+    sign_in(client, pid)
+    account = client.get("/api/v1/me/ride").json["account"]
+    device = client_key(app, "device", operator="qd-bus")
+    admin = client_key(app, "admin")
+    yesterday = yesterday_noon()
+    upload(client, device, [_record(operator="qd-bus", scene="bus", station=None, line="301", direction=None,
+                                    account=account, card_type="student", at=yesterday)])
+    client.post(f"/api/v1/operators/qd-bus/clearing/{service_day(yesterday)}", headers=bearer(admin))
+    trips = client.get("/api/v1/me/trips").json
+    assert trips["account"] == account and trips["charged_total"] == 150
+    (trip,) = trips["trips"]
+    assert (trip["operator_name"], trip["line"], trip["fare"], trip["charged"]) == ("Qingdao Bus Group", "301", 300,
+                                                                                    150)
+    json.dumps(trips)
+
+
+def test_an_identity_code_at_a_gate_is_billed_to_the_residents_account_not_the_pid(app, client):
+    pid = residents(app)[1]
+    device = client_key(app, "device", operator="qd-bus")
+    record = _record(operator="qd-bus", scene="bus", station=None, line="1", direction=None, kind="id", account=pid,
+                     card_type=None, fare_limit=None, credential_id=None)
+    upload(client, device, [record])
+    from codeservice.models import GateRecord, TransitAccount
+
+    with app.extensions["citycode"].db.session() as s:
+        stored = s.get(GateRecord, record["record_id"])
+        account = s.query(TransitAccount).filter_by(resident=pid).one()
+        assert stored.account == account.account != pid and stored.card_type == account.card_type
+
+
+def test_day_and_query_errors_get_400(app, client):
+    admin = client_key(app, "admin")
+    assert client.get("/api/v1/operators/qd-metro/records?day=monday", headers=bearer(admin)).status_code == 400
+    day = dt.date.today().isoformat()
+    assert client.get(f"/api/v1/operators/qd-metro/records?day={day}&limit=0",
+                      headers=bearer(admin)).status_code == 400
+    assert client.get("/api/v1/operators/nobody", headers=bearer(admin)).status_code == 404
