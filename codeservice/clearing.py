@@ -4,7 +4,8 @@ each costs, and what the account platform owes the operator. Integer cents throu
 Pairing (metro): each account's taps in time order; an entry followed by an exit is a trip priced by the
 shortest distance between the two stations; an entry followed by another entry, or left open at the end of
 the day, is an *unpaired entry*, and an exit with no entry before it an *unpaired exit*: both are charged the
-operator's maximum fare. Bus: every accepted tap is a ride at its line's flat fare. Scenic site: every
+operator's maximum fare; so are both taps of an "entry" and "exit" further apart than the longest trip
+(``max_minutes``, 240 by default: the same as the gates' anti-passback). Bus: every accepted tap is a ride at its line's flat fare. Scenic site: every
 accepted entry is an entry at the site's price, free for an entitlement shown by certificate.
 
 Each trip's fare is discounted by card type, then capped at the credential's per-ride fare limit (the
@@ -86,6 +87,9 @@ def compute_trips(rules: FareRules, records: Sequence[Any]) -> Iterator[dict[str
                     yield _trip(rules, "unpaired_entry", rules.max_fare, open_entry, None)
                 open_entry = tap
             elif tap.direction == "out":
+                if open_entry is not None and (tap.at - open_entry.at).total_seconds() > rules.max_trip_seconds:
+                    yield _trip(rules, "unpaired_entry", rules.max_fare, open_entry, None)
+                    open_entry = None
                 if open_entry is None:
                     yield _trip(rules, "unpaired_exit", rules.max_fare, tap, None)
                     continue

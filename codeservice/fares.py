@@ -4,7 +4,8 @@ Metro (``kind: metro``)::
 
     {"lines": {"1": [["S01", 0], ["S02", 1300], ...], "2": [...]},   # station, position along the line in metres
      "bands": [[6000, 200], [16000, 400], [30000, 600]],               # up to N metres: fare in cents
-     "max_fare": 800}                                                  # beyond the last band; unpaired taps
+     "max_fare": 800,                                                  # beyond the last band; unpaired taps
+     "max_minutes": 240}                                               # longest trip (default 240)
 
 A station on several lines is a transfer. The distance of a trip is the shortest path through the network
 (the station-distance table, computed once when the rules are loaded).
@@ -95,6 +96,11 @@ class FareRules:
     def max_fare(self) -> int:
         return int(self.raw["max_fare"])
 
+    @property
+    def max_trip_seconds(self) -> int:
+        """An exit later than this after the entry is not the same trip: both taps are unpaired."""
+        return int(self.raw.get("max_minutes", 240)) * 60
+
     def bus_fare(self, line: str | None) -> int:
         return int(self.raw["lines"].get(line, self.raw["default"]))
 
@@ -138,7 +144,7 @@ def load_rules(kind: str, fares: Any, discounts: Any) -> FareRules:
     fares = _mapping(fares, "fares")
     disc = validate_discounts(discounts)
     if kind == "metro":
-        unknown = set(fares) - {"lines", "bands", "max_fare"}
+        unknown = set(fares) - {"lines", "bands", "max_fare", "max_minutes"}
         if unknown:
             raise FareError(f"metro fares: unknown members {sorted(unknown)}")
         lines = _mapping(fares.get("lines"), "metro fares: lines")
@@ -177,6 +183,9 @@ def load_rules(kind: str, fares: Any, discounts: Any) -> FareRules:
                 raise FareError("metro fares: a longer band must not cost less")
             last_limit, last_fare = band[0], fare
         max_fare = _cents(fares.get("max_fare"), "metro fares: max_fare")
+        minutes = fares.get("max_minutes", 240)
+        if type(minutes) is not int or not 10 <= minutes <= 24 * 60:
+            raise FareError("metro fares: max_minutes must be whole minutes from 10 to 1440")
         if max_fare < last_fare:
             raise FareError("metro fares: max_fare must be at least the last band's fare")
         return FareRules(kind, dict(fares), disc, _all_distances(graph))
