@@ -4,9 +4,10 @@ each costs, and what the account platform owes the operator. Integer cents throu
 Pairing (metro): each account's taps in time order; an entry followed by an exit is a trip priced by the
 shortest distance between the two stations; an entry followed by another entry, or left open at the end of
 the day, is an *unpaired entry*, and an exit with no entry before it an *unpaired exit*: both are charged the
-operator's maximum fare; so are both taps of an "entry" and "exit" further apart than the longest trip
-(``max_minutes``, 240 by default: the same as the gates' anti-passback). Bus: every accepted tap is a ride at its line's flat fare. Scenic site: every
-accepted entry is an entry at the site's price, free for an entitlement shown by certificate.
+operator's maximum fare; so are both taps of an entry and an exit further apart than the longest trip
+(``max_minutes``, 240 by default: the same as the gates' anti-passback). Bus: every accepted tap is a ride at
+its line's flat fare. Scenic site: every accepted entry is an entry at the site's price, free for an
+entitlement shown by certificate.
 
 Each trip's fare is discounted by card type, then capped at the credential's per-ride fare limit (the
 account is never charged more than that; the statement reports what the cap cut off). A record with no

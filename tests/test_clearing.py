@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 import random
 import subprocess
@@ -40,7 +41,7 @@ def metro_distances() -> dict[tuple[str, str], int]:
     inf = 10**9
     d = {(a, b): (0 if a == b else inf) for a in stations for b in stations}
     for line in METRO["lines"].values():
-        for (a, pa), (b, pb) in zip(line, line[1:], strict=False):
+        for (a, pa), (b, pb) in itertools.pairwise(line):
             d[a, b] = d[b, a] = min(d[a, b], pb - pa)
     for k in stations:
         for i in stations:

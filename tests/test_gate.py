@@ -37,8 +37,8 @@ def ring(tmp_path) -> Keyring:
 
 @pytest.fixture
 def make_verifier(ring):
-    trust = TrustList.load(sign_trust_list(ring, validity=7 * 86400, now=T0 - 60), load_anchor(ring.anchor_public_pem()),
-                           at=T0)
+    anchor = load_anchor(ring.anchor_public_pem())
+    trust = TrustList.load(sign_trust_list(ring, validity=7 * 86400, now=T0 - 60), anchor, at=T0)
     token = sign_status_list(ring.signer("city-transit"), {}, size=4096, uri="u", ttl=300, validity=86400, now=T0 - 5)
 
     def make() -> Verifier:
