@@ -44,6 +44,7 @@ CHROMIUM_ARGS = [
 ]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CODE_LIFETIME = 6  # seconds; the page fetches the next code after lifetime - margin = 5 s
+RIDE_VALIDITY, RIDE_REFRESH = 10, 5  # a ride code lives 10 s; the page signs a new one every 5 s
 PHONE = {"width": 390, "height": 844}
 STARTUP_TIMEOUT = 30.0
 RENEWAL_TIMEOUT = 20.0
@@ -102,7 +103,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         pytest.fail(f"console script {CITYCODE} missing; install the project into this virtualenv")
     home = tmp_path_factory.mktemp("citycode-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYCODE_")}
-    env.update(CITYCODE_HOME=str(home), CITYCODE_CODE_LIFETIME=str(CODE_LIFETIME), PYTHONUNBUFFERED="1")
+    env.update(CITYCODE_HOME=str(home), CITYCODE_CODE_LIFETIME=str(CODE_LIFETIME), PYTHONUNBUFFERED="1",
+               CITYCODE_RIDE_CODE_VALIDITY=str(RIDE_VALIDITY), CITYCODE_RIDE_REFRESH=str(RIDE_REFRESH))
     init = subprocess.run([str(CITYCODE), "init"], env=env, cwd=ROOT, capture_output=True, timeout=60)
     assert init.returncode == 0, f"citycode init failed: {init.stderr.decode(errors='replace')}"
 
