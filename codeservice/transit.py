@@ -60,6 +60,14 @@ class TransitNotFound(TransitError):
     pass
 
 
+class RecordError(ValueError):
+    """A gate record the service refuses for good (it is answered in ``rejected``, not as an HTTP error)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 # -- accounts ------------------------------------------------------------------------------------------
 def card_type_for(resident: Resident, today: dt.date) -> str:
     """The default card type: elderly from 60 (by the birth date the identity platform verified), else adult.
@@ -93,11 +101,11 @@ def set_account(session: Session, pid: str, *, card_type: str | None, fare_limit
     account = ensure_account(session, pid, fare_limit=default_limit, today=today)
     if card_type is not None:
         if card_type not in CARD_TYPE_IDS:
-            raise TransitError("invalid_card_type", f"card type must be one of {', '.join(CARD_TYPE_IDS)}")
+            raise ValueError(f"card type must be one of {', '.join(CARD_TYPE_IDS)}")
         account.card_type = card_type
     if fare_limit is not None:
         if type(fare_limit) is not int or not 0 <= fare_limit <= 1_000_000:
-            raise TransitError("invalid_fare_limit", "fare limit: whole cents from 0 to 1000000")
+            raise ValueError("fare limit: whole cents from 0 to 1000000")
         account.fare_limit = fare_limit
     return account
 
@@ -315,44 +323,44 @@ def _optional_text(record: Mapping[str, Any], name: str, limit: int = 64) -> str
     if value is None:
         return None
     if not isinstance(value, str) or not 0 < len(value) <= limit or "\x00" in value:
-        raise TransitError("invalid_record", f"{name}: text of 1 to {limit} characters or null")
+        raise RecordError("invalid_record", f"{name}: text of 1 to {limit} characters or null")
     return value
 
 
 def _record_row(record: Any, device: ApiClient, now: float) -> dict[str, Any]:
     """Validate one record as a gate sends it (sdk/gate.py) into a row; unknown members are ignored."""
     if not isinstance(record, Mapping):
-        raise TransitError("invalid_record", "a record is an object")
+        raise RecordError("invalid_record", "a record is an object")
     if record.get("operator") != device.operator_id:
-        raise TransitError("wrong_operator", "a gate uploads only its own operator's records")
+        raise RecordError("wrong_operator", "a gate uploads only its own operator's records")
     gate_id = record.get("gate_id")
     if not isinstance(gate_id, str) or not _ID.match(gate_id):
-        raise TransitError("invalid_record", "gate_id: 1 to 64 letters, digits, '.', '_' or '-'")
+        raise RecordError("invalid_record", "gate_id: 1 to 64 letters, digits, '.', '_' or '-'")
     at: Any = record.get("at")
     if type(at) not in (int, float) or not now - 90 * 86400 <= at <= now + 86400:
-        raise TransitError("invalid_record", "at: seconds since the epoch, within the last 90 days")
+        raise RecordError("invalid_record", "at: seconds since the epoch, within the last 90 days")
     accepted, online = record.get("accepted"), record.get("online", False)
     if type(accepted) is not bool or type(online) is not bool:
-        raise TransitError("invalid_record", "accepted and online must be true or false")
+        raise RecordError("invalid_record", "accepted and online must be true or false")
     reason = record.get("reason")
     if reason not in REASONS or (reason == "ok") != accepted:
-        raise TransitError("invalid_record", "reason: a reason code, 'ok' exactly when accepted")
+        raise RecordError("invalid_record", "reason: a reason code, 'ok' exactly when accepted")
     direction = record.get("direction")
     if direction not in (None, "in", "out"):
-        raise TransitError("invalid_record", "direction: in, out or null")
+        raise RecordError("invalid_record", "direction: in, out or null")
     kind = record.get("kind")
     if kind is not None and kind not in KIND_IDS:
-        raise TransitError("invalid_record", "kind: a kind of code or null")
+        raise RecordError("invalid_record", "kind: a kind of code or null")
     card_type = record.get("card_type")
     if card_type is not None and card_type not in CARD_TYPE_IDS:
-        raise TransitError("invalid_record", "card_type: a card type or null")
+        raise RecordError("invalid_record", "card_type: a card type or null")
     fare_limit = record.get("fare_limit")
     if fare_limit is not None and (type(fare_limit) is not int or not 0 <= fare_limit <= 10_000_000):
-        raise TransitError("invalid_record", "fare_limit: whole cents or null")
+        raise RecordError("invalid_record", "fare_limit: whole cents or null")
     for name, limit in (("credential_id", 32), ("code_id", 64)):
         value = _optional_text(record, name, limit)
         if value is not None and not _HEX.match(value):
-            raise TransitError("invalid_record", f"{name}: lowercase hex or null")
+            raise RecordError("invalid_record", f"{name}: lowercase hex or null")
     moment = dt.datetime.fromtimestamp(float(at), dt.UTC)
     return {
         "record_id": record["record_id"], "device_id": device.id, "operator_id": device.operator_id,
@@ -382,7 +390,7 @@ def ingest_records(session: Session, device: ApiClient, records: list[Any], now:
             continue
         try:
             rows[record_id] = _record_row(record, device, now)
-        except TransitError as exc:
+        except RecordError as exc:
             rejected.append({"record_id": record_id, "error": f"{exc.reason}: {exc}"})
     _resolve_identity_codes(session, rows.values())
     held = dict(session.execute(select(GateRecord.record_id, GateRecord.device_id)

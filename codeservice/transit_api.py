@@ -64,10 +64,14 @@ def _services() -> Services:
     return services_of(current_app)
 
 
+#: HTTP status of each transit refusal; any other is a 400.
+_STATUS = {"frozen": 403, "forbidden": 403, "too_many_devices": 409, "key_in_use": 409, "device_revoked": 409,
+           "exists": 409, "busy": 503, "status_list_full": 503}
+
+
 def _refuse(exc: TransitError) -> BadRequest:
-    status = 404 if isinstance(exc, TransitNotFound) else 403 if exc.reason in ("frozen", "forbidden") else \
-        409 if exc.reason in ("too_many_devices", "key_in_use", "device_revoked", "exists", "busy") else 400
-    return BadRequest(exc.reason, str(exc), status)
+    """A refusal of codeservice/transit.py as the API answers it (the reasons are listed in the OpenAPI)."""
+    return BadRequest(exc.reason, str(exc), 404 if isinstance(exc, TransitNotFound) else _STATUS.get(exc.reason, 400))
 
 
 def _no_store(response: Response) -> Response:
