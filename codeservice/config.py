@@ -65,6 +65,10 @@ class Settings:
     status_list_size: int = 131072
     status_ttl: int = 300
     status_validity: int = 7 * 24 * 3600
+    #: Minutes a resident has to answer a clerk's consent request before it expires.
+    consent_answer_minutes: int = 5
+    #: Minutes after an approval within which the clerk may fetch, once.
+    consent_fetch_minutes: int = 3
 
     @property
     def keys_dir(self) -> Path:
@@ -112,4 +116,6 @@ class Settings:
             status_list_size=_int(env, "CITYCODE_STATUS_LIST_SIZE", 131072, 1024, 100_000_000),
             status_ttl=_int(env, "CITYCODE_STATUS_TTL", 300, 10, 86400),
             status_validity=_int(env, "CITYCODE_STATUS_VALIDITY", 7 * 24 * 3600, 600, 90 * 24 * 3600),
+            consent_answer_minutes=_int(env, "CITYCODE_CONSENT_ANSWER_MINUTES", 5, 1, 60),
+            consent_fetch_minutes=_int(env, "CITYCODE_CONSENT_FETCH_MINUTES", 3, 1, 60),
         )

@@ -86,12 +86,13 @@ def _services() -> Services:
 
 
 def _answer_minutes() -> int:
-    """Minutes a resident has to answer; Settings.consent_answer_minutes when it exists."""
-    return int(getattr(_services().settings, "consent_answer_minutes", consent.ANSWER_MINUTES))
+    """Minutes a resident has to answer (CITYCODE_CONSENT_ANSWER_MINUTES)."""
+    return _services().settings.consent_answer_minutes
 
 
 def _fetch_minutes() -> int:
-    return int(getattr(_services().settings, "consent_fetch_minutes", consent.FETCH_MINUTES))
+    """Minutes the clerk has to fetch after an approval (CITYCODE_CONSENT_FETCH_MINUTES)."""
+    return _services().settings.consent_fetch_minutes
 
 
 # -- clients and rate limits -----------------------------------------------------------------------

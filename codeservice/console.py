@@ -363,8 +363,9 @@ def send_request() -> WResponse:
             else:
                 assert subject is not None
                 try:
-                    request_id = consent.create_request(db, clerk, resident=subject, purpose=purpose, items=items,
-                                                        keep_minutes=keep).id
+                    request_id = consent.create_request(
+                        db, clerk, resident=subject, purpose=purpose, items=items, keep_minutes=keep,
+                        answer_minutes=services.settings.consent_answer_minutes).id
                 except ConsentError as exc:
                     if exc.reason != "purpose_not_allowed":  # create_request logged that one itself
                         _log_refusal(db, clerk, action="request", reason=exc.reason, subject=subject,
@@ -563,7 +564,8 @@ def answer(request_id: str) -> WResponse:
                 approve = [{"type": t, "fields": names} for t, names in chosen.items()]
             elif decision != "refuse":
                 raise ConsentError("invalid_body", "Choose Approve selected or Refuse.")
-            consent.decide(db, pid, request_id, approve=approve)
+            consent.decide(db, pid, request_id, approve=approve,
+                           fetch_minutes=_services().settings.consent_fetch_minutes)
         except ConsentError as exc:
             message = exc.message if exc.reason != "not_pending" else \
                 "That request is no longer waiting for an answer (it was answered or has expired)."

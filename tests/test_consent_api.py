@@ -259,6 +259,50 @@ def test_the_answer_window_passing_expires_the_request_when_anyone_looks(world):
     assert [e.action for e in world.log()].count("expire") == 1
 
 
+@pytest.fixture
+def windowed_world(tmp_path, database_url):  # type: ignore[no-untyped-def]
+    """The app with CITYCODE_CONSENT_ANSWER_MINUTES=11 and CITYCODE_CONSENT_FETCH_MINUTES=7."""
+    app = create_app(make_settings(tmp_path / "home", database_url, consent_answer_minutes=11,
+                                   consent_fetch_minutes=7))
+    try:
+        yield build_world(app)
+    finally:
+        clear_database(app.extensions["citycode"].db.engine)
+        app.extensions["citycode"].db.dispose()
+
+
+def test_the_configured_answer_and_fetch_windows_are_used(windowed_world):
+    world = windowed_world
+    before = dt.datetime.now(dt.UTC)
+    request_id = world.request(world.elder, ELDER_ITEMS)
+    after = dt.datetime.now(dt.UTC)
+    status = world.clerk(world.zhou, "GET", f"/consent/requests/{request_id}").json
+    answer_by = dt.datetime.fromisoformat(status["answer_by"])
+    assert before + dt.timedelta(minutes=11) <= answer_by <= after + dt.timedelta(minutes=11)
+    with world.services.db.session() as s:  # still pending when the default five minutes have passed
+        assert consent.expire_overdue(s, now=before + dt.timedelta(minutes=consent.ANSWER_MINUTES, seconds=1)) == 0
+
+    before = dt.datetime.now(dt.UTC)
+    answered = approve(world, world.elder, request_id)
+    after = dt.datetime.now(dt.UTC)
+    assert answered.status_code == 200, answered.json
+    fetch_by = dt.datetime.fromisoformat(answered.json["fetch_by"])
+    assert before + dt.timedelta(minutes=7) <= fetch_by <= after + dt.timedelta(minutes=7)
+    assert world.clerk(world.zhou, "GET", f"/consent/requests/{request_id}").json["fetch_by"] == answered.json[
+        "fetch_by"]
+
+
+def test_the_configured_answer_window_expires_requests(windowed_world):
+    world = windowed_world
+    request_id = world.request(world.elder, ELDER_ITEMS)
+    with world.services.db.session() as s:
+        made = s.get(ConsentRequest, request_id)
+        created = consent._aware(made.created_at)
+        assert consent.expire_overdue(s, now=created + dt.timedelta(minutes=10, seconds=59)) == 0
+        assert consent.expire_overdue(s, now=created + dt.timedelta(minutes=11, seconds=1)) == 1
+    assert world.clerk(world.zhou, "GET", f"/consent/requests/{request_id}").json["status"] == "expired"
+
+
 def test_a_second_fetch_is_refused(world):
     request_id = world.request(world.elder, ELDER_ITEMS)
     assert approve(world, world.elder, request_id).status_code == 200

@@ -4,6 +4,7 @@ checks, and the whole pull (request, partial approval, one receive of exactly wh
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 
@@ -15,7 +16,7 @@ from codeservice.certificates import add_api_client
 from codeservice.demo import DEMO_OFFICE
 from codeservice.models import AccessLogEntry, ApiClient, ConsentRequest, Resident
 from codeservice.residents import list_residents
-from tests.conftest import make_settings
+from tests.conftest import clear_database, make_settings
 from tests.test_api import sign_in
 
 PURPOSE = "elderly allowance application"
@@ -352,6 +353,32 @@ def test_a_resident_cannot_answer_someone_elses_request(app, clerk):
     assert answer.status_code == 404
     assert clerk.get(f"/console/requests/{request_id}").json["status"] == "pending"
     assert "Clerk Zhou" not in other.get("/history").get_data(as_text=True)
+
+
+def test_the_console_uses_the_configured_consent_windows(tmp_path, database_url):
+    app = create_app(make_settings(tmp_path / "home", database_url, consent_answer_minutes=12,
+                                   consent_fetch_minutes=9))
+    try:
+        clerk = app.test_client()
+        dev_sign_in(clerk, clerk_id(app, "Clerk Zhou"))
+        resident = app.test_client()
+        sign_in(resident, residents(app)[0])
+        before = dt.datetime.now(dt.UTC)
+        request_id = _request(app, clerk)
+        after = dt.datetime.now(dt.UTC)
+        answer_by = dt.datetime.fromisoformat(clerk.get(f"/console/requests/{request_id}").json["answer_by"])
+        assert before + dt.timedelta(minutes=12) <= answer_by <= after + dt.timedelta(minutes=12)
+
+        before = dt.datetime.now(dt.UTC)
+        answer = resident.post(f"/requests/{request_id}", data={"csrf": csrf_of(resident, "/requests"),
+                                                                "decision": "approve", "fields": ["LNYD:name"]})
+        after = dt.datetime.now(dt.UTC)
+        assert answer.status_code == 303
+        fetch_by = dt.datetime.fromisoformat(clerk.get(f"/console/requests/{request_id}").json["fetch_by"])
+        assert before + dt.timedelta(minutes=9) <= fetch_by <= after + dt.timedelta(minutes=9)
+    finally:
+        clear_database(services(app).db.engine)
+        services(app).db.dispose()
 
 
 @pytest.fixture
