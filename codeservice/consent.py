@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from codeservice import accesslog
 from codeservice.certificates import CITY_TZ, CertificateError, certificates_of, disclosable, disclosed_values
 from codeservice.models import AccessLogEntry, ApiClient, Certificate, CertType, ConsentRequest, Office, QueueTicket
+from codeservice.residents import get_resident
 from issuers.keyring import Keyring, Signer
 from issuers.sdjwt import issue_sd_jwt
 
@@ -231,7 +232,8 @@ def fetch(
     session: Session, keyring: Keyring, clerk: ApiClient, request_id: str, *, items: Any = None,
     now: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Release the approved certificates once, to the clerk who asked, within the fetch window."""
+    """Release the approved certificates once, to the clerk who asked, within the fetch window, while the
+    resident's identity is not frozen. Every refusal of a known request is logged here."""
     moment = _utc(now)
     office = session.get(Office, clerk.office_id) if clerk.office_id else None
     actor, label = actor_of(clerk, office)
@@ -252,6 +254,9 @@ def fetch(
         raise refuse("already_fetched", "the certificates were fetched already", 409)
     if request.status != "approved":
         raise refuse("not_approved", f"this request is {request.status}", 409)
+    resident = get_resident(session, request.resident)
+    if resident is None or resident.frozen:  # frozen after approving: a lost phone may have given that approval
+        raise refuse("identity_frozen", "the resident's identity is frozen; nothing is released", 403)
     approved = request.approved or []
     if items is not None:
         well_formed = isinstance(items, list) and items and all(
@@ -358,7 +363,7 @@ _REFUSALS = {
     "already_fetched": "it had been taken once already", "other_clerk": "another clerk had asked for it",
     "not_approved": "you had not approved it", "window_closed": "the time to take it had passed",
     "not_found": "there was no such request", "purpose": "that office may not state that purpose",
-    "rate limit": "too many requests",
+    "rate limit": "too many requests", "identity_frozen": "your identity was frozen",
 }
 
 

@@ -275,17 +275,9 @@ def fetch_request(request_id: str) -> Response:
         try:
             if not _plausible_id(request_id):
                 raise ConsentError("not_found", "no such request", 404)
-            made = db.get(ConsentRequest, request_id)
-            if made is not None and made.clerk_id == clerk.id and made.status == "approved":
-                resident = get_resident(db, made.resident)
-                if resident is None or resident.frozen:  # a lost phone may have given that approval
-                    _log_refusal(db, clerk, action="fetch", reason="identity_frozen", subject=made.resident,
-                                 purpose=made.purpose, what=made.approved)
-                    raise ConsentError("identity_frozen", "the resident's identity is frozen; nothing is released",
-                                       403)
             released = consent.fetch(db, services.keyring, clerk, request_id, items=items)
         except ConsentError as exc:
-            if exc.reason == "not_found":  # fetch() logs every other refusal itself (and we, a frozen identity)
+            if exc.reason == "not_found":  # fetch() logs every other refusal itself (a frozen identity too)
                 _log_refusal(db, clerk, action="fetch", reason="not_found",
                              what=[{"request": _printable(request_id, 64)}])
             error = exc

@@ -625,7 +625,32 @@ def test_a_frozen_identity_cannot_be_asked_about_nor_answer(world):
     fetched = world.clerk(world.zhou, "POST", f"/consent/requests/{approved}/fetch")
     assert fetched.status_code == 403 and fetched.json["error"] == "identity_frozen"
     assert world.log()[-1].outcome == "refused: identity_frozen" and world.log()[-1].subject == world.elder
+    assert world.log()[-1].action == "fetch" and world.log()[-1].what == [
+        {"cert_id": world.log()[-1].what[0]["cert_id"], "type": "LNYD", "fields": ELDER_ITEMS[0]["fields"]}]
+    assert [e.outcome for e in world.log()].count("refused: identity_frozen") == 1  # logged once
     assert phone.get("/api/v1/me/access-log").status_code == 403
+
+
+def test_the_core_fetch_refuses_a_frozen_identity_whatever_the_path(world):
+    """consent.fetch itself refuses, so the API, the console and any other caller cannot release."""
+    approved = world.request(world.elder, ELDER_ITEMS)
+    assert approve(world, world.elder, approved).status_code == 200
+    with world.services.db.session() as s:
+        s.execute(update(Resident).where(Resident.pid == world.elder).values(frozen=True))
+    with world.services.db.session() as s:
+        zhou = s.scalars(select(ApiClient).where(ApiClient.name == "Clerk Zhou")).one()
+        with pytest.raises(consent.ConsentError) as refused:
+            consent.fetch(s, world.services.keyring, zhou, approved)
+    assert refused.value.reason == "identity_frozen" and refused.value.status == 403
+    assert world.log()[-1].outcome == "refused: identity_frozen" and world.log()[-1].subject == world.elder
+    with world.services.db.session() as s:
+        assert s.get(ConsentRequest, approved).status == "approved"  # nothing was released, nothing used up
+    with world.services.db.session() as s:
+        s.execute(update(Resident).where(Resident.pid == world.elder).values(frozen=False))
+    history = world.resident(world.elder).get("/api/v1/me/access-log").json["entries"]
+    assert "tried to take" in history[0]["text"] and "your identity was frozen" in history[0]["text"]
+    # Unfrozen within the window, the approval still stands: the clerk may fetch it once.
+    assert world.clerk(world.zhou, "POST", f"/consent/requests/{approved}/fetch").status_code == 200
 
 
 def test_resident_answers_are_checked(world):

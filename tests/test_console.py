@@ -344,6 +344,27 @@ def test_refusal(app, clerk, resident):
     assert "You refused" in resident.get("/history").get_data(as_text=True)
 
 
+def test_the_console_releases_nothing_for_an_identity_frozen_after_approval(app, clerk, resident):
+    request_id = _request(app, clerk)
+    answer = resident.post(f"/requests/{request_id}", data={"csrf": csrf_of(resident, "/requests"),
+                                                            "decision": "approve", "fields": ASKED})
+    assert answer.status_code == 303
+    assert clerk.get(f"/console/requests/{request_id}").json["can_receive"]
+    pid = residents(app)[0]
+    with services(app).db.session() as s:  # the resident reports a lost phone: the identity is frozen
+        s.scalars(select(Resident).where(Resident.pid == pid)).one().frozen = True
+    refused = receive(clerk, request_id, page_csrf(clerk))
+    assert refused.status_code == 403 and refused.json["error"] == "identity_frozen"
+    assert "received" not in refused.json and "Li Wei" not in refused.get_data(as_text=True)
+    with services(app).db.session() as s:
+        last = s.scalars(select(AccessLogEntry).order_by(AccessLogEntry.seq.desc()).limit(1)).one()
+        assert (last.action, last.outcome, last.subject) == ("fetch", "refused: identity_frozen", pid)
+        assert last.actor_label == "Clerk Zhou, Window 3, Central Service Hall"
+        assert s.get(ConsentRequest, request_id).status == "approved"
+        assert s.scalar(select(func.count()).select_from(AccessLogEntry)
+                        .where(AccessLogEntry.outcome == "released")) == 0
+
+
 def test_a_resident_cannot_answer_someone_elses_request(app, clerk):
     request_id = _request(app, clerk)
     other = app.test_client()
