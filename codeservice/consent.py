@@ -364,6 +364,10 @@ _REFUSALS = {
     "not_approved": "you had not approved it", "window_closed": "the time to take it had passed",
     "not_found": "there was no such request", "purpose": "that office may not state that purpose",
     "rate limit": "too many requests", "identity_frozen": "your identity was frozen",
+    "type_not_allowed": "they may not ask about that certificate",
+    "predicate_not_allowed": "they may not ask that question", "unknown_service": "there is no such queue",
+    "unknown_type": "there is no such certificate type", "invalid_value": "that is not a question about it",
+    "busy": "the queue was busy",
 }
 
 
@@ -406,8 +410,13 @@ def sentence(
     if entry.action == "expire":
         return f"A request for {things}{purpose} expired unanswered, {when}"
     if entry.action == "ticket":
-        return f"{who} gave you queue number {entry.what[0].get('number')} ({entry.what[0].get('service')}), {when}"
+        service = entry.what[0].get("service") if entry.what and isinstance(entry.what[0], Mapping) else None
+        if entry.outcome.startswith("refused"):
+            return f"{who} did not give you a queue number ({service}); refused: {_why(entry.outcome)}, {when}"
+        return f"{who} gave you queue number {entry.what[0].get('number')} ({service}), {when}"
     if entry.action == "check":
+        if entry.outcome.startswith("refused"):
+            return f"{who} tried to check whether you hold {things}{purpose}; refused: {_why(entry.outcome)}, {when}"
         return f"{who} checked whether you hold {things}{purpose}: {entry.outcome}, {when}"
     verb = _VERBS.get(entry.action, entry.action)
     return f"{who} {verb} {things}{purpose} ({entry.outcome}), {when}"

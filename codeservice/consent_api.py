@@ -312,11 +312,13 @@ def issue_ticket() -> tuple[Response, int]:
                 office = db.get(Office, ticket.office_id)
                 out = {"number": ticket.number, "service": ticket.service, "office": ticket.office_id,
                        "office_name": office.name if office else ticket.office_id, "day": ticket.day.isoformat()}
-            except ConsentError as exc:
+            except ConsentError as exc:  # an unknown service, a device of no office, a busy queue
+                _log_refusal(db, device, action="ticket", reason=exc.reason, subject=subject,
+                             purpose="queue number", what=[{"service": _printable(service, 64)}])
                 error = exc
         _services().checkpoint_if_due(db)
     if error is not None:
-        raise error
+        raise error  # after the commit: the refusal stays in the log
     return _created(out)
 
 

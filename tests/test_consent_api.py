@@ -523,12 +523,33 @@ def test_a_kiosk_hands_out_numbers_and_the_window_calls_them(world):
     assert empty.status_code == 204 and empty.get_data() == b""
     unknown = world.clerk(world.kiosk, "POST", "/queue/tickets", {"code": world.code(world.elder), "service": "x"})
     assert unknown.status_code == 400 and unknown.json["error"] == "unknown_service"
+    refusal = world.log()[-1]
+    assert (refusal.action, refusal.subject, refusal.outcome, refusal.what) == (
+        "ticket", world.elder, "refused: unknown_service", [{"service": "x"}])
     forged = world.clerk(world.kiosk, "POST", "/queue/tickets", {"code": "CC1:garbage", "service": "business"})
     assert forged.status_code == 400 and forged.json["error"] == "code_refused"
     assert world.clerk(world.zhou, "POST", "/queue/tickets", {"code": "x", "service": "business"}).status_code == 403
     assert world.clerk(world.kiosk, "POST", "/queue/next", {"service": "business"}).status_code == 403
     texts = [e["text"] for e in world.resident(world.elder).get("/api/v1/me/access-log").json["entries"]]
-    assert texts == [t for t in texts if "queue number 1 (business)" in t]
+    assert [t for t in texts if "gave you queue number" in t] == [t for t in texts if "queue number 1 (business)" in t]
+    assert len(texts) == 2 and texts[0].startswith(
+        "Queue kiosk 1, Window 3, Central Service Hall did not give you a queue number (x); "
+        "refused: there is no such queue")
+
+
+def test_a_refused_queue_ticket_is_in_the_log_the_auditor_reads(world):
+    refused = world.clerk(world.kiosk, "POST", "/queue/tickets",
+                          {"code": world.code(world.adult), "service": "passport photos"})
+    assert refused.status_code == 400 and refused.json["error"] == "unknown_service"
+    with world.services.db.session() as s:
+        kiosk_id = s.scalars(select(ApiClient.id).where(ApiClient.name == "Queue kiosk 1")).one()
+    [entry] = world.clerk(world.auditor, "GET", "/audit/log").json["entries"]
+    assert entry["actor"] == f"device:{kiosk_id}"
+    assert entry["actor_label"] == "Queue kiosk 1, Window 3, Central Service Hall"
+    assert entry["office"] == DEMO_OFFICE and entry["subject"] == world.adult and entry["action"] == "ticket"
+    assert entry["what"] == [{"service": "passport photos"}] and entry["purpose"] == "queue number"
+    assert entry["outcome"] == "refused: unknown_service"
+    assert world.clerk(world.auditor, "GET", "/audit/verify").json["ok"] is True
 
 
 # -- bad input ---------------------------------------------------------------------------------------
