@@ -378,11 +378,17 @@ def _why(outcome: str) -> str:
     return _REFUSALS.get(reason, reason.replace("_", " ")) or "refused"
 
 
+def city_time(at: str) -> dt.datetime:
+    """An entry's moment, stored (and hashed) as UTC text, in city time (CITY_TZ), as residents read clocks."""
+    return dt.datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(CITY_TZ)
+
+
 def sentence(
     entry: AccessLogEntry, type_names: Mapping[str, str], field_labels: Mapping[tuple[str, str], str] | None = None,
 ) -> str:
     """One entry in plain language, e.g. 'Window 3, Xuzhou service hall took your business licence for
-    a food-licence renewal, 14:02'. *field_labels* ((type, field) -> label) names fields as people do."""
+    a food-licence renewal, 14:02' (the time in city time). *field_labels* ((type, field) -> label) names
+    fields as people do."""
     labels = field_labels or {}
 
     def fields_of(item: Mapping[str, Any]) -> str:
@@ -391,7 +397,7 @@ def sentence(
     things = ", ".join(
         f"your {type_names.get(i.get('type', ''), i.get('type', 'data'))} ({fields_of(i)})"
         for i in entry.what if isinstance(i, Mapping) and "type" in i) or "your identity"
-    when = entry.at[11:16]
+    when = city_time(entry.at).strftime("%H:%M")
     purpose = f" for {entry.purpose}" if entry.purpose else ""
     who = entry.actor_label
     if entry.action == "fetch":

@@ -581,8 +581,10 @@ def history_page() -> WResponse:
         consent.expire_overdue(db, resident=pid)
         entries = consent.history(db, pid)
     for entry in entries:
-        # The sentence ends with the time in UTC; the page shows the moment itself (localised by history.js).
-        entry["text"] = entry["text"].removesuffix(", " + entry["at"][11:16])
+        # The sentence ends with the time of day; the page shows the date and time (city time) beside it.
+        moment = consent.city_time(entry["at"])
+        entry["text"] = entry["text"].removesuffix(", " + moment.strftime("%H:%M"))
+        entry["city_at"] = moment.strftime("%Y-%m-%d %H:%M")
         entry["kind"] = ("refused" if "refused" in entry["outcome"] or entry["action"] == "refuse" else
                          "took" if entry["action"] == "fetch" else entry["action"])
     return _page(render_template("history.html", entries=entries))

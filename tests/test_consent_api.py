@@ -178,6 +178,23 @@ def test_whole_flow_request_see_approve_fetch_verify_and_history(world):
     assert report.status_code == 200 and report.json["ok"] is True and report.json["entries"] == 3
 
 
+def test_the_history_tells_the_time_in_city_time(world):
+    """An entry made at 17:30 UTC happened at 01:30 the next morning in the city (UTC+8)."""
+    late = dt.datetime(2026, 11, 23, 17, 30, 12, tzinfo=dt.UTC)
+    with world.services.db.session() as s:
+        zhou = s.scalars(select(ApiClient).where(ApiClient.name == "Clerk Zhou")).one()
+        consent.create_request(s, zhou, resident=world.elder, purpose=PURPOSE, items=ELDER_ITEMS, now=late)
+    entries = world.resident(world.elder).get("/api/v1/me/access-log").json["entries"]
+    [asked] = [e for e in entries if e["action"] == "request"]
+    assert asked["at"] == "2026-11-23T17:30:12.000000Z"  # stored and hashed in UTC
+    assert asked["text"].endswith(", 01:30") and "17:30" not in asked["text"]
+    with world.services.db.session() as s:
+        [entry] = [e for e in s.scalars(select(AccessLogEntry)) if e.action == "request"]
+        assert consent.sentence(entry, {}).endswith(", 01:30")
+    assert consent.city_time("2026-11-23T15:59:00.000000Z").strftime("%Y-%m-%d %H:%M") == "2026-11-23 23:59"
+    assert consent.city_time("2026-11-23T16:00:00.000000Z").strftime("%Y-%m-%d %H:%M") == "2026-11-24 00:00"
+
+
 def test_a_refused_request_releases_nothing(world):
     request_id = world.request(world.elder, ELDER_ITEMS)
     refused = world.resident(world.elder).post(f"/api/v1/me/consent-requests/{request_id}",

@@ -365,6 +365,25 @@ def test_the_console_releases_nothing_for_an_identity_frozen_after_approval(app,
                         .where(AccessLogEntry.outcome == "released")) == 0
 
 
+def test_the_history_page_shows_city_time(app, resident):
+    from codeservice import consent
+
+    late = dt.datetime(2026, 11, 23, 17, 30, tzinfo=dt.UTC)  # 01:30 on 24 November in the city
+    with services(app).db.session() as s:
+        zhou = s.scalars(select(ApiClient).where(ApiClient.name == "Clerk Zhou")).one()
+        consent.create_request(s, zhou, resident=residents(app)[0], purpose=PURPOSE,
+                               items=[{"type": "LNYD", "fields": ["name"]}], now=late)
+    page = resident.get("/history").get_data(as_text=True)
+    match = re.search(r'data-action="request"[^>]*>\s*<p class="what">([^<]+)</p>\s*<time datetime="([^"]+)">([^<]+)'
+                      r"</time>", page)
+    assert match, page
+    text, stamp, shown = match.groups()
+    assert stamp == "2026-11-23T17:30:00.000000Z" and shown == "2026-11-24 01:30"
+    assert text == ("Clerk Zhou, Window 3, Central Service Hall asked for your elderly preferential card (name) "
+                    f"for {PURPOSE}")
+    assert "UTC" not in page and "17:30" not in shown
+
+
 def test_a_resident_cannot_answer_someone_elses_request(app, clerk):
     request_id = _request(app, clerk)
     other = app.test_client()
