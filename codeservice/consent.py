@@ -428,7 +428,10 @@ def sentence(
     return f"{who} {verb} {things}{purpose} ({entry.outcome}), {when}"
 
 
-def history(session: Session, subject: str, limit: int = 100) -> list[dict[str, Any]]:
+def history(session: Session, subject: str, limit: int = 100, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """What the resident reads (the JSON API and the /history page alike): first the subject's unanswered
+    requests past their deadline are expired (and logged), then their entries, newest first, in plain language."""
+    expire_overdue(session, now, subject)
     types = list(session.scalars(select(CertType)))
     names = {t.code: t.name.split(" (")[0].lower() for t in types}
     labels = {(t.code, d["name"]): d["label"][:1].lower() + d["label"][1:] for t in types for d in disclosable(t)}

@@ -27,7 +27,8 @@ Resident (session cookie; 401 without, 403 ``frozen`` for a frozen identity):
 * ``POST /me/consent-requests/<id>`` ``{decision: "approve" | "refuse", approve?: [{type, fields}]}``
   -> the request as described, with ``approved``. ``approve`` omitted approves everything asked.
 * ``GET /me/access-log`` -> ``{entries: [{seq, at, action, who, purpose, outcome, text}]}``: the
-  resident's own access-log entries, newest first, in plain language.
+  resident's own access-log entries, newest first, in plain language (times of day in city time); overdue
+  requests are expired (and logged) first.
 
 Auditor (``auditor`` key; clerks and devices get 403): ``GET /audit/log?after=SEQ&limit=N`` ->
 ``{entries: [...every field, hashes included], next_after}``; ``GET /audit/verify`` -> the chain report
@@ -385,7 +386,8 @@ def my_access_log() -> Response:
     pid = _resident()
     limit = _int_arg("limit", 100, 1, 500)
     with _services().db.session() as db:
-        entries = consent.history(db, pid, limit=limit)
+        entries = consent.history(db, pid, limit=limit)  # overdue requests are expired first, as on /history
+        _services().checkpoint_if_due(db)
     response = jsonify(entries=entries)
     response.headers["Cache-Control"] = "no-store"
     return response

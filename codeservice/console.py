@@ -577,9 +577,10 @@ def answer(request_id: str) -> WResponse:
 @login_required
 def history_page() -> WResponse:
     pid = _pid()
-    with _services().db.session() as db:
-        consent.expire_overdue(db, resident=pid)
+    services = _services()
+    with services.db.session() as db:
         entries = consent.history(db, pid)
+        services.checkpoint_if_due(db)
     for entry in entries:
         # The sentence ends with the time of day; the page shows the date and time (city time) beside it.
         moment = consent.city_time(entry["at"])

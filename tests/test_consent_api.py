@@ -320,6 +320,24 @@ def test_the_configured_answer_window_expires_requests(windowed_world):
     assert world.clerk(world.zhou, "GET", f"/consent/requests/{request_id}").json["status"] == "expired"
 
 
+def test_reading_the_access_log_expires_overdue_requests_as_the_history_page_does(world):
+    request_id = world.request(world.elder, ELDER_ITEMS)
+    with world.services.db.session() as s:
+        s.execute(update(ConsentRequest).where(ConsentRequest.id == request_id)
+                  .values(answer_by=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+    phone = world.resident(world.elder)
+    entries = phone.get("/api/v1/me/access-log").json["entries"]
+    assert [e["action"] for e in entries] == ["expire", "request"]
+    assert "expired unanswered" in entries[0]["text"]
+    with world.services.db.session() as s:
+        assert s.get(ConsentRequest, request_id).status == "expired"
+    # The page and the API read the same: the expiry is logged once, whichever looks first or again.
+    assert world.app.test_client().get("/history").status_code == 302  # (the page needs the session)
+    page = phone.get("/history").get_data(as_text=True)
+    assert page.count('data-action="expire"') == 1
+    assert [e["action"] for e in phone.get("/api/v1/me/access-log").json["entries"]] == ["expire", "request"]
+
+
 def test_a_second_fetch_is_refused(world):
     request_id = world.request(world.elder, ELDER_ITEMS)
     assert approve(world, world.elder, request_id).status_code == 200

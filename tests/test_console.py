@@ -384,6 +384,17 @@ def test_the_history_page_shows_city_time(app, resident):
     assert "UTC" not in page and "17:30" not in shown
 
 
+def test_the_history_page_and_the_api_expire_overdue_requests_alike(app, clerk, resident):
+    request_id = _request(app, clerk)
+    with services(app).db.session() as s:
+        s.get(ConsentRequest, request_id).answer_by = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    entries = resident.get("/api/v1/me/access-log").json["entries"]
+    assert [e["action"] for e in entries] == ["expire", "request"]
+    page = resident.get("/history").get_data(as_text=True)
+    assert page.count('data-action="expire"') == 1 and "expired unanswered" in page
+    assert clerk.get(f"/console/requests/{request_id}").json["status"] == "expired"
+
+
 def test_a_resident_cannot_answer_someone_elses_request(app, clerk):
     request_id = _request(app, clerk)
     other = app.test_client()
