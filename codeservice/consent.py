@@ -130,7 +130,8 @@ def create_request(
 def expire_overdue(session: Session, now: dt.datetime | None = None, resident: str | None = None) -> int:
     """Mark unanswered requests past their deadline as expired (each logged once)."""
     moment = _utc(now)
-    query = select(ConsentRequest).where(ConsentRequest.status == "pending", ConsentRequest.answer_by < moment)
+    query = select(ConsentRequest).where(ConsentRequest.status == "pending", ConsentRequest.answer_by < moment) \
+        .order_by(ConsentRequest.id)  # one order for every writer: no two wait on each other's rows
     if resident is not None:
         query = query.where(ConsentRequest.resident == resident)
     expired = 0
