@@ -251,6 +251,7 @@ def console_page() -> WResponse:
             if shown is not None:
                 consent.expire_overdue(db, resident=shown.resident)
                 db.refresh(shown)
+                services.checkpoint_if_due(db)
         last = session.get("console_form")
         return _render_console(db, clerk, shown=shown, form=last if isinstance(last, dict) else None)
 
@@ -413,6 +414,7 @@ def request_status(request_id: str) -> WResponse:
             return _json_error(404, "not_found", "no such request")
         consent.expire_overdue(db, resident=req.resident)
         db.refresh(req)
+        services.checkpoint_if_due(db)
         return _no_store(jsonify(_clerk_view(db, req)))
 
 
@@ -527,7 +529,9 @@ def _answered_message(db: Session, pid: str, request_id: str) -> str | None:
 def _render_requests(db: Session, pid: str, *, error: str | None = None, status: int = 200) -> WResponse:
     answered = request.args.get("answered")
     notice = _answered_message(db, pid, answered) if answered else None
-    return _page(render_template("requests.html", cards=_cards(db, pid), notice=notice, error=error), status)
+    cards = _cards(db, pid)
+    _services().checkpoint_if_due(db)  # _cards may have expired requests (and logged that)
+    return _page(render_template("requests.html", cards=cards, notice=notice, error=error), status)
 
 
 @console.get("/requests")
@@ -544,6 +548,7 @@ def pending_json() -> WResponse:
         return _json_error(401, "unauthorised", "sign in first")
     with _services().db.session() as db:
         cards = _cards(db, pid)
+        _services().checkpoint_if_due(db)
         listed = [{"id": c["id"], "html": render_template("_request_card.html", r=c)} for c in cards]
     return _no_store(jsonify(requests=listed))
 
@@ -566,6 +571,7 @@ def answer(request_id: str) -> WResponse:
                 raise ConsentError("invalid_body", "Choose Approve selected or Refuse.")
             consent.decide(db, pid, request_id, approve=approve,
                            fetch_minutes=_services().settings.consent_fetch_minutes)
+            _services().checkpoint_if_due(db)
         except ConsentError as exc:
             message = exc.message if exc.reason != "not_pending" else \
                 "That request is no longer waiting for an answer (it was answered or has expired)."

@@ -395,6 +395,19 @@ def test_the_history_page_and_the_api_expire_overdue_requests_alike(app, clerk, 
     assert clerk.get(f"/console/requests/{request_id}").json["status"] == "expired"
 
 
+def test_the_resident_pages_sign_checkpoints_when_due(app, clerk, resident, monkeypatch):
+    from codeservice import accesslog
+    from codeservice.models import AuditCheckpoint
+
+    monkeypatch.setattr(accesslog, "CHECKPOINT_EVERY", 2)
+    request_id = _request(app, clerk)  # entry 1
+    csrf = csrf_of(resident, "/requests")
+    answer = resident.post(f"/requests/{request_id}", data={"csrf": csrf, "decision": "refuse"})  # entry 2
+    assert answer.status_code == 303
+    with services(app).db.session() as s:
+        assert [m.seq for m in s.scalars(select(AuditCheckpoint))] == [2]
+
+
 def test_a_resident_cannot_answer_someone_elses_request(app, clerk):
     request_id = _request(app, clerk)
     other = app.test_client()
