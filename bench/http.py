@@ -10,10 +10,13 @@ no signing), through the same server and client. Prints one JSON document.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import http.client
 import json
 import os
+import platform
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -95,8 +98,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--postgres", default="postgresql+psycopg://127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--server-log", help="append the server's standard error (access log, errors) to this file")
     args = parser.parse_args()
 
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
     dbname = f"citycode_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
@@ -121,7 +126,8 @@ def main() -> None:
             elder = list_residents(session)[0].pid
         server = subprocess.Popen([CITYCODE, "serve", "--port", str(port), "--workers", str(args.workers),
                                    "--threads", "4"], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
+                                  stderr=open(args.server_log, "a") if args.server_log else subprocess.DEVNULL,  # noqa: SIM115
+                                  start_new_session=True)
         clerk_api = Client(port, {"Authorization": f"Bearer {clerk['key']}"})
         deadline = time.time() + 30
         while True:
@@ -148,7 +154,8 @@ def main() -> None:
                                                       {"decision": "approve"})[0], ids, c)
         fetched = rate(lambda rid: clerk_api.call("POST", f"/api/v1/consent/requests/{rid}/fetch")[0], ids, c)
         out: dict[str, Any] = {
-            "benchmark": "consent over HTTP", "command": "python -m bench.http",
+            "benchmark": "consent over HTTP", "command": "python -m bench.http " + " ".join(sys.argv[1:]),
+            "started_at": started, "python": platform.python_version(), "cpu_count": os.cpu_count(),
             "server": f"citycode serve --workers {args.workers} --threads 4 (gunicorn gthread), PostgreSQL, Redis",
             "client": f"{c} threads, keep-alive, on the same 2-core machine",
         }
@@ -166,6 +173,8 @@ def main() -> None:
             server.wait(20)
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+        admin.dispose()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

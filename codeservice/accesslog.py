@@ -6,7 +6,9 @@ entries the audit key signs a checkpoint ``{seq, hash}`` (a JWS, typ ``auditchec
 that deleting the newest entries, or rewriting the whole chain after a change, is detected too.
 
 Appending is safe with several writers: the next ``seq`` is the head's plus one, and the primary
-key turns a race into a retry.
+key turns a race into a retry. On PostgreSQL an append first takes a transaction-scoped advisory lock
+(``APPEND_LOCK``), so writers take their turns in order instead of racing for the same ``seq`` (under
+load, a writer could lose that race fifty times running and give up); SQLite serialises writers itself.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +34,8 @@ from sdk.keys import b64u_encode
 GENESIS = "0" * 64
 CHECKPOINT_EVERY = 1000
 CHECKPOINT_TYPE = "auditcheckpoint+jwt"
+#: PostgreSQL advisory lock key (per database) held from an append to the end of its transaction.
+APPEND_LOCK = int.from_bytes(b"cc-alog", "big")
 HASHED_FIELDS = ("seq", "at", "actor", "actor_label", "office", "subject", "action", "what", "purpose", "outcome")
 
 
@@ -61,6 +65,8 @@ def append(
     now: dt.datetime | None = None,
 ) -> AccessLogEntry:
     """Append one entry in the caller's transaction. With *signer*, sign a checkpoint when due."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK})
     for _ in range(50):
         head = session.execute(select(AccessLogEntry.seq, AccessLogEntry.hash)
                                .order_by(AccessLogEntry.seq.desc()).limit(1)).first()

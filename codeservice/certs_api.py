@@ -7,8 +7,9 @@ Every refusal is JSON ``{error, message}``:
   ``invalid_value`` (a value the registry refuses: org code, field value, holder, ...),
   ``unknown_department`` / ``unknown_type`` / ``unknown_holder`` (the body names nothing we hold),
   ``invalid_identifier`` (a certificate id that is not GB/T 36904 or has a wrong check character),
-  ``code_refused`` (a scanned code that does not verify, with the reason), ``invalid_subject``;
-* 403 ``forbidden`` (a verifier asking beyond what it is allowed; nothing is recorded);
+  ``code_refused`` (a scanned code that does not verify, with the reason; logged), ``invalid_subject``;
+* 403 ``forbidden`` (a verifier asking beyond what it is allowed; no check is made, the attempt is in the
+  access log as a refused ``check``, about the code's resident or company when its signature verifies);
 * 404 ``not_found`` (the certificate or resident in the path); 409 ``conflict``; 415 from the JSON parser.
 
 A yes/no check answers only ``answer``, ``receipt_id`` and ``receipt`` (a JWS signed by the
@@ -26,6 +27,7 @@ from flask import Blueprint, Response, current_app, g, jsonify
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from codeservice import accesslog
 from codeservice.app import services_of
 from codeservice.auth import require_client
 from codeservice.certificates import (
@@ -41,7 +43,7 @@ from codeservice.certificates import (
     subject_kind,
 )
 from codeservice.jsonapi import BadRequest, json_body, text
-from codeservice.models import Certificate, CertType, Department
+from codeservice.models import ApiClient, Certificate, CertType, Department
 from codeservice.residents import get_resident
 from codeservice.services import CHECKS_OFFICE
 from sdk.certid import CertificateId, IdentifierError
@@ -252,19 +254,28 @@ def unfreeze_resident(pid: str) -> Response:
 
 
 # -- yes/no checks -----------------------------------------------------------------------------------
+class _CodeRefused(BadRequest):
+    """A scanned code that does not verify, or names a frozen or unknown resident; ``subject`` whom it names
+    (when its signature verified), for the access log."""
+
+    def __init__(self, message: str, subject: str | None) -> None:
+        super().__init__("code_refused", message)
+        self.subject = subject
+
+
 def _subject_from_code(code: str) -> str:
     """The resident named by a scanned identity code, or the company holding a shown certificate."""
     services = services_of(current_app)
     result = services.online.verify(code, None)
     if not result.accepted:
         detail = f": {result.detail}" if result.detail else ""
-        raise BadRequest("code_refused", f"{result.reason.value}{detail}")
+        raise _CodeRefused(f"{result.reason.value}{detail}", result.subject if result.kind == "id" else None)
     if result.kind == "id" and result.subject is not None:
         with services.db.session() as session:
             resident = get_resident(session, result.subject)
             if resident is None or resident.frozen:
                 reason = "identity frozen" if resident is not None else "no such resident"
-                raise BadRequest("code_refused", f"suspended: {reason}")
+                raise _CodeRefused(f"suspended: {reason}", result.subject)
         return result.subject
     if result.kind == "cert" and result.holder is not None:
         try:
@@ -275,6 +286,36 @@ def _subject_from_code(code: str) -> str:
             return result.holder
         raise BadRequest("invalid_subject", "a resident is identified by a scanned identity code")
     raise BadRequest("invalid_subject", f"a {result.kind} code names no one to check")
+
+
+def _named_subject(body: dict[str, Any]) -> str | None:
+    """Whom a check beyond the verifier's allowance was about, for the log only (the answer is 403 whatever
+    this finds): the resident of an identity code, or the company of a certificate code, whose signature
+    verifies; or a company's code sent as ``subject``. None when nobody is named for certain."""
+    code, subject = body.get("code"), body.get("subject")
+    if isinstance(code, str):
+        result = services_of(current_app).online.verify(code, None)
+        if result.kind == "id":
+            return result.subject
+        return result.holder if result.kind == "cert" and result.accepted else None
+    if isinstance(subject, str):
+        try:
+            return subject if subject_kind(subject) == "company" else None
+        except CertificateError:
+            return None
+    return None
+
+
+def _log_check_refusal(client: ApiClient, subject: str | None, type_code: str, predicate: str | None,
+                       reason: str) -> None:
+    """A refused yes/no check, in the access log (its own transaction: the refusal is kept)."""
+    services = services_of(current_app)
+    with services.db.session() as session:
+        accesslog.append(session, actor=f"{client.role}:{client.id}", actor_label=client.name,
+                         office=client.office_id, subject=subject, action="check",
+                         what=[{"type": type_code[:32], "fields": [predicate[:64]] if predicate else []}],
+                         purpose=None, outcome=f"refused: {reason}"[:64])
+        services.checkpoint_if_due(session)
 
 
 @certs_api.post("/checks")
@@ -291,15 +332,22 @@ def yes_no_check() -> Response:
         raise BadRequest("invalid_body", "send either 'code' (a scanned citycode) or 'subject' (a company's code)")
     client = g.client
     # Authorisation first: an unauthorised verifier learns nothing, not even whether the code verifies.
+    # The attempt is logged, about whom it was when that is known.
     if type_code not in client.allowed_types:
+        _log_check_refusal(client, _named_subject(body), type_code, predicate, "type_not_allowed")
         raise BadRequest("forbidden", f"not allowed to ask about {type_code}", 403)
     if predicate is not None and predicate not in client.allowed_predicates:
+        _log_check_refusal(client, _named_subject(body), type_code, predicate, "predicate_not_allowed")
         raise BadRequest("forbidden", f"not allowed to ask about {predicate}", 403)
     if "code" in body:
         code = body["code"]
         if not isinstance(code, str):
             raise BadRequest("invalid_body", "'code' must be a string")
-        subject = _subject_from_code(code)
+        try:
+            subject = _subject_from_code(code)
+        except _CodeRefused as exc:
+            _log_check_refusal(client, exc.subject, type_code, predicate, f"code {exc.message}")
+            raise
     else:
         subject = body["subject"]
         if not isinstance(subject, str):
@@ -318,10 +366,13 @@ def yes_no_check() -> Response:
             receipt_id, answer = record.receipt_id, record.answer
             services.checkpoint_if_due(session)
     except PermissionError as exc:
+        _log_check_refusal(client, subject, type_code, predicate, "forbidden")
         raise BadRequest("forbidden", str(exc), 403) from None
     except NotFound as exc:
+        _log_check_refusal(client, subject, type_code, predicate, "unknown_type")
         raise BadRequest("unknown_type", str(exc)) from None
     except CertificateError as exc:
+        _log_check_refusal(client, subject, type_code, predicate, "invalid_value")
         raise BadRequest("invalid_value", str(exc)) from None
     signer = services.keyring.signer(CHECKS_OFFICE.id)
     claims = {"iss": CHECKS_OFFICE.id, "jti": receipt_id, "iat": int(now.timestamp()), "sub": subject,

@@ -71,6 +71,10 @@ class Settings:
     ride_code_validity: int = 60
     ride_refresh: int = 30
     ride_fare_limit: int = 2000
+    #: Minutes a resident has to answer a clerk's consent request before it expires.
+    consent_answer_minutes: int = 5
+    #: Minutes after an approval within which the clerk may fetch, once.
+    consent_fetch_minutes: int = 3
 
     @property
     def keys_dir(self) -> Path:
@@ -133,4 +137,6 @@ class Settings:
             ride_code_validity=ride_validity,
             ride_refresh=ride_refresh,
             ride_fare_limit=_int(env, "CITYCODE_RIDE_FARE_LIMIT", 2000, 0, 1_000_000),
+            consent_answer_minutes=_int(env, "CITYCODE_CONSENT_ANSWER_MINUTES", 5, 1, 60),
+            consent_fetch_minutes=_int(env, "CITYCODE_CONSENT_FETCH_MINUTES", 3, 1, 60),
         )

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from codeservice import accesslog
 from codeservice.certificates import CITY_TZ, CertificateError, certificates_of, disclosable, disclosed_values
 from codeservice.models import AccessLogEntry, ApiClient, Certificate, CertType, ConsentRequest, Office, QueueTicket
+from codeservice.residents import get_resident
 from issuers.keyring import Keyring, Signer
 from issuers.sdjwt import issue_sd_jwt
 
@@ -129,7 +130,8 @@ def create_request(
 def expire_overdue(session: Session, now: dt.datetime | None = None, resident: str | None = None) -> int:
     """Mark unanswered requests past their deadline as expired (each logged once)."""
     moment = _utc(now)
-    query = select(ConsentRequest).where(ConsentRequest.status == "pending", ConsentRequest.answer_by < moment)
+    query = select(ConsentRequest).where(ConsentRequest.status == "pending", ConsentRequest.answer_by < moment) \
+        .order_by(ConsentRequest.id)  # one order for every writer: no two wait on each other's rows
     if resident is not None:
         query = query.where(ConsentRequest.resident == resident)
     expired = 0
@@ -231,7 +233,8 @@ def fetch(
     session: Session, keyring: Keyring, clerk: ApiClient, request_id: str, *, items: Any = None,
     now: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Release the approved certificates once, to the clerk who asked, within the fetch window."""
+    """Release the approved certificates once, to the clerk who asked, within the fetch window, while the
+    resident's identity is not frozen. Every refusal of a known request is logged here."""
     moment = _utc(now)
     office = session.get(Office, clerk.office_id) if clerk.office_id else None
     actor, label = actor_of(clerk, office)
@@ -252,6 +255,9 @@ def fetch(
         raise refuse("already_fetched", "the certificates were fetched already", 409)
     if request.status != "approved":
         raise refuse("not_approved", f"this request is {request.status}", 409)
+    resident = get_resident(session, request.resident)
+    if resident is None or resident.frozen:  # frozen after approving: a lost phone may have given that approval
+        raise refuse("identity_frozen", "the resident's identity is frozen; nothing is released", 403)
     approved = request.approved or []
     if items is not None:
         well_formed = isinstance(items, list) and items and all(
@@ -358,7 +364,11 @@ _REFUSALS = {
     "already_fetched": "it had been taken once already", "other_clerk": "another clerk had asked for it",
     "not_approved": "you had not approved it", "window_closed": "the time to take it had passed",
     "not_found": "there was no such request", "purpose": "that office may not state that purpose",
-    "rate limit": "too many requests",
+    "rate limit": "too many requests", "identity_frozen": "your identity was frozen",
+    "type_not_allowed": "they may not ask about that certificate",
+    "predicate_not_allowed": "they may not ask that question", "unknown_service": "there is no such queue",
+    "unknown_type": "there is no such certificate type", "invalid_value": "that is not a question about it",
+    "busy": "the queue was busy",
 }
 
 
@@ -369,11 +379,17 @@ def _why(outcome: str) -> str:
     return _REFUSALS.get(reason, reason.replace("_", " ")) or "refused"
 
 
+def city_time(at: str) -> dt.datetime:
+    """An entry's moment, stored (and hashed) as UTC text, in city time (CITY_TZ), as residents read clocks."""
+    return dt.datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(CITY_TZ)
+
+
 def sentence(
     entry: AccessLogEntry, type_names: Mapping[str, str], field_labels: Mapping[tuple[str, str], str] | None = None,
 ) -> str:
     """One entry in plain language, e.g. 'Window 3, Xuzhou service hall took your business licence for
-    a food-licence renewal, 14:02'. *field_labels* ((type, field) -> label) names fields as people do."""
+    a food-licence renewal, 14:02' (the time in city time). *field_labels* ((type, field) -> label) names
+    fields as people do."""
     labels = field_labels or {}
 
     def fields_of(item: Mapping[str, Any]) -> str:
@@ -382,7 +398,7 @@ def sentence(
     things = ", ".join(
         f"your {type_names.get(i.get('type', ''), i.get('type', 'data'))} ({fields_of(i)})"
         for i in entry.what if isinstance(i, Mapping) and "type" in i) or "your identity"
-    when = entry.at[11:16]
+    when = city_time(entry.at).strftime("%H:%M")
     purpose = f" for {entry.purpose}" if entry.purpose else ""
     who = entry.actor_label
     if entry.action == "fetch":
@@ -401,14 +417,22 @@ def sentence(
     if entry.action == "expire":
         return f"A request for {things}{purpose} expired unanswered, {when}"
     if entry.action == "ticket":
-        return f"{who} gave you queue number {entry.what[0].get('number')} ({entry.what[0].get('service')}), {when}"
+        service = entry.what[0].get("service") if entry.what and isinstance(entry.what[0], Mapping) else None
+        if entry.outcome.startswith("refused"):
+            return f"{who} did not give you a queue number ({service}); refused: {_why(entry.outcome)}, {when}"
+        return f"{who} gave you queue number {entry.what[0].get('number')} ({service}), {when}"
     if entry.action == "check":
+        if entry.outcome.startswith("refused"):
+            return f"{who} tried to check whether you hold {things}{purpose}; refused: {_why(entry.outcome)}, {when}"
         return f"{who} checked whether you hold {things}{purpose}: {entry.outcome}, {when}"
     verb = _VERBS.get(entry.action, entry.action)
     return f"{who} {verb} {things}{purpose} ({entry.outcome}), {when}"
 
 
-def history(session: Session, subject: str, limit: int = 100) -> list[dict[str, Any]]:
+def history(session: Session, subject: str, limit: int = 100, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """What the resident reads (the JSON API and the /history page alike): first the subject's unanswered
+    requests past their deadline are expired (and logged), then their entries, newest first, in plain language."""
+    expire_overdue(session, now, subject)
     types = list(session.scalars(select(CertType)))
     names = {t.code: t.name.split(" (")[0].lower() for t in types}
     labels = {(t.code, d["name"]): d["label"][:1].lower() + d["label"][1:] for t in types for d in disclosable(t)}

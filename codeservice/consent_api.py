@@ -27,7 +27,8 @@ Resident (session cookie; 401 without, 403 ``frozen`` for a frozen identity):
 * ``POST /me/consent-requests/<id>`` ``{decision: "approve" | "refuse", approve?: [{type, fields}]}``
   -> the request as described, with ``approved``. ``approve`` omitted approves everything asked.
 * ``GET /me/access-log`` -> ``{entries: [{seq, at, action, who, purpose, outcome, text}]}``: the
-  resident's own access-log entries, newest first, in plain language.
+  resident's own access-log entries, newest first, in plain language (times of day in city time); overdue
+  requests are expired (and logged) first.
 
 Auditor (``auditor`` key; clerks and devices get 403): ``GET /audit/log?after=SEQ&limit=N`` ->
 ``{entries: [...every field, hashes included], next_after}``; ``GET /audit/verify`` -> the chain report
@@ -86,12 +87,13 @@ def _services() -> Services:
 
 
 def _answer_minutes() -> int:
-    """Minutes a resident has to answer; Settings.consent_answer_minutes when it exists."""
-    return int(getattr(_services().settings, "consent_answer_minutes", consent.ANSWER_MINUTES))
+    """Minutes a resident has to answer (CITYCODE_CONSENT_ANSWER_MINUTES)."""
+    return _services().settings.consent_answer_minutes
 
 
 def _fetch_minutes() -> int:
-    return int(getattr(_services().settings, "consent_fetch_minutes", consent.FETCH_MINUTES))
+    """Minutes the clerk has to fetch after an approval (CITYCODE_CONSENT_FETCH_MINUTES)."""
+    return _services().settings.consent_fetch_minutes
 
 
 # -- clients and rate limits -----------------------------------------------------------------------
@@ -274,17 +276,9 @@ def fetch_request(request_id: str) -> Response:
         try:
             if not _plausible_id(request_id):
                 raise ConsentError("not_found", "no such request", 404)
-            made = db.get(ConsentRequest, request_id)
-            if made is not None and made.clerk_id == clerk.id and made.status == "approved":
-                resident = get_resident(db, made.resident)
-                if resident is None or resident.frozen:  # a lost phone may have given that approval
-                    _log_refusal(db, clerk, action="fetch", reason="identity_frozen", subject=made.resident,
-                                 purpose=made.purpose, what=made.approved)
-                    raise ConsentError("identity_frozen", "the resident's identity is frozen; nothing is released",
-                                       403)
             released = consent.fetch(db, services.keyring, clerk, request_id, items=items)
         except ConsentError as exc:
-            if exc.reason == "not_found":  # fetch() logs every other refusal itself (and we, a frozen identity)
+            if exc.reason == "not_found":  # fetch() logs every other refusal itself (a frozen identity too)
                 _log_refusal(db, clerk, action="fetch", reason="not_found",
                              what=[{"request": _printable(request_id, 64)}])
             error = exc
@@ -319,11 +313,13 @@ def issue_ticket() -> tuple[Response, int]:
                 office = db.get(Office, ticket.office_id)
                 out = {"number": ticket.number, "service": ticket.service, "office": ticket.office_id,
                        "office_name": office.name if office else ticket.office_id, "day": ticket.day.isoformat()}
-            except ConsentError as exc:
+            except ConsentError as exc:  # an unknown service, a device of no office, a busy queue
+                _log_refusal(db, device, action="ticket", reason=exc.reason, subject=subject,
+                             purpose="queue number", what=[{"service": _printable(service, 64)}])
                 error = exc
         _services().checkpoint_if_due(db)
     if error is not None:
-        raise error
+        raise error  # after the commit: the refusal stays in the log
     return _created(out)
 
 
@@ -390,7 +386,8 @@ def my_access_log() -> Response:
     pid = _resident()
     limit = _int_arg("limit", 100, 1, 500)
     with _services().db.session() as db:
-        entries = consent.history(db, pid, limit=limit)
+        entries = consent.history(db, pid, limit=limit)  # overdue requests are expired first, as on /history
+        _services().checkpoint_if_due(db)
     response = jsonify(entries=entries)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -251,6 +251,7 @@ def console_page() -> WResponse:
             if shown is not None:
                 consent.expire_overdue(db, resident=shown.resident)
                 db.refresh(shown)
+                services.checkpoint_if_due(db)
         last = session.get("console_form")
         return _render_console(db, clerk, shown=shown, form=last if isinstance(last, dict) else None)
 
@@ -363,8 +364,9 @@ def send_request() -> WResponse:
             else:
                 assert subject is not None
                 try:
-                    request_id = consent.create_request(db, clerk, resident=subject, purpose=purpose, items=items,
-                                                        keep_minutes=keep).id
+                    request_id = consent.create_request(
+                        db, clerk, resident=subject, purpose=purpose, items=items, keep_minutes=keep,
+                        answer_minutes=services.settings.consent_answer_minutes).id
                 except ConsentError as exc:
                     if exc.reason != "purpose_not_allowed":  # create_request logged that one itself
                         _log_refusal(db, clerk, action="request", reason=exc.reason, subject=subject,
@@ -412,6 +414,7 @@ def request_status(request_id: str) -> WResponse:
             return _json_error(404, "not_found", "no such request")
         consent.expire_overdue(db, resident=req.resident)
         db.refresh(req)
+        services.checkpoint_if_due(db)
         return _no_store(jsonify(_clerk_view(db, req)))
 
 
@@ -526,7 +529,9 @@ def _answered_message(db: Session, pid: str, request_id: str) -> str | None:
 def _render_requests(db: Session, pid: str, *, error: str | None = None, status: int = 200) -> WResponse:
     answered = request.args.get("answered")
     notice = _answered_message(db, pid, answered) if answered else None
-    return _page(render_template("requests.html", cards=_cards(db, pid), notice=notice, error=error), status)
+    cards = _cards(db, pid)
+    _services().checkpoint_if_due(db)  # _cards may have expired requests (and logged that)
+    return _page(render_template("requests.html", cards=cards, notice=notice, error=error), status)
 
 
 @console.get("/requests")
@@ -543,6 +548,7 @@ def pending_json() -> WResponse:
         return _json_error(401, "unauthorised", "sign in first")
     with _services().db.session() as db:
         cards = _cards(db, pid)
+        _services().checkpoint_if_due(db)
         listed = [{"id": c["id"], "html": render_template("_request_card.html", r=c)} for c in cards]
     return _no_store(jsonify(requests=listed))
 
@@ -563,7 +569,9 @@ def answer(request_id: str) -> WResponse:
                 approve = [{"type": t, "fields": names} for t, names in chosen.items()]
             elif decision != "refuse":
                 raise ConsentError("invalid_body", "Choose Approve selected or Refuse.")
-            consent.decide(db, pid, request_id, approve=approve)
+            consent.decide(db, pid, request_id, approve=approve,
+                           fetch_minutes=_services().settings.consent_fetch_minutes)
+            _services().checkpoint_if_due(db)
         except ConsentError as exc:
             message = exc.message if exc.reason != "not_pending" else \
                 "That request is no longer waiting for an answer (it was answered or has expired)."
@@ -575,12 +583,15 @@ def answer(request_id: str) -> WResponse:
 @login_required
 def history_page() -> WResponse:
     pid = _pid()
-    with _services().db.session() as db:
-        consent.expire_overdue(db, resident=pid)
+    services = _services()
+    with services.db.session() as db:
         entries = consent.history(db, pid)
+        services.checkpoint_if_due(db)
     for entry in entries:
-        # The sentence ends with the time in UTC; the page shows the moment itself (localised by history.js).
-        entry["text"] = entry["text"].removesuffix(", " + entry["at"][11:16])
+        # The sentence ends with the time of day; the page shows the date and time (city time) beside it.
+        moment = consent.city_time(entry["at"])
+        entry["text"] = entry["text"].removesuffix(", " + moment.strftime("%H:%M"))
+        entry["city_at"] = moment.strftime("%Y-%m-%d %H:%M")
         entry["kind"] = ("refused" if "refused" in entry["outcome"] or entry["action"] == "refuse" else
                          "took" if entry["action"] == "fetch" else entry["action"])
     return _page(render_template("history.html", entries=entries))

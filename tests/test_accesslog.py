@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from sqlalchemy import select, update
@@ -135,6 +136,32 @@ def test_concurrent_appends_keep_one_unbroken_chain(services):
     assert not errors
     report = verify(services)
     assert report.ok and report.entries == 90
+
+
+def test_many_writers_holding_their_transactions_open_never_give_up(services):
+    """Each writer appends one entry and keeps its transaction open a little (as a request does while it
+    signs and answers): sixteen of them at once must all get their entry in, none 'too busy'."""
+    errors: list[Exception] = []
+    barrier = threading.Barrier(16)
+
+    def worker() -> None:
+        barrier.wait(timeout=30)
+        for _ in range(12):
+            try:
+                with services.db.session() as s:
+                    accesslog.append(s, actor="clerk:1", actor_label="Window 3", action="fetch", outcome="released")
+                    time.sleep(0.003)
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    report = verify(services)
+    assert report.ok and report.entries == 16 * 12
 
 
 def test_a_resident_sees_only_their_own_entries_newest_first(services):

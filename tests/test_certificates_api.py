@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from codeservice.certificates import add_api_client, certificates_of, city_today, show_code
 from codeservice.demo import DEMO_COMPANY
-from codeservice.models import Certificate, CheckRecord
+from codeservice.models import ApiClient, Certificate, CheckRecord
 from codeservice.residents import get_resident, list_residents
 from sdk import TrustList, load_anchor
 from sdk.certid import CertificateId, uscc_check
@@ -490,7 +490,7 @@ def test_company_food_licence_with_catering_until_it_is_revoked(client, services
                        (DEMO_COMPANY, "SPJY", "catering", False)]
 
 
-def test_a_verifier_asking_beyond_its_allowance_gets_403_and_nothing_is_recorded(client, services, keys):
+def test_a_verifier_asking_beyond_its_allowance_gets_403_and_no_check_is_made(client, services, keys):
     elder = residents(services)[0]
     cases = [
         (keys["narrow"], {"code": services.issue_identity_code(elder), "type": "LNYD", "predicate": "age_over_60"}),
@@ -508,7 +508,7 @@ def test_a_verifier_asking_beyond_its_allowance_gets_403_and_nothing_is_recorded
     assert check_records(services) == []
 
 
-def test_malformed_or_unusable_checks_get_400_with_a_reason_and_nothing_is_recorded(client, services, keys):
+def test_malformed_or_unusable_checks_get_400_with_a_reason_and_no_check_is_made(client, services, keys):
     elder, adult = residents(services)[:2]
     code = services.issue_identity_code(elder)
     future = services.issue_identity_code(elder, now=dt.datetime.now(dt.UTC).timestamp() + 3600)
@@ -565,3 +565,61 @@ def test_every_check_is_in_the_access_log(app):
         (entry,) = accesslog.entries_about(s, DEMO_COMPANY)
         assert entry.action == "check" and entry.outcome == "yes" and entry.actor_label == "Food safety inspector"
         assert entry.what == [{"type": "SPJY", "fields": ["catering"]}]
+
+
+def test_refused_checks_are_in_the_access_log_for_the_auditor_and_the_resident(client, services, keys):
+    from tests.test_api import sign_in
+
+    elder = residents(services)[0]
+    with services.db.session() as s:
+        narrow_id = s.scalars(select(ApiClient.id).where(ApiClient.name == "Corner shop")).one()
+        wide_id = s.scalars(select(ApiClient.id).where(ApiClient.name == "Scenic site ticket office")).one()
+        _, auditor = add_api_client(s, "City audit office", "auditor")
+    future = services.issue_identity_code(elder, now=dt.datetime.now(dt.UTC).timestamp() + 3600)
+    asked = [
+        (keys["narrow"], {"code": services.issue_identity_code(elder), "type": "LNYD", "predicate": "age_over_60"},
+         403),
+        (keys["verifier"], {"code": services.issue_identity_code(elder), "type": "LNYD", "predicate": "age_over_65"},
+         403),
+        (keys["verifier"], {"subject": DEMO_COMPANY, "type": "YYZZ"}, 403),
+        (keys["verifier"], {"code": "not even a code", "type": "CJRZ"}, 403),
+        (keys["verifier"], {"code": future, "type": "LNYD"}, 400),
+        (keys["verifier"], {"code": services.issue_identity_code(elder), "type": "LNYD", "predicate": "catering"},
+         400),  # allowed to the verifier, but no predicate of LNYD
+    ]
+    for key, body, status in asked:
+        assert post(client, "/api/v1/checks", body, key).status_code == status
+    assert check_records(services) == []  # no check was made
+
+    log = client.get("/api/v1/audit/log", headers=bearer(auditor))
+    assert log.status_code == 200
+    seen = [(e["actor"], e["actor_label"], e["subject"], e["action"], e["what"], e["outcome"])
+            for e in log.json["entries"]]
+    assert seen == [
+        (f"verifier:{narrow_id}", "Corner shop", elder, "check", [{"type": "LNYD", "fields": ["age_over_60"]}],
+         "refused: type_not_allowed"),
+        (f"verifier:{wide_id}", "Scenic site ticket office", elder, "check",
+         [{"type": "LNYD", "fields": ["age_over_65"]}], "refused: predicate_not_allowed"),
+        (f"verifier:{wide_id}", "Scenic site ticket office", DEMO_COMPANY, "check",
+         [{"type": "YYZZ", "fields": []}], "refused: type_not_allowed"),
+        (f"verifier:{wide_id}", "Scenic site ticket office", None, "check", [{"type": "CJRZ", "fields": []}],
+         "refused: type_not_allowed"),  # names nobody
+        (f"verifier:{wide_id}", "Scenic site ticket office", elder, "check", [{"type": "LNYD", "fields": []}],
+         seen[4][5]),
+        (f"verifier:{wide_id}", "Scenic site ticket office", elder, "check", [{"type": "LNYD", "fields": ["catering"]}],
+         "refused: invalid_value"),
+    ]
+    assert seen[4][5].startswith("refused: code not_yet_valid")
+    verified = client.get("/api/v1/audit/verify", headers=bearer(auditor)).json
+    assert verified["ok"] is True and verified["entries"] == 6
+
+    # The resident reads the attempts about them in plain language.
+    sign_in(client, elder)
+    texts = [e["text"] for e in client.get("/api/v1/me/access-log").json["entries"]]
+    assert len(texts) == 4 and "refused: that is not a question about it" in texts[0]
+    texts = texts[1:]
+    assert texts[2].startswith("Corner shop tried to check whether you hold your elderly preferential card "
+                               "(60 or older); refused: they may not ask about that certificate")
+    assert texts[1].startswith("Scenic site ticket office tried to check whether you hold")
+    assert "refused: they may not ask that question" in texts[1]
+    assert "refused: the code shown was not accepted" in texts[0]

@@ -178,6 +178,23 @@ def test_whole_flow_request_see_approve_fetch_verify_and_history(world):
     assert report.status_code == 200 and report.json["ok"] is True and report.json["entries"] == 3
 
 
+def test_the_history_tells_the_time_in_city_time(world):
+    """An entry made at 17:30 UTC happened at 01:30 the next morning in the city (UTC+8)."""
+    late = dt.datetime(2026, 11, 23, 17, 30, 12, tzinfo=dt.UTC)
+    with world.services.db.session() as s:
+        zhou = s.scalars(select(ApiClient).where(ApiClient.name == "Clerk Zhou")).one()
+        consent.create_request(s, zhou, resident=world.elder, purpose=PURPOSE, items=ELDER_ITEMS, now=late)
+    entries = world.resident(world.elder).get("/api/v1/me/access-log").json["entries"]
+    [asked] = [e for e in entries if e["action"] == "request"]
+    assert asked["at"] == "2026-11-23T17:30:12.000000Z"  # stored and hashed in UTC
+    assert asked["text"].endswith(", 01:30") and "17:30" not in asked["text"]
+    with world.services.db.session() as s:
+        [entry] = [e for e in s.scalars(select(AccessLogEntry)) if e.action == "request"]
+        assert consent.sentence(entry, {}).endswith(", 01:30")
+    assert consent.city_time("2026-11-23T15:59:00.000000Z").strftime("%Y-%m-%d %H:%M") == "2026-11-23 23:59"
+    assert consent.city_time("2026-11-23T16:00:00.000000Z").strftime("%Y-%m-%d %H:%M") == "2026-11-24 00:00"
+
+
 def test_a_refused_request_releases_nothing(world):
     request_id = world.request(world.elder, ELDER_ITEMS)
     refused = world.resident(world.elder).post(f"/api/v1/me/consent-requests/{request_id}",
@@ -257,6 +274,68 @@ def test_the_answer_window_passing_expires_the_request_when_anyone_looks(world):
     assert world.resident(world.elder).get("/api/v1/me/consent-requests").json["requests"] == []
     assert world.clerk(world.zhou, "GET", f"/consent/requests/{request_id}").json["status"] == "expired"
     assert [e.action for e in world.log()].count("expire") == 1
+
+
+@pytest.fixture
+def windowed_world(tmp_path, database_url):  # type: ignore[no-untyped-def]
+    """The app with CITYCODE_CONSENT_ANSWER_MINUTES=11 and CITYCODE_CONSENT_FETCH_MINUTES=7."""
+    app = create_app(make_settings(tmp_path / "home", database_url, consent_answer_minutes=11,
+                                   consent_fetch_minutes=7))
+    try:
+        yield build_world(app)
+    finally:
+        clear_database(app.extensions["citycode"].db.engine)
+        app.extensions["citycode"].db.dispose()
+
+
+def test_the_configured_answer_and_fetch_windows_are_used(windowed_world):
+    world = windowed_world
+    before = dt.datetime.now(dt.UTC)
+    request_id = world.request(world.elder, ELDER_ITEMS)
+    after = dt.datetime.now(dt.UTC)
+    status = world.clerk(world.zhou, "GET", f"/consent/requests/{request_id}").json
+    answer_by = dt.datetime.fromisoformat(status["answer_by"])
+    assert before + dt.timedelta(minutes=11) <= answer_by <= after + dt.timedelta(minutes=11)
+    with world.services.db.session() as s:  # still pending when the default five minutes have passed
+        assert consent.expire_overdue(s, now=before + dt.timedelta(minutes=consent.ANSWER_MINUTES, seconds=1)) == 0
+
+    before = dt.datetime.now(dt.UTC)
+    answered = approve(world, world.elder, request_id)
+    after = dt.datetime.now(dt.UTC)
+    assert answered.status_code == 200, answered.json
+    fetch_by = dt.datetime.fromisoformat(answered.json["fetch_by"])
+    assert before + dt.timedelta(minutes=7) <= fetch_by <= after + dt.timedelta(minutes=7)
+    assert world.clerk(world.zhou, "GET", f"/consent/requests/{request_id}").json["fetch_by"] == answered.json[
+        "fetch_by"]
+
+
+def test_the_configured_answer_window_expires_requests(windowed_world):
+    world = windowed_world
+    request_id = world.request(world.elder, ELDER_ITEMS)
+    with world.services.db.session() as s:
+        made = s.get(ConsentRequest, request_id)
+        created = consent._aware(made.created_at)
+        assert consent.expire_overdue(s, now=created + dt.timedelta(minutes=10, seconds=59)) == 0
+        assert consent.expire_overdue(s, now=created + dt.timedelta(minutes=11, seconds=1)) == 1
+    assert world.clerk(world.zhou, "GET", f"/consent/requests/{request_id}").json["status"] == "expired"
+
+
+def test_reading_the_access_log_expires_overdue_requests_as_the_history_page_does(world):
+    request_id = world.request(world.elder, ELDER_ITEMS)
+    with world.services.db.session() as s:
+        s.execute(update(ConsentRequest).where(ConsentRequest.id == request_id)
+                  .values(answer_by=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+    phone = world.resident(world.elder)
+    entries = phone.get("/api/v1/me/access-log").json["entries"]
+    assert [e["action"] for e in entries] == ["expire", "request"]
+    assert "expired unanswered" in entries[0]["text"]
+    with world.services.db.session() as s:
+        assert s.get(ConsentRequest, request_id).status == "expired"
+    # The page and the API read the same: the expiry is logged once, whichever looks first or again.
+    assert world.app.test_client().get("/history").status_code == 302  # (the page needs the session)
+    page = phone.get("/history").get_data(as_text=True)
+    assert page.count('data-action="expire"') == 1
+    assert [e["action"] for e in phone.get("/api/v1/me/access-log").json["entries"]] == ["expire", "request"]
 
 
 def test_a_second_fetch_is_refused(world):
@@ -479,12 +558,33 @@ def test_a_kiosk_hands_out_numbers_and_the_window_calls_them(world):
     assert empty.status_code == 204 and empty.get_data() == b""
     unknown = world.clerk(world.kiosk, "POST", "/queue/tickets", {"code": world.code(world.elder), "service": "x"})
     assert unknown.status_code == 400 and unknown.json["error"] == "unknown_service"
+    refusal = world.log()[-1]
+    assert (refusal.action, refusal.subject, refusal.outcome, refusal.what) == (
+        "ticket", world.elder, "refused: unknown_service", [{"service": "x"}])
     forged = world.clerk(world.kiosk, "POST", "/queue/tickets", {"code": "CC1:garbage", "service": "business"})
     assert forged.status_code == 400 and forged.json["error"] == "code_refused"
     assert world.clerk(world.zhou, "POST", "/queue/tickets", {"code": "x", "service": "business"}).status_code == 403
     assert world.clerk(world.kiosk, "POST", "/queue/next", {"service": "business"}).status_code == 403
     texts = [e["text"] for e in world.resident(world.elder).get("/api/v1/me/access-log").json["entries"]]
-    assert texts == [t for t in texts if "queue number 1 (business)" in t]
+    assert [t for t in texts if "gave you queue number" in t] == [t for t in texts if "queue number 1 (business)" in t]
+    assert len(texts) == 2 and texts[0].startswith(
+        "Queue kiosk 1, Window 3, Central Service Hall did not give you a queue number (x); "
+        "refused: there is no such queue")
+
+
+def test_a_refused_queue_ticket_is_in_the_log_the_auditor_reads(world):
+    refused = world.clerk(world.kiosk, "POST", "/queue/tickets",
+                          {"code": world.code(world.adult), "service": "passport photos"})
+    assert refused.status_code == 400 and refused.json["error"] == "unknown_service"
+    with world.services.db.session() as s:
+        kiosk_id = s.scalars(select(ApiClient.id).where(ApiClient.name == "Queue kiosk 1")).one()
+    [entry] = world.clerk(world.auditor, "GET", "/audit/log").json["entries"]
+    assert entry["actor"] == f"device:{kiosk_id}"
+    assert entry["actor_label"] == "Queue kiosk 1, Window 3, Central Service Hall"
+    assert entry["office"] == DEMO_OFFICE and entry["subject"] == world.adult and entry["action"] == "ticket"
+    assert entry["what"] == [{"service": "passport photos"}] and entry["purpose"] == "queue number"
+    assert entry["outcome"] == "refused: unknown_service"
+    assert world.clerk(world.auditor, "GET", "/audit/verify").json["ok"] is True
 
 
 # -- bad input ---------------------------------------------------------------------------------------
@@ -581,7 +681,32 @@ def test_a_frozen_identity_cannot_be_asked_about_nor_answer(world):
     fetched = world.clerk(world.zhou, "POST", f"/consent/requests/{approved}/fetch")
     assert fetched.status_code == 403 and fetched.json["error"] == "identity_frozen"
     assert world.log()[-1].outcome == "refused: identity_frozen" and world.log()[-1].subject == world.elder
+    assert world.log()[-1].action == "fetch" and world.log()[-1].what == [
+        {"cert_id": world.log()[-1].what[0]["cert_id"], "type": "LNYD", "fields": ELDER_ITEMS[0]["fields"]}]
+    assert [e.outcome for e in world.log()].count("refused: identity_frozen") == 1  # logged once
     assert phone.get("/api/v1/me/access-log").status_code == 403
+
+
+def test_the_core_fetch_refuses_a_frozen_identity_whatever_the_path(world):
+    """consent.fetch itself refuses, so the API, the console and any other caller cannot release."""
+    approved = world.request(world.elder, ELDER_ITEMS)
+    assert approve(world, world.elder, approved).status_code == 200
+    with world.services.db.session() as s:
+        s.execute(update(Resident).where(Resident.pid == world.elder).values(frozen=True))
+    with world.services.db.session() as s:
+        zhou = s.scalars(select(ApiClient).where(ApiClient.name == "Clerk Zhou")).one()
+        with pytest.raises(consent.ConsentError) as refused:
+            consent.fetch(s, world.services.keyring, zhou, approved)
+    assert refused.value.reason == "identity_frozen" and refused.value.status == 403
+    assert world.log()[-1].outcome == "refused: identity_frozen" and world.log()[-1].subject == world.elder
+    with world.services.db.session() as s:
+        assert s.get(ConsentRequest, approved).status == "approved"  # nothing was released, nothing used up
+    with world.services.db.session() as s:
+        s.execute(update(Resident).where(Resident.pid == world.elder).values(frozen=False))
+    history = world.resident(world.elder).get("/api/v1/me/access-log").json["entries"]
+    assert "tried to take" in history[0]["text"] and "your identity was frozen" in history[0]["text"]
+    # Unfrozen within the window, the approval still stands: the clerk may fetch it once.
+    assert world.clerk(world.zhou, "POST", f"/consent/requests/{approved}/fetch").status_code == 200
 
 
 def test_resident_answers_are_checked(world):

@@ -4,6 +4,7 @@ checks, and the whole pull (request, partial approval, one receive of exactly wh
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 
@@ -15,7 +16,7 @@ from codeservice.certificates import add_api_client
 from codeservice.demo import DEMO_OFFICE
 from codeservice.models import AccessLogEntry, ApiClient, ConsentRequest, Resident
 from codeservice.residents import list_residents
-from tests.conftest import make_settings
+from tests.conftest import clear_database, make_settings
 from tests.test_api import sign_in
 
 PURPOSE = "elderly allowance application"
@@ -343,6 +344,70 @@ def test_refusal(app, clerk, resident):
     assert "You refused" in resident.get("/history").get_data(as_text=True)
 
 
+def test_the_console_releases_nothing_for_an_identity_frozen_after_approval(app, clerk, resident):
+    request_id = _request(app, clerk)
+    answer = resident.post(f"/requests/{request_id}", data={"csrf": csrf_of(resident, "/requests"),
+                                                            "decision": "approve", "fields": ASKED})
+    assert answer.status_code == 303
+    assert clerk.get(f"/console/requests/{request_id}").json["can_receive"]
+    pid = residents(app)[0]
+    with services(app).db.session() as s:  # the resident reports a lost phone: the identity is frozen
+        s.scalars(select(Resident).where(Resident.pid == pid)).one().frozen = True
+    refused = receive(clerk, request_id, page_csrf(clerk))
+    assert refused.status_code == 403 and refused.json["error"] == "identity_frozen"
+    assert "received" not in refused.json and "Li Wei" not in refused.get_data(as_text=True)
+    with services(app).db.session() as s:
+        last = s.scalars(select(AccessLogEntry).order_by(AccessLogEntry.seq.desc()).limit(1)).one()
+        assert (last.action, last.outcome, last.subject) == ("fetch", "refused: identity_frozen", pid)
+        assert last.actor_label == "Clerk Zhou, Window 3, Central Service Hall"
+        assert s.get(ConsentRequest, request_id).status == "approved"
+        assert s.scalar(select(func.count()).select_from(AccessLogEntry)
+                        .where(AccessLogEntry.outcome == "released")) == 0
+
+
+def test_the_history_page_shows_city_time(app, resident):
+    from codeservice import consent
+
+    late = dt.datetime(2026, 11, 23, 17, 30, tzinfo=dt.UTC)  # 01:30 on 24 November in the city
+    with services(app).db.session() as s:
+        zhou = s.scalars(select(ApiClient).where(ApiClient.name == "Clerk Zhou")).one()
+        consent.create_request(s, zhou, resident=residents(app)[0], purpose=PURPOSE,
+                               items=[{"type": "LNYD", "fields": ["name"]}], now=late)
+    page = resident.get("/history").get_data(as_text=True)
+    match = re.search(r'data-action="request"[^>]*>\s*<p class="what">([^<]+)</p>\s*<time datetime="([^"]+)">([^<]+)'
+                      r"</time>", page)
+    assert match, page
+    text, stamp, shown = match.groups()
+    assert stamp == "2026-11-23T17:30:00.000000Z" and shown == "2026-11-24 01:30"
+    assert text == ("Clerk Zhou, Window 3, Central Service Hall asked for your elderly preferential card (name) "
+                    f"for {PURPOSE}")
+    assert "UTC" not in page and "17:30" not in shown
+
+
+def test_the_history_page_and_the_api_expire_overdue_requests_alike(app, clerk, resident):
+    request_id = _request(app, clerk)
+    with services(app).db.session() as s:
+        s.get(ConsentRequest, request_id).answer_by = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    entries = resident.get("/api/v1/me/access-log").json["entries"]
+    assert [e["action"] for e in entries] == ["expire", "request"]
+    page = resident.get("/history").get_data(as_text=True)
+    assert page.count('data-action="expire"') == 1 and "expired unanswered" in page
+    assert clerk.get(f"/console/requests/{request_id}").json["status"] == "expired"
+
+
+def test_the_resident_pages_sign_checkpoints_when_due(app, clerk, resident, monkeypatch):
+    from codeservice import accesslog
+    from codeservice.models import AuditCheckpoint
+
+    monkeypatch.setattr(accesslog, "CHECKPOINT_EVERY", 2)
+    request_id = _request(app, clerk)  # entry 1
+    csrf = csrf_of(resident, "/requests")
+    answer = resident.post(f"/requests/{request_id}", data={"csrf": csrf, "decision": "refuse"})  # entry 2
+    assert answer.status_code == 303
+    with services(app).db.session() as s:
+        assert [m.seq for m in s.scalars(select(AuditCheckpoint))] == [2]
+
+
 def test_a_resident_cannot_answer_someone_elses_request(app, clerk):
     request_id = _request(app, clerk)
     other = app.test_client()
@@ -352,6 +417,32 @@ def test_a_resident_cannot_answer_someone_elses_request(app, clerk):
     assert answer.status_code == 404
     assert clerk.get(f"/console/requests/{request_id}").json["status"] == "pending"
     assert "Clerk Zhou" not in other.get("/history").get_data(as_text=True)
+
+
+def test_the_console_uses_the_configured_consent_windows(tmp_path, database_url):
+    app = create_app(make_settings(tmp_path / "home", database_url, consent_answer_minutes=12,
+                                   consent_fetch_minutes=9))
+    try:
+        clerk = app.test_client()
+        dev_sign_in(clerk, clerk_id(app, "Clerk Zhou"))
+        resident = app.test_client()
+        sign_in(resident, residents(app)[0])
+        before = dt.datetime.now(dt.UTC)
+        request_id = _request(app, clerk)
+        after = dt.datetime.now(dt.UTC)
+        answer_by = dt.datetime.fromisoformat(clerk.get(f"/console/requests/{request_id}").json["answer_by"])
+        assert before + dt.timedelta(minutes=12) <= answer_by <= after + dt.timedelta(minutes=12)
+
+        before = dt.datetime.now(dt.UTC)
+        answer = resident.post(f"/requests/{request_id}", data={"csrf": csrf_of(resident, "/requests"),
+                                                                "decision": "approve", "fields": ["LNYD:name"]})
+        after = dt.datetime.now(dt.UTC)
+        assert answer.status_code == 303
+        fetch_by = dt.datetime.fromisoformat(clerk.get(f"/console/requests/{request_id}").json["fetch_by"])
+        assert before + dt.timedelta(minutes=9) <= fetch_by <= after + dt.timedelta(minutes=9)
+    finally:
+        clear_database(services(app).db.engine)
+        services(app).db.dispose()
 
 
 @pytest.fixture
