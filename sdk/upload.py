@@ -62,7 +62,7 @@ class UploadReport:
 
 class Uploader:
     def __init__(
-        self, store: GateStore, base_url: str, device_key: str, *, batch_size: int = 200,
+        self, store: GateStore, base_url: str, device_key: str, *, batch_size: int = 100,
         post: Post = http_post_json,
     ) -> None:
         if not 1 <= batch_size <= 1000:
