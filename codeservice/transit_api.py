@@ -337,15 +337,20 @@ def clear_day(operator_id: str, day: str) -> Response:
         return _no_store(jsonify(statement_json(statement, operator)))
 
 
+def _statement(db: Any, operator_id: str, day: str) -> tuple[Operator, ClearingStatement]:
+    """The operator (as ``_own_operator``) and its statement of the day, 404 ``not_cleared`` when there is none."""
+    operator = _own_operator(db, operator_id)
+    statement = db.get(ClearingStatement, (operator_id, _day(day)))
+    if statement is None:
+        raise BadRequest("not_cleared", f"{operator_id} has no statement for {day}; run clearing first", 404)
+    return operator, statement
+
+
 @transit_api.get("/operators/<operator_id>/clearing/<day>")
 @require_client("operator", "admin")
 def get_statement(operator_id: str, day: str) -> Response:
-    moment = _day(day)
     with _services().db.session() as db:
-        operator = _own_operator(db, operator_id)
-        statement = db.get(ClearingStatement, (operator_id, moment))
-        if statement is None:
-            raise BadRequest("not_cleared", f"{operator_id} has no statement for {day}; run clearing first", 404)
+        operator, statement = _statement(db, operator_id, day)
         return _no_store(jsonify(statement_json(statement, operator)))
 
 
@@ -354,9 +359,7 @@ def get_statement(operator_id: str, day: str) -> Response:
 def statement_csv(operator_id: str, day: str) -> Response:
     moment = _day(day)
     with _services().db.session() as db:
-        _own_operator(db, operator_id)
-        if db.get(ClearingStatement, (operator_id, moment)) is None:
-            raise BadRequest("not_cleared", f"{operator_id} has no statement for {day}; run clearing first", 404)
+        _statement(db, operator_id, day)
         text = "".join(csv_rows(operator_id, moment, trips_of_day(db, operator_id, moment)))
     response = Response(text, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{operator_id}-{moment.isoformat()}-trips.csv"'

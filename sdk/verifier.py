@@ -122,16 +122,9 @@ class Verifier:
 
         if not message.kid:
             return self._verify_ride(message, scene, now, before_use)
-        trust = self.trust
-        if trust.expired(now):
-            return refused(Reason.TRUST_LIST_EXPIRED, f"trust list expired at {trust.expires_at}")
-        key = trust.get(message.kid)
-        if key is None:
-            return refused(Reason.UNKNOWN_KEY, f"key {message.kid.hex()} is not in the trust list")
-        if message.alg != key.alg:
-            return refused(Reason.UNSUPPORTED_ALG, f"key {message.kid.hex()} signs with {key.alg_name} only")
-        if not key.verify(message.signature, message.to_be_signed()):
-            return refused(Reason.BAD_SIGNATURE, kid=message.kid.hex())
+        key = self._signer(message, now)
+        if isinstance(key, Result):
+            return key
         try:
             claims = parse_claims(message.payload)
         except ClaimsError as exc:
@@ -160,6 +153,21 @@ class Verifier:
         return self._spend(Result(accepted=True, reason=Reason.OK, **fields), claims.code_id,
                            claims.expires_at + self.leeway, scene, before_use)
 
+    def _signer(self, message: Sign1, now: float, what: str = "") -> TrustedKey | Result:
+        """The trust-list key whose signature *message* carries, or the refusal: an expired trust list, a key
+        id not in it, another algorithm than the key's, a signature that does not verify."""
+        trust = self.trust
+        if trust.expired(now):
+            return refused(Reason.TRUST_LIST_EXPIRED, f"trust list expired at {trust.expires_at}")
+        key = trust.get(message.kid)
+        if key is None:
+            return refused(Reason.UNKNOWN_KEY, f"key {message.kid.hex()} is not in the trust list")
+        if message.alg != key.alg:
+            return refused(Reason.UNSUPPORTED_ALG, f"key {message.kid.hex()} signs with {key.alg_name} only")
+        if not key.verify(message.signature, message.to_be_signed()):
+            return refused(Reason.BAD_SIGNATURE, what, kid=message.kid.hex())
+        return key
+
     def _verify_ride(self, message: Sign1, scene: Scene | None, now: float, before_use: Veto | None) -> Result:
         """A ride code: the credential through the trust list, then the phone's signature with the key it
         certifies, then times, scene, status, and the replay guard (docs/rides.md, section 3)."""
@@ -176,16 +184,9 @@ class Verifier:
             return refused(Reason.MALFORMED, f"credential: {exc}")
         if not inner.kid:
             return refused(Reason.MALFORMED, "the credential names no key")
-        trust = self.trust
-        if trust.expired(now):
-            return refused(Reason.TRUST_LIST_EXPIRED, f"trust list expired at {trust.expires_at}")
-        key = trust.get(inner.kid)
-        if key is None:
-            return refused(Reason.UNKNOWN_KEY, f"key {inner.kid.hex()} is not in the trust list")
-        if inner.alg != key.alg:
-            return refused(Reason.UNSUPPORTED_ALG, f"key {inner.kid.hex()} signs with {key.alg_name} only")
-        if not key.verify(inner.signature, inner.to_be_signed()):
-            return refused(Reason.BAD_SIGNATURE, "credential signature", kid=inner.kid.hex())
+        key = self._signer(inner, now, "credential signature")
+        if isinstance(key, Result):
+            return key
         try:
             claims = parse_claims(inner.payload)
             credential = parse_credential(claims)
