@@ -334,7 +334,7 @@ def _record_row(record: Any, device: ApiClient, now: float) -> dict[str, Any]:
     if record.get("operator") != device.operator_id:
         raise RecordError("wrong_operator", "a gate uploads only its own operator's records")
     gate_id = record.get("gate_id")
-    if not isinstance(gate_id, str) or not _ID.match(gate_id):
+    if not isinstance(gate_id, str) or not _ID.fullmatch(gate_id):
         raise RecordError("invalid_record", "gate_id: 1 to 64 letters, digits, '.', '_' or '-'")
     at: Any = record.get("at")
     if type(at) not in (int, float) or not now - 90 * 86400 <= at <= now + 86400:
@@ -343,23 +343,23 @@ def _record_row(record: Any, device: ApiClient, now: float) -> dict[str, Any]:
     if type(accepted) is not bool or type(online) is not bool:
         raise RecordError("invalid_record", "accepted and online must be true or false")
     reason = record.get("reason")
-    if reason not in REASONS or (reason == "ok") != accepted:
+    if not isinstance(reason, str) or reason not in REASONS or (reason == "ok") != accepted:
         raise RecordError("invalid_record", "reason: a reason code, 'ok' exactly when accepted")
     direction = record.get("direction")
     if direction not in (None, "in", "out"):
         raise RecordError("invalid_record", "direction: in, out or null")
     kind = record.get("kind")
-    if kind is not None and kind not in KIND_IDS:
+    if kind is not None and (not isinstance(kind, str) or kind not in KIND_IDS):
         raise RecordError("invalid_record", "kind: a kind of code or null")
     card_type = record.get("card_type")
-    if card_type is not None and card_type not in CARD_TYPE_IDS:
+    if card_type is not None and (not isinstance(card_type, str) or card_type not in CARD_TYPE_IDS):
         raise RecordError("invalid_record", "card_type: a card type or null")
     fare_limit = record.get("fare_limit")
     if fare_limit is not None and (type(fare_limit) is not int or not 0 <= fare_limit <= 10_000_000):
         raise RecordError("invalid_record", "fare_limit: whole cents or null")
     for name, limit in (("credential_id", 32), ("code_id", 64)):
         value = _optional_text(record, name, limit)
-        if value is not None and not _HEX.match(value):
+        if value is not None and not _HEX.fullmatch(value):
             raise RecordError("invalid_record", f"{name}: lowercase hex or null")
     moment = dt.datetime.fromtimestamp(float(at), dt.UTC)
     return {
@@ -385,8 +385,9 @@ def ingest_records(session: Session, device: ApiClient, records: list[Any], now:
     rejected: list[dict[str, str]] = []
     for record in records:
         record_id = record.get("record_id") if isinstance(record, Mapping) else None
-        if not isinstance(record_id, str) or len(record_id) != 32 or not _HEX.match(record_id):
-            rejected.append({"record_id": str(record_id)[:64], "error": "record_id: 32 lowercase hex characters"})
+        if not isinstance(record_id, str) or len(record_id) != 32 or not _HEX.fullmatch(record_id):
+            rejected.append({"record_id": str(record_id)[:64],
+                             "error": "invalid_record: record_id: 32 lowercase hex characters"})
             continue
         try:
             rows[record_id] = _record_row(record, device, now)

@@ -229,14 +229,18 @@ def test_bad_records_are_rejected_one_by_one_and_the_good_ones_stored(app, clien
         _record(direction="sideways"), _record(card_type="vip"), _record(code_id="XYZ"), _record(gate_id=""),
         _record(station="s" * 65), _record(kind="ticket"), _record(accepted="yes"), _record(record_id="short"),
         _record(station="a\x00b"),
+        # not text where text belongs (these were a 500), and ids with a trailing newline
+        _record(reason=[]), _record(kind={}), _record(card_type=["adult"]), _record(gate_id="g-1\n"),
+        _record(record_id="a" * 31 + "\n"), _record(code_id="ab\n"),
     ]
     response = upload(client, key, [good, *bad, "not an object"])
     assert response.status_code == 200
     assert response.json["stored"] == [good["record_id"]]
     errors = {r["record_id"]: r["error"] for r in response.json["rejected"]}
     assert len(response.json["rejected"]) == len(bad) + 1
-    assert errors[bad[0]["record_id"]].startswith("wrong_operator")
-    assert all(e for e in errors.values())
+    assert errors[bad[0]["record_id"]].startswith("wrong_operator: ")
+    # every refusal is "reason: message"
+    assert all(e.startswith("invalid_record: ") for e in list(errors.values())[1:]), errors
 
 
 def test_a_record_id_another_gate_used_is_refused_not_acknowledged(app, client):
