@@ -45,6 +45,7 @@ MAX_DEVICES = 3
 MAX_BATCH = 500
 _HEX = re.compile(r"^[0-9a-f]+$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+OPERATOR_ID = re.compile(r"[a-z][a-z0-9-]{1,63}")
 REASONS = frozenset(r.value for r in Reason)
 
 
@@ -223,7 +224,8 @@ def register_device(
 def device_of(session: Session, pid: str, device_id: str) -> tuple[TransitAccount, RideDevice]:
     """The resident's own device (someone else's answers exactly like an unknown one)."""
     account = session.scalars(select(TransitAccount).where(TransitAccount.resident == pid)).one_or_none()
-    device = session.get(RideDevice, device_id) if isinstance(device_id, str) and len(device_id) <= 32 else None
+    known = isinstance(device_id, str) and len(device_id) <= 32 and _HEX.fullmatch(device_id)
+    device = session.get(RideDevice, device_id) if known else None
     if account is None or device is None or device.account != account.account:
         raise TransitNotFound("not_found", "no such device")
     return account, device
@@ -273,7 +275,7 @@ _RULES_CACHE: dict[tuple[str, str], FareRules] = {}
 
 def add_operator(session: Session, operator_id: str, name: str, kind: str, fares: Any,
                  discounts: Any) -> Operator:
-    if not isinstance(operator_id, str) or not re.fullmatch(r"[a-z][a-z0-9-]{1,63}", operator_id):
+    if not isinstance(operator_id, str) or not OPERATOR_ID.fullmatch(operator_id):
         raise TransitError("invalid_operator", "operator id: 2 to 64 of a-z, 0-9 and '-', starting with a letter")
     if not isinstance(name, str) or not 0 < len(name.strip()) <= 200:
         raise TransitError("invalid_operator", "operator name: 1 to 200 characters")

@@ -19,6 +19,7 @@ clearing statements (JSON), their trips (CSV); ``admin`` adds operators.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ from codeservice.jsonapi import BadRequest, json_body, json_object, signed_in_re
 from codeservice.models import ClearingStatement, GateRecord, Operator, TransitAccount, Trip
 from codeservice.services import Services
 from codeservice.transit import (
+    OPERATOR_ID,
     TransitError,
     TransitNotFound,
     account_json,
@@ -58,6 +60,7 @@ transit_api = Blueprint("transit_api", __name__, url_prefix="/api/v1")
 CHALLENGE_SECONDS = 300
 RECORDS_BODY_LIMIT = 1024 * 1024
 PAGE_MAX = 1000
+_AFTER = re.compile(r"[0-9a-f]{0,32}")
 
 
 def _services() -> Services:
@@ -258,7 +261,7 @@ def _own_operator(db: Any, operator_id: str) -> Operator:
     """The operator in the path: an ``operator`` key reaches only its own; ``admin`` any."""
     if g.client.role == "operator" and g.client.operator_id != operator_id:
         raise BadRequest("forbidden", "an operator key reaches only its own operator", 403)
-    operator = db.get(Operator, operator_id) if len(operator_id) <= 64 else None
+    operator = db.get(Operator, operator_id) if OPERATOR_ID.fullmatch(operator_id) else None
     if operator is None:
         raise BadRequest("not_found", f"no operator {operator_id!r}", 404)
     return operator  # type: ignore[no-any-return]
@@ -309,8 +312,8 @@ def operator_records(operator_id: str) -> Response:
         limit = int(request.args.get("limit", "500"))
     except ValueError:
         limit = -1
-    if not 1 <= limit <= PAGE_MAX or len(after) > 32:
-        raise BadRequest("invalid_query", f"limit: 1 to {PAGE_MAX}; after: a record id")
+    if not 1 <= limit <= PAGE_MAX or not _AFTER.fullmatch(after):
+        raise BadRequest("invalid_query", f"limit: 1 to {PAGE_MAX}; after: a record id (lowercase hex)")
     with _services().db.session() as db:
         _own_operator(db, operator_id)
         rows = db.scalars(select(GateRecord).where(

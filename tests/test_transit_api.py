@@ -421,3 +421,24 @@ def test_day_and_query_errors_get_400(app, client):
     assert client.get(f"/api/v1/operators/qd-metro/records?day={day}&limit=0",
                       headers=bearer(admin)).status_code == 400
     assert client.get("/api/v1/operators/nobody", headers=bearer(admin)).status_code == 404
+
+
+def test_nul_characters_in_a_path_or_query_are_answered_not_a_500(app, client):
+    """PostgreSQL cannot compare text with a NUL character: such ids are unknown before any query."""
+    admin = client_key(app, "admin")
+    day = service_day(time.time() - 86400)
+    for method, path, status in (
+        ("get", "/api/v1/operators/qd%00metro", 404),
+        ("get", f"/api/v1/operators/qd%00metro/records?day={day}", 404),
+        ("get", f"/api/v1/operators/qd-metro/records?day={day}&after=a%00b", 400),
+        ("post", f"/api/v1/operators/qd%00metro/clearing/{day}", 404),
+        ("get", f"/api/v1/operators/qd%00metro/clearing/{day}", 404),
+        ("get", f"/api/v1/operators/qd%00metro/clearing/{day}/trips.csv", 404),
+        ("get", "/api/v1/status/city%00transit", 404),
+    ):
+        response = getattr(client, method)(path, headers=bearer(admin))
+        assert response.status_code == status, (path, response.json)
+    sign_in(client, residents(app)[0])
+    assert client.delete("/api/v1/me/ride/devices/ab%00cd").status_code == 404
+    client.post("/api/v1/me/ride/challenge")
+    assert client.post("/api/v1/me/ride/devices/ab%00cd/credential", json={"proof": "AA"}).status_code == 404
