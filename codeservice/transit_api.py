@@ -121,14 +121,14 @@ def _take_challenge() -> bytes:
 
 @transit_api.post("/me/ride/devices")
 def register() -> tuple[Response, int]:
-    body = json_body(("public_key", "proof"), ("label",))
-    label = body.get("label", "phone")
-    if not isinstance(label, str) or len(label) > 100:
-        raise BadRequest("invalid_body", "'label' must be a string of at most 100 characters")
     services = _services()
     s = services.settings
     with services.db.session() as db:
-        pid = signed_in_resident(db)
+        pid = signed_in_resident(db)  # the session first, then the body, as every resident endpoint
+        body = json_body(("public_key", "proof"), ("label",))
+        label = body.get("label", "phone")
+        if not isinstance(label, str) or len(label) > 100:
+            raise BadRequest("invalid_body", "'label' must be a string of at most 100 characters")
         try:
             key = parse_device_key(body["public_key"])
             check_proof(key, _take_challenge(), body["proof"])
@@ -144,11 +144,11 @@ def register() -> tuple[Response, int]:
 
 @transit_api.post("/me/ride/devices/<device_id>/credential")
 def renew(device_id: str) -> Response:
-    body = json_body(("proof",))
     services = _services()
     s = services.settings
     with services.db.session() as db:
         pid = signed_in_resident(db)
+        body = json_body(("proof",))
         try:
             _account, device = device_of(db, pid, device_id)
             key = parse_device_key(device.public_key)

@@ -132,8 +132,12 @@ def test_bad_registration_bodies_get_400_with_a_reason(app, client, body, error)
 
 def test_ride_endpoints_need_a_signed_in_resident_who_is_not_frozen(app, client):
     for method, path in (("get", "/api/v1/me/ride"), ("post", "/api/v1/me/ride/challenge"),
-                         ("get", "/api/v1/me/trips")):
+                         ("get", "/api/v1/me/trips"), ("delete", "/api/v1/me/ride/devices/0123456789abcdef")):
         assert getattr(client, method)(path).status_code == 401
+    # the session is checked before the body, as at every resident endpoint
+    for path in ("/api/v1/me/ride/devices", "/api/v1/me/ride/devices/0123456789abcdef/credential"):
+        assert client.post(path).json["error"] == "unauthorised"
+        assert client.post(path, json={"x": 1}).json["error"] == "unauthorised"
     pid = residents(app)[1]
     sign_in(client, pid)
     with app.extensions["citycode"].db.session() as s:
