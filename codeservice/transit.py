@@ -248,8 +248,14 @@ def revoke_device(session: Session, pid: str, device_id: str) -> RideDevice:
 def devices_json(session: Session, account: TransitAccount) -> list[dict[str, Any]]:
     devices = session.scalars(select(RideDevice).where(RideDevice.account == account.account)
                               .order_by(RideDevice.registered_at)).all()
-    return [{"id": d.id, "label": d.label, "status": d.status, "registered_at": d.registered_at.isoformat(),
-             "authorised_until": d.authorised_until.isoformat()} for d in devices]
+    return [{"id": d.id, "label": d.label, "status": d.status, "registered_at": _utc_text(d.registered_at),
+             "authorised_until": _utc_text(d.authorised_until)} for d in devices]
+
+
+def _utc_text(moment: dt.datetime) -> str:
+    """ISO 8601 in UTC with its offset (SQLite gives back naive datetimes, PostgreSQL the session's zone)."""
+    moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def transit_status_list(session: Session, keyring: Keyring, *, size: int, uri: str, ttl: int, validity: int,

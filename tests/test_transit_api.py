@@ -99,6 +99,9 @@ def test_phone_registers_its_key_and_its_codes_open_an_offline_gate(app, client)
     assert result.subject != student  # the gate sees the transit account, never the pid
     devices = client.get("/api/v1/me/ride").json["devices"]
     assert [(d["id"], d["label"], d["status"]) for d in devices] == [(phone.device_id, "my phone", "valid")]
+    # times in UTC with their offset, on SQLite as on PostgreSQL
+    until = dt.datetime.fromisoformat(devices[0]["authorised_until"])
+    assert until.utcoffset() == dt.timedelta(0) and until.timestamp() == body["expires_at"]
 
 
 def test_registration_needs_a_fresh_challenge_signed_by_the_key(app, client):
