@@ -333,6 +333,7 @@ def test_the_schemas_are_not_vacuous(spec: dict[str, Any], registry: Registry) -
         "subject": "f7pchclco3xqw2yw", "issued_at": 1795436245, "expires_at": 1795436305,
         "kid": "60326ec9034bdae6", "issuer": "city-id", "code_id": "cb38c6ec4c1a5237", "scene": None,
         "cert_id": None, "cert_type": None, "holder": None, "fields": None, "status_age": None,
+        "card_type": None, "fare_limit": None, "credential_id": None, "credential_expires_at": None,
     }
     result.validate(good)
     cert = {
@@ -369,6 +370,36 @@ def test_the_schemas_are_not_vacuous(spec: dict[str, Any], registry: Registry) -
         {**cert, "accepted": False, "reason": "suspended", "status_age": None},
         {**cert, "accepted": False, "reason": "status_stale", "status_age": None},
         {**cert, "accepted": False, "reason": "certificate_expired"},  # the status is not looked up first
+    ):
+        assert not result.is_valid(bad), bad
+    ride = {
+        **good, "kind": "ride", "issuer": "city-transit", "code_id": "0f1e2d3c4b5a6978" + "ab" * 8,
+        "status_age": 40, "card_type": "student", "fare_limit": 2000, "credential_id": "0f1e2d3c4b5a6978",
+        "credential_expires_at": 1795500000,
+    }
+    result.validate(ride)
+    for reason in ("revoked", "suspended", "status_stale", "replayed", "fare_limit_exceeded", "passback"):
+        result.validate({**ride, "accepted": False, "reason": reason})
+    for reason in ("code_stale", "credential_expired", "card_not_accepted"):
+        result.validate({**ride, "accepted": False, "reason": reason, "status_age": None})
+    result.validate({**ride, "accepted": False, "reason": "status_unknown", "status_age": None})
+    result.validate({**good, "accepted": False, "reason": "wrong_kind", "kind": "ridecred", "issuer": "city-transit"})
+    result.validate({**good, "accepted": False, "reason": "passback"})
+    result.validate({**cert, "accepted": False, "reason": "capacity_reached"})
+    for bad in (
+        {**ride, "card_type": None},  # a ride code always carries its credential's fields
+        {**ride, "card_type": "vip"},
+        {**ride, "fare_limit": -1},
+        {**ride, "credential_id": "0F1E2D3C4B5A6978"},
+        {**ride, "code_id": "cb38c6ec4c1a5237"},  # the replay id is the credential id and the nonce
+        {**ride, "status_age": None},  # accepted without the transit status list
+        {**ride, "cert_id": "1.2.156.3005.2.LNYD.CA01.7.1.Q"},
+        {**good, "card_type": "adult"},  # ride fields on an id code
+        {**good, "accepted": True, "kind": "ridecred", "issuer": "city-transit"},  # never accepted on its own
+        {**ride, "accepted": False, "reason": "code_stale"},  # decided before the status list
+        {**ride, "accepted": False, "reason": "passback", "status_age": None},
+        {**good, "accepted": False, "reason": "code_stale"},  # a ride reason for an id code
+        {**cert, "accepted": False, "reason": "card_not_accepted"},
     ):
         assert not result.is_valid(bad), bad
     error = validator(registry, "/components/schemas/Error")
@@ -479,6 +510,9 @@ def test_scenes(client: FlaskClient, spec: dict[str, Any], registry: Registry) -
     scene.validate(strict.to_dict())
     assert not scene.is_valid({**strict.to_dict(), "cert_rules": {"LNYD": "age_over_60"}})
     assert not scene.is_valid({**strict.to_dict(), "max_status_age": 0})
+    students = Scene("student-bus", frozenset({"ride"}), single_use=True, card_types=frozenset({"student"}))
+    scene.validate(students.to_dict())
+    assert not scene.is_valid({**students.to_dict(), "card_types": ["vip"]})
 
 
 def test_trust_list_and_anchor(client: FlaskClient, spec: dict[str, Any], registry: Registry) -> None:
