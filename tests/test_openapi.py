@@ -38,6 +38,8 @@ import codeservice.consent_api
 import codeservice.console
 import codeservice.jsonapi
 import codeservice.resident_certs
+import codeservice.transit
+import codeservice.transit_api
 from codeservice.accesslog import entry_hash
 from codeservice.app import create_app
 from codeservice.certificates import add_api_client, certificates_of
@@ -117,10 +119,14 @@ def demo_pid(app: Flask) -> str:
 
 
 def api_rules(app: Flask) -> Iterator[tuple[str, set[str]]]:
+    """Each /api/v1 path with its methods, those of every rule of the path together (one view may serve GET and
+    another POST of the same path)."""
+    paths: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/v1/"):
             path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
-            yield path, set(rule.methods or ()) - AUTOMATIC_METHODS
+            paths.setdefault(path, set()).update(set(rule.methods or ()) - AUTOMATIC_METHODS)
+    yield from paths.items()
 
 
 # -- checking a response against the document -------------------------------------------------------
@@ -227,7 +233,8 @@ def test_kind_enum_is_the_sdk_kinds(spec: dict[str, Any]) -> None:
 #: Every module that answers a request under /api/v1 (or raises what such an answer is made from).
 ERROR_MODULES = (
     codeservice.api, codeservice.app, codeservice.auth, codeservice.jsonapi, codeservice.certs_api,
-    codeservice.resident_certs, codeservice.consent_api, codeservice.consent,
+    codeservice.resident_certs, codeservice.consent_api, codeservice.consent, codeservice.transit_api,
+    codeservice.transit,
 )
 
 
@@ -245,19 +252,27 @@ def _certificate_states() -> set[str]:
 def _error_codes_in_code() -> set[str]:
     """Every ``error`` value the API can put in an error body, read from the code.
 
-    ``BadRequest(reason, ...)``, ``ConsentError(reason, ...)`` and ``refuse(reason, ...)`` (inside
-    ``consent.fetch``) name the reason first, ``_deny(status, reason, ...)`` (auth.py) second; ``jsonify``
-    calls name it as ``error=``; the framework's errors are ``_error_code(status)``.
+    ``BadRequest(reason, ...)``, ``ConsentError(reason, ...)``, ``refuse(reason, ...)`` (inside
+    ``consent.fetch``) and ``TransitError(reason, ...)`` / ``TransitNotFound(reason, ...)`` (transit.py, answered
+    by transit_api._refuse) name the reason first, ``_deny(status, reason, ...)`` (auth.py) second; ``jsonify``
+    calls name it as ``error=``; the framework's errors are ``_error_code(status)``. ``RecordError`` reasons are
+    never an error body (they are answered in the ``rejected`` list of an upload, see
+    ``test_record_rejections_are_what_the_code_rejects``).
     """
     codes: set[str] = set()
     for module in ERROR_MODULES:
         tree = ast.parse(inspect.getsource(module))
+        # transit_api._refuse passes a TransitError's reason on: BadRequest(exc.reason, ...)
+        passthrough = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "_refuse"
+                       for n in ast.walk(f)}
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             name = getattr(node.func, "id", None)
-            if name in ("BadRequest", "ConsentError", "refuse", "_deny"):
+            if name in ("BadRequest", "ConsentError", "refuse", "_deny", "TransitError", "TransitNotFound"):
                 first = node.args[1 if name == "_deny" else 0]
+                if name == "BadRequest" and id(node) in passthrough and ast.unparse(first) == "exc.reason":
+                    continue
                 if isinstance(first, ast.JoinedStr):  # f"certificate_{state}"
                     prefix = first.values[0]
                     assert isinstance(prefix, ast.Constant) and prefix.value == "certificate_", ast.unparse(first)
@@ -301,7 +316,9 @@ def _walk(node: Any, pointer: str = "") -> Iterator[tuple[str, Any]]:
 def test_error_code_enum_is_what_the_code_returns(spec: dict[str, Any]) -> None:
     found = _error_codes_in_code()
     assert {"invalid_json", "invalid_body", "unknown_scene", "unauthorised", "frozen", "internal_error",
-            "rate_limited", "already_fetched", "certificate_not_yet_valid", "invalid_identifier"} <= found
+            "rate_limited", "already_fetched", "certificate_not_yet_valid", "invalid_identifier", "no_challenge",
+            "key_in_use", "status_list_full", "not_cleared", "invalid_fares", "unknown_site"} <= found
+    assert not {"invalid_record", "wrong_operator", "record_id_conflict"} & found  # never an error body
     enum = spec["components"]["schemas"]["ErrorCode"]["enum"]
     assert len(enum) == len(set(enum))
     assert set(enum) == found
@@ -314,6 +331,28 @@ def test_error_code_enum_is_what_the_code_returns(spec: dict[str, Any]) -> None:
         assert set(codes) <= found, (pointer, set(codes) - found)
         documented |= set(codes)
     assert found - documented <= {"bad_request", "error"}, found - documented  # the framework's catch-alls
+
+
+def test_record_rejections_are_what_the_code_rejects(spec: dict[str, Any]) -> None:
+    """A gate record the service refuses is answered in ``rejected`` as ``"<reason>: <message>"``: the reasons of
+    ``RecordError(reason, ...)`` and the constant ``error`` texts of transit.py are the pattern's alternatives."""
+    reasons: set[str] = set()
+    for node in ast.walk(ast.parse(inspect.getsource(codeservice.transit))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "RecordError":
+            first = node.args[0]
+            assert isinstance(first, ast.Constant) and isinstance(first.value, str), ast.unparse(node)
+            reasons.add(first.value)
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "error" and isinstance(value, ast.Constant):
+                    reasons.add(value.value.split(": ", 1)[0])
+    assert reasons == {"invalid_record", "wrong_operator", "record_id_conflict"}, reasons
+    pattern = spec["components"]["schemas"]["RecordRejection"]["properties"]["error"]["pattern"]
+    match = re.fullmatch(r"\^\(([a-z_|]+)\): ", pattern)
+    assert match is not None, pattern
+    assert set(match.group(1).split("|")) == reasons
+    for reason in reasons:
+        assert f"`{reason}`" in spec["components"]["schemas"]["RecordRejection"]["properties"]["error"]["description"]
 
 
 def test_error_statuses_are_documented_where_they_occur(spec: dict[str, Any]) -> None:
@@ -628,7 +667,9 @@ def test_method_not_allowed_names_the_allowed_methods(app: Flask, client: FlaskC
 
 # -- certificates, checks, consent, queue and audit: real responses ---------------------------------------
 ROLE_SCHEMES = {"adminKey": "admin", "verifierKey": "verifier", "clerkKey": "clerk", "deviceKey": "device",
-                "auditorKey": "auditor"}
+                "auditorKey": "auditor", "operatorKey": "operator"}
+#: The operator of the test's operator key and gate (a demo operator).
+OPERATOR = "qd-metro"
 PURPOSE = "elderly allowance application"
 
 
@@ -638,7 +679,8 @@ def bearer(key: str) -> dict[str, str]:
 
 @pytest.fixture
 def keys(app: Flask) -> dict[str, str]:
-    """A fresh API key of every role; the clerks and the kiosk work at the demo office."""
+    """A fresh API key of every role; the clerks and the kiosk (``device``) work at the demo office, the gate (also
+    a ``device``) and the operator staff at the demo metro."""
     with app.extensions["citycode"].db.session() as session:
         made = {
             "admin": add_api_client(session, "City administration", "admin"),
@@ -648,6 +690,8 @@ def keys(app: Flask) -> dict[str, str]:
             "other_clerk": add_api_client(session, "Clerk Other", "clerk", office=DEMO_OFFICE, rate_per_minute=1000),
             "device": add_api_client(session, "Kiosk Test", "device", office=DEMO_OFFICE, rate_per_minute=1000),
             "auditor": add_api_client(session, "City audit office", "auditor"),
+            "operator": add_api_client(session, "Metro clearing desk", "operator", operator=OPERATOR),
+            "gate": add_api_client(session, "Gate 101-1", "device", operator=OPERATOR),
         }
     return {name: key for name, (_, key) in made.items()}
 
@@ -692,38 +736,46 @@ def _operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]
 
 def test_every_bearer_role_and_session_is_what_the_code_checks(app: Flask, keys: dict[str, str],
                                                                 spec: dict[str, Any], registry: Registry) -> None:
-    """Both ways: an operation documented with a role's key answers 401 without it and 403 to every other role,
-    and none other; one documented with the resident session answers 401 without it; one documented with no
-    security answers without credentials. Path parameters are placeholders: the key is checked first."""
+    """Both ways: an operation documented with a role's key (or with alternatives: an operator or an admin key)
+    answers 401 without a key, 403 to every role outside the documented ones, and neither 401 nor 403 to each of
+    them; one documented with the resident session answers 401 without it; one documented with no security answers
+    without credentials. Path parameters are placeholders (the operator's own id for ``{operator_id}``): the key is
+    checked first. A device key is a kiosk's, or at /api/v1/gate/ a gate's."""
     schemes = spec["components"]["securitySchemes"]
     assert {name for name, scheme in schemes.items() if scheme.get("scheme") == "bearer"} == set(ROLE_SCHEMES)
     assert set(ROLE_SCHEMES.values()) == set(codeservice.certificates.ROLES)
     client = app.test_client()
     seen_roles = set()
+    alternatives = 0
     for path, method, operation in _operations(spec):
-        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        concrete = re.sub(r"\{[^}]+\}", "x", path.replace("{operator_id}", OPERATOR))
         security = operation["security"]
-        assert len(security) <= 1, path
-        scheme = next(iter(security[0])) if security else None
+        assert all(len(requirement) == 1 for requirement in security), path  # one scheme per alternative
+        documented = [next(iter(requirement)) for requirement in security]
         response = call(client, None, method, concrete)
-        if scheme in ROLE_SCHEMES:
-            role = ROLE_SCHEMES[scheme]
-            seen_roles.add(role)
+        if documented and all(scheme in ROLE_SCHEMES for scheme in documented):
+            roles = [ROLE_SCHEMES[scheme] for scheme in documented]
+            alternatives += len(roles) > 1
+            seen_roles.update(roles)
             body = check(spec, registry, response, path, method, status=401)
             assert body["error"] == "unauthorised" and response.headers["WWW-Authenticate"] == 'Bearer realm="citycode"'
             body = check(spec, registry, call(client, "cc_a_not-a-key", method, concrete), path, method, status=401)
-            for other in set(ROLE_SCHEMES.values()) - {role}:
+            needs = " or ".join(roles)  # require_client's message, in the order of the alternatives
+            for other in set(ROLE_SCHEMES.values()) - set(roles):
                 body = check(spec, registry, call(client, keys[other], method, concrete), path, method, status=403)
-                assert body == {"error": "forbidden", "message": f"this endpoint needs a {role} key"}, (path, other)
-            right = call(client, keys[role], method, concrete)
-            assert right.status_code != 401 and "needs a" not in right.get_data(as_text=True), (path, right.json)
-        elif scheme == "residentSession":
+                assert body == {"error": "forbidden", "message": f"this endpoint needs a {needs} key"}, (path, other)
+            for role in roles:
+                key = keys["gate" if role == "device" and path.startswith("/api/v1/gate/") else role]
+                right = call(client, key, method, concrete)
+                assert right.status_code not in (401, 403), (path, role, right.get_data(as_text=True))
+        elif documented == ["residentSession"]:
             body = check(spec, registry, response, path, method, status=401)
             assert body["error"] == "unauthorised" and "WWW-Authenticate" not in response.headers
         else:
-            assert scheme is None, (path, scheme)
+            assert documented == [], (path, documented)
             assert response.status_code not in (401, 403), path
     assert seen_roles == set(ROLE_SCHEMES.values())
+    assert alternatives == 5  # the operator endpoints
 
 
 def test_admin_departments_and_types(client: FlaskClient, keys: dict[str, str], spec: dict[str, Any],
