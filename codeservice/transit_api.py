@@ -61,6 +61,7 @@ CHALLENGE_SECONDS = 300
 RECORDS_BODY_LIMIT = 1024 * 1024
 PAGE_MAX = 1000
 _AFTER = re.compile(r"[0-9a-f]{0,32}")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # date.fromisoformat alone also reads 2026-W01-1
 
 
 def _services() -> Services:
@@ -269,7 +270,7 @@ def _own_operator(db: Any, operator_id: str) -> Operator:
 
 def _day(text: str) -> dt.date:
     day = None
-    if len(text) == 10:
+    if _DAY.fullmatch(text):
         try:
             day = dt.date.fromisoformat(text)
         except ValueError:

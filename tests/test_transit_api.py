@@ -428,6 +428,14 @@ def test_day_and_query_errors_get_400(app, client):
     assert client.get(f"/api/v1/operators/qd-metro/records?day={day}&limit=0",
                       headers=bearer(admin)).status_code == 400
     assert client.get("/api/v1/operators/nobody", headers=bearer(admin)).status_code == 404
+    # only YYYY-MM-DD: a week date, another ISO 8601 form Python reads (as 2025-12-29), is not a day of the API
+    week = "2026-W01-1"
+    for method, path in (("get", f"/api/v1/operators/qd-metro/records?day={week}"),
+                         ("post", f"/api/v1/operators/qd-metro/clearing/{week}"),
+                         ("get", f"/api/v1/operators/qd-metro/clearing/{week}"),
+                         ("get", f"/api/v1/operators/qd-metro/clearing/{week}/trips.csv")):
+        response = getattr(client, method)(path, headers=bearer(admin))
+        assert (response.status_code, response.json["error"]) == (400, "invalid_day"), (path, response.json)
 
 
 def test_nul_characters_in_a_path_or_query_are_answered_not_a_500(app, client):
