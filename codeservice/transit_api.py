@@ -309,10 +309,8 @@ def operator_records(operator_id: str) -> Response:
     """The operator's ride and entry records of a day, in pages (``after`` the last record id seen)."""
     day = _day(request.args.get("day", ""))
     after = request.args.get("after", "")
-    try:
-        limit = int(request.args.get("limit", "500"))
-    except ValueError:
-        limit = -1
+    raw = request.args.get("limit", "500")  # ASCII digits only: int() also reads " 5", "+5", "5_0" and "５"
+    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else -1
     if not 1 <= limit <= PAGE_MAX or not _AFTER.fullmatch(after):
         raise BadRequest("invalid_query", f"limit: 1 to {PAGE_MAX}; after: a record id (lowercase hex)")
     with _services().db.session() as db:

@@ -1613,6 +1613,7 @@ def test_operators_records_and_clearing_through_the_api(app: Flask, keys: dict[s
         (staff, f"/api/v1/operators/{OPERATOR}/records", 400, "invalid_day"),
         (staff, f"/api/v1/operators/{OPERATOR}/records?day=monday", 400, "invalid_day"),
         (staff, f"{url}&limit=0", 400, "invalid_query"), (staff, f"{url}&limit=1001", 400, "invalid_query"),
+        (staff, f"{url}&limit=%EF%BC%95", 400, "invalid_query"),
         (staff, f"{url}&after=XYZ", 400, "invalid_query"),
         (staff, f"/api/v1/operators/qd-bus/records?day={day}", 403, "forbidden"),
         (admin, f"/api/v1/operators/nobody/records?day={day}", 404, "not_found"),

@@ -427,6 +427,12 @@ def test_day_and_query_errors_get_400(app, client):
     day = dt.date.today().isoformat()
     assert client.get(f"/api/v1/operators/qd-metro/records?day={day}&limit=0",
                       headers=bearer(admin)).status_code == 400
+    # a limit is ASCII digits, as at every endpoint with a limit
+    for limit in ("%EF%BC%95", "+5", "5_0", "%205", "0x10", ""):
+        response = client.get(f"/api/v1/operators/qd-metro/records?day={day}&limit={limit}", headers=bearer(admin))
+        assert (response.status_code, response.json["error"]) == (400, "invalid_query"), limit
+    assert client.get(f"/api/v1/operators/qd-metro/records?day={day}&limit=0005",
+                      headers=bearer(admin)).status_code == 200
     assert client.get("/api/v1/operators/nobody", headers=bearer(admin)).status_code == 404
     # only YYYY-MM-DD: a week date, another ISO 8601 form Python reads (as 2025-12-29), is not a day of the API
     week = "2026-W01-1"
