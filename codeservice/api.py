@@ -76,6 +76,8 @@ def status_list(department: str) -> Response:
 
     services = services_of(current_app)
     try:
+        if "\x00" in department:  # no issuer id has one, and PostgreSQL cannot compare text with it
+            raise NotFound(department)
         with services.db.session() as session:
             token = services.status_list(session, department)
     except NotFound:

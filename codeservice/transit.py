@@ -45,6 +45,7 @@ MAX_DEVICES = 3
 MAX_BATCH = 500
 _HEX = re.compile(r"^[0-9a-f]+$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+OPERATOR_ID = re.compile(r"[a-z][a-z0-9-]{1,63}")
 REASONS = frozenset(r.value for r in Reason)
 
 
@@ -223,7 +224,8 @@ def register_device(
 def device_of(session: Session, pid: str, device_id: str) -> tuple[TransitAccount, RideDevice]:
     """The resident's own device (someone else's answers exactly like an unknown one)."""
     account = session.scalars(select(TransitAccount).where(TransitAccount.resident == pid)).one_or_none()
-    device = session.get(RideDevice, device_id) if isinstance(device_id, str) and len(device_id) <= 32 else None
+    known = isinstance(device_id, str) and len(device_id) <= 32 and _HEX.fullmatch(device_id)
+    device = session.get(RideDevice, device_id) if known else None
     if account is None or device is None or device.account != account.account:
         raise TransitNotFound("not_found", "no such device")
     return account, device
@@ -246,8 +248,14 @@ def revoke_device(session: Session, pid: str, device_id: str) -> RideDevice:
 def devices_json(session: Session, account: TransitAccount) -> list[dict[str, Any]]:
     devices = session.scalars(select(RideDevice).where(RideDevice.account == account.account)
                               .order_by(RideDevice.registered_at)).all()
-    return [{"id": d.id, "label": d.label, "status": d.status, "registered_at": d.registered_at.isoformat(),
-             "authorised_until": d.authorised_until.isoformat()} for d in devices]
+    return [{"id": d.id, "label": d.label, "status": d.status, "registered_at": _utc_text(d.registered_at),
+             "authorised_until": _utc_text(d.authorised_until)} for d in devices]
+
+
+def _utc_text(moment: dt.datetime) -> str:
+    """ISO 8601 in UTC with its offset (SQLite gives back naive datetimes, PostgreSQL the session's zone)."""
+    moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def transit_status_list(session: Session, keyring: Keyring, *, size: int, uri: str, ttl: int, validity: int,
@@ -273,7 +281,7 @@ _RULES_CACHE: dict[tuple[str, str], FareRules] = {}
 
 def add_operator(session: Session, operator_id: str, name: str, kind: str, fares: Any,
                  discounts: Any) -> Operator:
-    if not isinstance(operator_id, str) or not re.fullmatch(r"[a-z][a-z0-9-]{1,63}", operator_id):
+    if not isinstance(operator_id, str) or not OPERATOR_ID.fullmatch(operator_id):
         raise TransitError("invalid_operator", "operator id: 2 to 64 of a-z, 0-9 and '-', starting with a letter")
     if not isinstance(name, str) or not 0 < len(name.strip()) <= 200:
         raise TransitError("invalid_operator", "operator name: 1 to 200 characters")
@@ -334,7 +342,7 @@ def _record_row(record: Any, device: ApiClient, now: float) -> dict[str, Any]:
     if record.get("operator") != device.operator_id:
         raise RecordError("wrong_operator", "a gate uploads only its own operator's records")
     gate_id = record.get("gate_id")
-    if not isinstance(gate_id, str) or not _ID.match(gate_id):
+    if not isinstance(gate_id, str) or not _ID.fullmatch(gate_id):
         raise RecordError("invalid_record", "gate_id: 1 to 64 letters, digits, '.', '_' or '-'")
     at: Any = record.get("at")
     if type(at) not in (int, float) or not now - 90 * 86400 <= at <= now + 86400:
@@ -343,23 +351,23 @@ def _record_row(record: Any, device: ApiClient, now: float) -> dict[str, Any]:
     if type(accepted) is not bool or type(online) is not bool:
         raise RecordError("invalid_record", "accepted and online must be true or false")
     reason = record.get("reason")
-    if reason not in REASONS or (reason == "ok") != accepted:
+    if not isinstance(reason, str) or reason not in REASONS or (reason == "ok") != accepted:
         raise RecordError("invalid_record", "reason: a reason code, 'ok' exactly when accepted")
     direction = record.get("direction")
     if direction not in (None, "in", "out"):
         raise RecordError("invalid_record", "direction: in, out or null")
     kind = record.get("kind")
-    if kind is not None and kind not in KIND_IDS:
+    if kind is not None and (not isinstance(kind, str) or kind not in KIND_IDS):
         raise RecordError("invalid_record", "kind: a kind of code or null")
     card_type = record.get("card_type")
-    if card_type is not None and card_type not in CARD_TYPE_IDS:
+    if card_type is not None and (not isinstance(card_type, str) or card_type not in CARD_TYPE_IDS):
         raise RecordError("invalid_record", "card_type: a card type or null")
     fare_limit = record.get("fare_limit")
     if fare_limit is not None and (type(fare_limit) is not int or not 0 <= fare_limit <= 10_000_000):
         raise RecordError("invalid_record", "fare_limit: whole cents or null")
     for name, limit in (("credential_id", 32), ("code_id", 64)):
         value = _optional_text(record, name, limit)
-        if value is not None and not _HEX.match(value):
+        if value is not None and not _HEX.fullmatch(value):
             raise RecordError("invalid_record", f"{name}: lowercase hex or null")
     moment = dt.datetime.fromtimestamp(float(at), dt.UTC)
     return {
@@ -385,8 +393,9 @@ def ingest_records(session: Session, device: ApiClient, records: list[Any], now:
     rejected: list[dict[str, str]] = []
     for record in records:
         record_id = record.get("record_id") if isinstance(record, Mapping) else None
-        if not isinstance(record_id, str) or len(record_id) != 32 or not _HEX.match(record_id):
-            rejected.append({"record_id": str(record_id)[:64], "error": "record_id: 32 lowercase hex characters"})
+        if not isinstance(record_id, str) or len(record_id) != 32 or not _HEX.fullmatch(record_id):
+            rejected.append({"record_id": str(record_id)[:64],
+                             "error": "invalid_record: record_id: 32 lowercase hex characters"})
             continue
         try:
             rows[record_id] = _record_row(record, device, now)

@@ -19,6 +19,7 @@ clearing statements (JSON), their trips (CSV); ``admin`` adds operators.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ from codeservice.jsonapi import BadRequest, json_body, json_object, signed_in_re
 from codeservice.models import ClearingStatement, GateRecord, Operator, TransitAccount, Trip
 from codeservice.services import Services
 from codeservice.transit import (
+    OPERATOR_ID,
     TransitError,
     TransitNotFound,
     account_json,
@@ -58,6 +60,8 @@ transit_api = Blueprint("transit_api", __name__, url_prefix="/api/v1")
 CHALLENGE_SECONDS = 300
 RECORDS_BODY_LIMIT = 1024 * 1024
 PAGE_MAX = 1000
+_AFTER = re.compile(r"[0-9a-f]{0,32}")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # date.fromisoformat alone also reads 2026-W01-1
 
 
 def _services() -> Services:
@@ -118,14 +122,14 @@ def _take_challenge() -> bytes:
 
 @transit_api.post("/me/ride/devices")
 def register() -> tuple[Response, int]:
-    body = json_body(("public_key", "proof"), ("label",))
-    label = body.get("label", "phone")
-    if not isinstance(label, str) or len(label) > 100:
-        raise BadRequest("invalid_body", "'label' must be a string of at most 100 characters")
     services = _services()
     s = services.settings
     with services.db.session() as db:
-        pid = signed_in_resident(db)
+        pid = signed_in_resident(db)  # the session first, then the body, as every resident endpoint
+        body = json_body(("public_key", "proof"), ("label",))
+        label = body.get("label", "phone")
+        if not isinstance(label, str) or len(label) > 100:
+            raise BadRequest("invalid_body", "'label' must be a string of at most 100 characters")
         try:
             key = parse_device_key(body["public_key"])
             check_proof(key, _take_challenge(), body["proof"])
@@ -141,11 +145,11 @@ def register() -> tuple[Response, int]:
 
 @transit_api.post("/me/ride/devices/<device_id>/credential")
 def renew(device_id: str) -> Response:
-    body = json_body(("proof",))
     services = _services()
     s = services.settings
     with services.db.session() as db:
         pid = signed_in_resident(db)
+        body = json_body(("proof",))
         try:
             _account, device = device_of(db, pid, device_id)
             key = parse_device_key(device.public_key)
@@ -258,7 +262,7 @@ def _own_operator(db: Any, operator_id: str) -> Operator:
     """The operator in the path: an ``operator`` key reaches only its own; ``admin`` any."""
     if g.client.role == "operator" and g.client.operator_id != operator_id:
         raise BadRequest("forbidden", "an operator key reaches only its own operator", 403)
-    operator = db.get(Operator, operator_id) if len(operator_id) <= 64 else None
+    operator = db.get(Operator, operator_id) if OPERATOR_ID.fullmatch(operator_id) else None
     if operator is None:
         raise BadRequest("not_found", f"no operator {operator_id!r}", 404)
     return operator  # type: ignore[no-any-return]
@@ -266,7 +270,7 @@ def _own_operator(db: Any, operator_id: str) -> Operator:
 
 def _day(text: str) -> dt.date:
     day = None
-    if len(text) == 10:
+    if _DAY.fullmatch(text):
         try:
             day = dt.date.fromisoformat(text)
         except ValueError:
@@ -305,12 +309,10 @@ def operator_records(operator_id: str) -> Response:
     """The operator's ride and entry records of a day, in pages (``after`` the last record id seen)."""
     day = _day(request.args.get("day", ""))
     after = request.args.get("after", "")
-    try:
-        limit = int(request.args.get("limit", "500"))
-    except ValueError:
-        limit = -1
-    if not 1 <= limit <= PAGE_MAX or len(after) > 32:
-        raise BadRequest("invalid_query", f"limit: 1 to {PAGE_MAX}; after: a record id")
+    raw = request.args.get("limit", "500")  # ASCII digits only: int() also reads " 5", "+5", "5_0" and "５"
+    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else -1
+    if not 1 <= limit <= PAGE_MAX or not _AFTER.fullmatch(after):
+        raise BadRequest("invalid_query", f"limit: 1 to {PAGE_MAX}; after: a record id (lowercase hex)")
     with _services().db.session() as db:
         _own_operator(db, operator_id)
         rows = db.scalars(select(GateRecord).where(

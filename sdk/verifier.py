@@ -8,7 +8,8 @@ Order of checks (the first failure decides the reason):
 3. key id in the trust list (``unknown_key``); the code's algorithm is the key's (``unsupported_alg``)
 4. signature (``bad_signature``); only then are the claims decoded (``malformed``)
 5. the key valid for this kind and at this time (``untrusted_issuer``, ``unknown_key``)
-6. times with the clock leeway (``not_yet_valid``, ``expired``), the scene's kinds (``wrong_kind``)
+6. times with the clock leeway (``not_yet_valid``, ``expired``), the scene's kinds (``wrong_kind``; a ride
+   credential on its own, kind ``ridecred``, is ``wrong_kind`` everywhere)
 7. ``cert`` codes: the certificate claim (``malformed``); its type among the signing key's ``cert_types``
    and its identifier's issuer code the key's ``org_code`` (``untrusted_issuer``); its validity dates,
    status and the scene's rules (docs/certificates.md)
@@ -139,6 +140,8 @@ class Verifier:
             return refused(Reason.NOT_YET_VALID, f"issued {claims.issued_at - now:.0f} s in the future", **fields)
         if claims.expires_at < now - self.leeway:
             return refused(Reason.EXPIRED, f"expired {now - claims.expires_at:.0f} s ago", **fields)
+        if claims.kind == "ridecred":  # no device signature: only ever accepted inside a ride code
+            return refused(Reason.WRONG_KIND, "a ride credential is not a code by itself", **fields)
         if scene is not None and not scene.accepts(claims.kind):
             return refused(Reason.WRONG_KIND, f"scene {scene.name} does not take {claims.kind} codes", **fields)
         if claims.kind == "cert":

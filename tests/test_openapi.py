@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import ast
 import base64
+import csv
+import dataclasses
 import datetime as dt
+import hashlib
 import inspect
+import io
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,11 +43,13 @@ import codeservice.consent_api
 import codeservice.console
 import codeservice.jsonapi
 import codeservice.resident_certs
+import codeservice.transit
+import codeservice.transit_api
 from codeservice.accesslog import entry_hash
 from codeservice.app import create_app
 from codeservice.certificates import add_api_client, certificates_of
 from codeservice.config import Settings
-from codeservice.demo import DEMO_COMPANY, DEMO_OFFICE
+from codeservice.demo import DEMO_COMPANY, DEMO_OFFICE, DEMO_OPERATORS
 from codeservice.models import AccessLogEntry, ConsentRequest
 from codeservice.residents import get_resident, list_residents
 from codeservice.services import Services
@@ -53,10 +60,13 @@ from issuers.statuslist import sign_status_list
 from issuers.trustlist import current_trust_list
 from sdk import KINDS, MemoryReplayGuard, Reason, Result, Scene, TrustList, Verifier, base45, load_anchor
 from sdk.certid import CertificateId
+from sdk.gate import service_day
 from sdk.keys import b64u_decode
 from sdk.sdjwt import verify_sd_jwt
 from sdk.statuslist import INVALID, SUSPENDED, StatusCache
 from tests.conftest import make_settings
+from tests.test_transit_api import BrowserPhone, gate_verifier, yesterday_noon
+from verifiers.scenes import SCENES
 
 SPEC_PATH = Path(codeservice.api.__file__).parent / "openapi.json"
 SPEC_URI = "urn:citycode:openapi"
@@ -117,10 +127,14 @@ def demo_pid(app: Flask) -> str:
 
 
 def api_rules(app: Flask) -> Iterator[tuple[str, set[str]]]:
+    """Each /api/v1 path with its methods, those of every rule of the path together (one view may serve GET and
+    another POST of the same path)."""
+    paths: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/v1/"):
             path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
-            yield path, set(rule.methods or ()) - AUTOMATIC_METHODS
+            paths.setdefault(path, set()).update(set(rule.methods or ()) - AUTOMATIC_METHODS)
+    yield from paths.items()
 
 
 # -- checking a response against the document -------------------------------------------------------
@@ -227,7 +241,8 @@ def test_kind_enum_is_the_sdk_kinds(spec: dict[str, Any]) -> None:
 #: Every module that answers a request under /api/v1 (or raises what such an answer is made from).
 ERROR_MODULES = (
     codeservice.api, codeservice.app, codeservice.auth, codeservice.jsonapi, codeservice.certs_api,
-    codeservice.resident_certs, codeservice.consent_api, codeservice.consent,
+    codeservice.resident_certs, codeservice.consent_api, codeservice.consent, codeservice.transit_api,
+    codeservice.transit,
 )
 
 
@@ -245,19 +260,27 @@ def _certificate_states() -> set[str]:
 def _error_codes_in_code() -> set[str]:
     """Every ``error`` value the API can put in an error body, read from the code.
 
-    ``BadRequest(reason, ...)``, ``ConsentError(reason, ...)`` and ``refuse(reason, ...)`` (inside
-    ``consent.fetch``) name the reason first, ``_deny(status, reason, ...)`` (auth.py) second; ``jsonify``
-    calls name it as ``error=``; the framework's errors are ``_error_code(status)``.
+    ``BadRequest(reason, ...)``, ``ConsentError(reason, ...)``, ``refuse(reason, ...)`` (inside
+    ``consent.fetch``) and ``TransitError(reason, ...)`` / ``TransitNotFound(reason, ...)`` (transit.py, answered
+    by transit_api._refuse) name the reason first, ``_deny(status, reason, ...)`` (auth.py) second; ``jsonify``
+    calls name it as ``error=``; the framework's errors are ``_error_code(status)``. ``RecordError`` reasons are
+    never an error body (they are answered in the ``rejected`` list of an upload, see
+    ``test_record_rejections_are_what_the_code_rejects``).
     """
     codes: set[str] = set()
     for module in ERROR_MODULES:
         tree = ast.parse(inspect.getsource(module))
+        # transit_api._refuse passes a TransitError's reason on: BadRequest(exc.reason, ...)
+        passthrough = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "_refuse"
+                       for n in ast.walk(f)}
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             name = getattr(node.func, "id", None)
-            if name in ("BadRequest", "ConsentError", "refuse", "_deny"):
+            if name in ("BadRequest", "ConsentError", "refuse", "_deny", "TransitError", "TransitNotFound"):
                 first = node.args[1 if name == "_deny" else 0]
+                if name == "BadRequest" and id(node) in passthrough and ast.unparse(first) == "exc.reason":
+                    continue
                 if isinstance(first, ast.JoinedStr):  # f"certificate_{state}"
                     prefix = first.values[0]
                     assert isinstance(prefix, ast.Constant) and prefix.value == "certificate_", ast.unparse(first)
@@ -301,7 +324,9 @@ def _walk(node: Any, pointer: str = "") -> Iterator[tuple[str, Any]]:
 def test_error_code_enum_is_what_the_code_returns(spec: dict[str, Any]) -> None:
     found = _error_codes_in_code()
     assert {"invalid_json", "invalid_body", "unknown_scene", "unauthorised", "frozen", "internal_error",
-            "rate_limited", "already_fetched", "certificate_not_yet_valid", "invalid_identifier"} <= found
+            "rate_limited", "already_fetched", "certificate_not_yet_valid", "invalid_identifier", "no_challenge",
+            "key_in_use", "status_list_full", "not_cleared", "invalid_fares", "unknown_site"} <= found
+    assert not {"invalid_record", "wrong_operator", "record_id_conflict"} & found  # never an error body
     enum = spec["components"]["schemas"]["ErrorCode"]["enum"]
     assert len(enum) == len(set(enum))
     assert set(enum) == found
@@ -314,6 +339,28 @@ def test_error_code_enum_is_what_the_code_returns(spec: dict[str, Any]) -> None:
         assert set(codes) <= found, (pointer, set(codes) - found)
         documented |= set(codes)
     assert found - documented <= {"bad_request", "error"}, found - documented  # the framework's catch-alls
+
+
+def test_record_rejections_are_what_the_code_rejects(spec: dict[str, Any]) -> None:
+    """A gate record the service refuses is answered in ``rejected`` as ``"<reason>: <message>"``: the reasons of
+    ``RecordError(reason, ...)`` and the constant ``error`` texts of transit.py are the pattern's alternatives."""
+    reasons: set[str] = set()
+    for node in ast.walk(ast.parse(inspect.getsource(codeservice.transit))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "RecordError":
+            first = node.args[0]
+            assert isinstance(first, ast.Constant) and isinstance(first.value, str), ast.unparse(node)
+            reasons.add(first.value)
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "error" and isinstance(value, ast.Constant):
+                    reasons.add(value.value.split(": ", 1)[0])
+    assert reasons == {"invalid_record", "wrong_operator", "record_id_conflict"}, reasons
+    pattern = spec["components"]["schemas"]["RecordRejection"]["properties"]["error"]["pattern"]
+    match = re.fullmatch(r"\^\(([a-z_|]+)\): ", pattern)
+    assert match is not None, pattern
+    assert set(match.group(1).split("|")) == reasons
+    for reason in reasons:
+        assert f"`{reason}`" in spec["components"]["schemas"]["RecordRejection"]["properties"]["error"]["description"]
 
 
 def test_error_statuses_are_documented_where_they_occur(spec: dict[str, Any]) -> None:
@@ -333,6 +380,7 @@ def test_the_schemas_are_not_vacuous(spec: dict[str, Any], registry: Registry) -
         "subject": "f7pchclco3xqw2yw", "issued_at": 1795436245, "expires_at": 1795436305,
         "kid": "60326ec9034bdae6", "issuer": "city-id", "code_id": "cb38c6ec4c1a5237", "scene": None,
         "cert_id": None, "cert_type": None, "holder": None, "fields": None, "status_age": None,
+        "card_type": None, "fare_limit": None, "credential_id": None, "credential_expires_at": None,
     }
     result.validate(good)
     cert = {
@@ -369,6 +417,36 @@ def test_the_schemas_are_not_vacuous(spec: dict[str, Any], registry: Registry) -
         {**cert, "accepted": False, "reason": "suspended", "status_age": None},
         {**cert, "accepted": False, "reason": "status_stale", "status_age": None},
         {**cert, "accepted": False, "reason": "certificate_expired"},  # the status is not looked up first
+    ):
+        assert not result.is_valid(bad), bad
+    ride = {
+        **good, "kind": "ride", "issuer": "city-transit", "code_id": "0f1e2d3c4b5a6978" + "ab" * 8,
+        "status_age": 40, "card_type": "student", "fare_limit": 2000, "credential_id": "0f1e2d3c4b5a6978",
+        "credential_expires_at": 1795500000,
+    }
+    result.validate(ride)
+    for reason in ("revoked", "suspended", "status_stale", "replayed", "fare_limit_exceeded", "passback"):
+        result.validate({**ride, "accepted": False, "reason": reason})
+    for reason in ("code_stale", "credential_expired", "card_not_accepted"):
+        result.validate({**ride, "accepted": False, "reason": reason, "status_age": None})
+    result.validate({**ride, "accepted": False, "reason": "status_unknown", "status_age": None})
+    result.validate({**good, "accepted": False, "reason": "wrong_kind", "kind": "ridecred", "issuer": "city-transit"})
+    result.validate({**good, "accepted": False, "reason": "passback"})
+    result.validate({**cert, "accepted": False, "reason": "capacity_reached"})
+    for bad in (
+        {**ride, "card_type": None},  # a ride code always carries its credential's fields
+        {**ride, "card_type": "vip"},
+        {**ride, "fare_limit": -1},
+        {**ride, "credential_id": "0F1E2D3C4B5A6978"},
+        {**ride, "code_id": "cb38c6ec4c1a5237"},  # the replay id is the credential id and the nonce
+        {**ride, "status_age": None},  # accepted without the transit status list
+        {**ride, "cert_id": "1.2.156.3005.2.LNYD.CA01.7.1.Q"},
+        {**good, "card_type": "adult"},  # ride fields on an id code
+        {**good, "accepted": True, "kind": "ridecred", "issuer": "city-transit"},  # never accepted on its own
+        {**ride, "accepted": False, "reason": "code_stale"},  # decided before the status list
+        {**ride, "accepted": False, "reason": "passback", "status_age": None},
+        {**good, "accepted": False, "reason": "code_stale"},  # a ride reason for an id code
+        {**cert, "accepted": False, "reason": "card_not_accepted"},
     ):
         assert not result.is_valid(bad), bad
     error = validator(registry, "/components/schemas/Error")
@@ -479,6 +557,9 @@ def test_scenes(client: FlaskClient, spec: dict[str, Any], registry: Registry) -
     scene.validate(strict.to_dict())
     assert not scene.is_valid({**strict.to_dict(), "cert_rules": {"LNYD": "age_over_60"}})
     assert not scene.is_valid({**strict.to_dict(), "max_status_age": 0})
+    students = Scene("student-bus", frozenset({"ride"}), single_use=True, card_types=frozenset({"student"}))
+    scene.validate(students.to_dict())
+    assert not scene.is_valid({**students.to_dict(), "card_types": ["vip"]})
 
 
 def test_trust_list_and_anchor(client: FlaskClient, spec: dict[str, Any], registry: Registry) -> None:
@@ -594,7 +675,9 @@ def test_method_not_allowed_names_the_allowed_methods(app: Flask, client: FlaskC
 
 # -- certificates, checks, consent, queue and audit: real responses ---------------------------------------
 ROLE_SCHEMES = {"adminKey": "admin", "verifierKey": "verifier", "clerkKey": "clerk", "deviceKey": "device",
-                "auditorKey": "auditor"}
+                "auditorKey": "auditor", "operatorKey": "operator"}
+#: The operator of the test's operator key and gate (a demo operator).
+OPERATOR = "qd-metro"
 PURPOSE = "elderly allowance application"
 
 
@@ -604,7 +687,8 @@ def bearer(key: str) -> dict[str, str]:
 
 @pytest.fixture
 def keys(app: Flask) -> dict[str, str]:
-    """A fresh API key of every role; the clerks and the kiosk work at the demo office."""
+    """A fresh API key of every role; the clerks and the kiosk (``device``) work at the demo office, the gate (also
+    a ``device``) and the operator staff at the demo metro."""
     with app.extensions["citycode"].db.session() as session:
         made = {
             "admin": add_api_client(session, "City administration", "admin"),
@@ -614,6 +698,8 @@ def keys(app: Flask) -> dict[str, str]:
             "other_clerk": add_api_client(session, "Clerk Other", "clerk", office=DEMO_OFFICE, rate_per_minute=1000),
             "device": add_api_client(session, "Kiosk Test", "device", office=DEMO_OFFICE, rate_per_minute=1000),
             "auditor": add_api_client(session, "City audit office", "auditor"),
+            "operator": add_api_client(session, "Metro clearing desk", "operator", operator=OPERATOR),
+            "gate": add_api_client(session, "Gate 101-1", "device", operator=OPERATOR),
         }
     return {name: key for name, (_, key) in made.items()}
 
@@ -658,38 +744,46 @@ def _operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]
 
 def test_every_bearer_role_and_session_is_what_the_code_checks(app: Flask, keys: dict[str, str],
                                                                 spec: dict[str, Any], registry: Registry) -> None:
-    """Both ways: an operation documented with a role's key answers 401 without it and 403 to every other role,
-    and none other; one documented with the resident session answers 401 without it; one documented with no
-    security answers without credentials. Path parameters are placeholders: the key is checked first."""
+    """Both ways: an operation documented with a role's key (or with alternatives: an operator or an admin key)
+    answers 401 without a key, 403 to every role outside the documented ones, and neither 401 nor 403 to each of
+    them; one documented with the resident session answers 401 without it; one documented with no security answers
+    without credentials. Path parameters are placeholders (the operator's own id for ``{operator_id}``): the key is
+    checked first. A device key is a kiosk's, or at /api/v1/gate/ a gate's."""
     schemes = spec["components"]["securitySchemes"]
     assert {name for name, scheme in schemes.items() if scheme.get("scheme") == "bearer"} == set(ROLE_SCHEMES)
     assert set(ROLE_SCHEMES.values()) == set(codeservice.certificates.ROLES)
     client = app.test_client()
     seen_roles = set()
+    alternatives = 0
     for path, method, operation in _operations(spec):
-        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        concrete = re.sub(r"\{[^}]+\}", "x", path.replace("{operator_id}", OPERATOR))
         security = operation["security"]
-        assert len(security) <= 1, path
-        scheme = next(iter(security[0])) if security else None
+        assert all(len(requirement) == 1 for requirement in security), path  # one scheme per alternative
+        documented = [next(iter(requirement)) for requirement in security]
         response = call(client, None, method, concrete)
-        if scheme in ROLE_SCHEMES:
-            role = ROLE_SCHEMES[scheme]
-            seen_roles.add(role)
+        if documented and all(scheme in ROLE_SCHEMES for scheme in documented):
+            roles = [ROLE_SCHEMES[scheme] for scheme in documented]
+            alternatives += len(roles) > 1
+            seen_roles.update(roles)
             body = check(spec, registry, response, path, method, status=401)
             assert body["error"] == "unauthorised" and response.headers["WWW-Authenticate"] == 'Bearer realm="citycode"'
             body = check(spec, registry, call(client, "cc_a_not-a-key", method, concrete), path, method, status=401)
-            for other in set(ROLE_SCHEMES.values()) - {role}:
+            needs = " or ".join(roles)  # require_client's message, in the order of the alternatives
+            for other in set(ROLE_SCHEMES.values()) - set(roles):
                 body = check(spec, registry, call(client, keys[other], method, concrete), path, method, status=403)
-                assert body == {"error": "forbidden", "message": f"this endpoint needs a {role} key"}, (path, other)
-            right = call(client, keys[role], method, concrete)
-            assert right.status_code != 401 and "needs a" not in right.get_data(as_text=True), (path, right.json)
-        elif scheme == "residentSession":
+                assert body == {"error": "forbidden", "message": f"this endpoint needs a {needs} key"}, (path, other)
+            for role in roles:
+                key = keys["gate" if role == "device" and path.startswith("/api/v1/gate/") else role]
+                right = call(client, key, method, concrete)
+                assert right.status_code not in (401, 403), (path, role, right.get_data(as_text=True))
+        elif documented == ["residentSession"]:
             body = check(spec, registry, response, path, method, status=401)
             assert body["error"] == "unauthorised" and "WWW-Authenticate" not in response.headers
         else:
-            assert scheme is None, (path, scheme)
+            assert documented == [], (path, documented)
             assert response.status_code not in (401, 403), path
     assert seen_roles == set(ROLE_SCHEMES.values())
+    assert alternatives == 5  # the operator endpoints
 
 
 def test_admin_departments_and_types(client: FlaskClient, keys: dict[str, str], spec: dict[str, Any],
@@ -1227,3 +1321,356 @@ def test_every_certificate_reason_matches_the_result_schema(tmp_path: Path, regi
     assert early.status_age == -200  # documented as possibly negative
     assert {Reason.REVOKED, Reason.SUSPENDED, Reason.STATUS_STALE, Reason.STATUS_UNKNOWN, Reason.CERTIFICATE_EXPIRED,
             Reason.NOT_ENTITLED} <= set(ages)
+
+
+# -- transit: real responses ----------------------------------------------------------------------------------------
+def gate_key(app: Flask, operator: str) -> str:
+    """A device key of a gate of *operator*."""
+    with app.extensions["citycode"].db.session() as session:
+        return add_api_client(session, f"Gate of {operator}", "device", operator=operator)[1]
+
+
+def gate_record(operator: str = OPERATOR, **overrides: Any) -> dict[str, Any]:
+    """A record as sdk/gate.py makes it: an accepted ride code at a metro entry, now."""
+    record = {"record_id": uuid.uuid4().hex, "gate_id": "g-101-1", "operator": operator, "scene": "metro-gate",
+              "station": "101", "line": None, "direction": "in", "at": time.time(), "accepted": True, "reason": "ok",
+              "kind": "ride", "account": "abcdefghijklmnop", "card_type": "adult", "fare_limit": 2000,
+              "credential_id": "00112233aabbccdd", "code_id": "ab" * 16, "entitlement": None, "online": False}
+    record.update(overrides)
+    return record
+
+
+def test_the_ride_phone_through_the_api(app: Flask, keys: dict[str, str], spec: dict[str, Any], registry: Registry,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phone registers a real P-256 key with a proof, its codes are verified online and by a gate, it is renewed,
+    removed; the resident's identity frozen; every answer against the document."""
+    services = app.extensions["citycode"]
+    client = app.test_client()
+    with services.db.session() as session:
+        pids = [r.pid for r in list_residents(session)]
+    student, elder = pids[2], pids[0]
+    phone_client = signed_in(app, student)
+    path = "/api/v1/me/ride"
+    body = check(spec, registry, phone_client.get(path), path, "GET", status=200)
+    assert body["card_type"] == "student" and body["devices"] == [] and body["code_validity"] == 60
+    account = body["account"]
+
+    devices = "/api/v1/me/ride/devices"
+    phone = BrowserPhone()
+    response = phone_client.post(devices, json={"public_key": phone.public_raw, "proof": "AA"})
+    assert check(spec, registry, response, devices, "POST", status=400)["error"] == "no_challenge"
+    response = phone_client.post("/api/v1/me/ride/challenge")
+    challenge = check(spec, registry, response, "/api/v1/me/ride/challenge", "POST", status=201)["challenge"]
+    for sent, error in (  # in this order: the key and the body are checked before the challenge is used up
+        ({"public_key": "bm90IGEgcG9pbnQgb24gYW55IGN1cnZlIGF0IGFsbCwgbm90IGF0IGFsbA", "proof": "AA"}, "invalid_key"),
+        ({"public_key": 42, "proof": "AA"}, "invalid_key"),
+        ({"public_key": phone.public_raw}, "invalid_body"),
+        ({"public_key": phone.public_raw, "proof": "AA", "label": "x" * 101}, "invalid_body"),
+        ({"public_key": phone.public_raw, "proof": "AA", "admin": True}, "invalid_body"),
+        ({"public_key": phone.public_raw, "proof": "AA", "label": "a\x00b"}, "invalid_body"),
+        ("{", "invalid_json"),
+        ({"public_key": phone.public_raw, "proof": BrowserPhone().proof(challenge)}, "bad_proof"),
+        ({"public_key": phone.public_raw, "proof": phone.proof(challenge)}, "no_challenge"),  # used up
+    ):
+        response = call(phone_client, None, "POST", devices, sent)
+        assert check(spec, registry, response, devices, "POST", status=400)["error"] == error, sent
+    response = phone_client.post(devices, data="{}", content_type="text/plain")
+    assert check(spec, registry, response, devices, "POST", status=415)["error"] == "unsupported_media_type"
+    validator(registry, "/components/schemas/DeviceRegistration").validate(
+        {"public_key": phone.public_raw, "proof": phone.proof(challenge), "label": "my phone"})
+    credential = check(spec, registry, phone.register(phone_client), devices, "POST", status=201)
+    assert credential["device_id"] == phone.device_id and credential["code_validity"] == 60
+
+    # its codes, online and at an offline gate
+    verify = "/api/v1/verify"
+    result = check(spec, registry, client.post(verify, json={"code": phone.code(), "scene": "metro-gate"}), verify,
+                   "POST", status=200)
+    assert result["accepted"] is True and result["kind"] == "ride" and result["subject"] == account != student
+    assert result["card_type"] == "student" and result["fare_limit"] == 2000 and result["issuer"] == "city-transit"
+    assert result["credential_id"] == phone.device_id and result["credential_expires_at"] == credential["expires_at"]
+    assert type(result["status_age"]) is int and result["cert_id"] is None
+    code = phone.code()
+    for scene, reason in (("bus", "ok"), ("bus", "replayed"), ("service-window", "wrong_kind")):
+        result = check(spec, registry, client.post(verify, json={"code": code, "scene": scene}), verify, "POST",
+                       status=200)
+        assert result["reason"] == reason and result["card_type"] == "student", (scene, result)
+    bare = "CC1:" + base45.b45encode(b64u_decode(credential["credential"]))
+    result = check(spec, registry, client.post(verify, json={"code": bare}), verify, "POST", status=200)
+    assert result["reason"] == "wrong_kind" and result["kind"] == "ridecred" and result["card_type"] is None
+    gate = gate_verifier(client)
+    schema = validator(registry, "/components/schemas/VerifyResult")
+    elderly_only = Scene("elderly-bus", frozenset({"ride"}), single_use=True, card_types=frozenset({"elderly"}))
+    later = credential["expires_at"] + 3600.0
+    for expected, outcome in ((Reason.OK, gate.verify(phone.code(), SCENES["metro-gate"])),
+                              (Reason.CARD_NOT_ACCEPTED, gate.verify(phone.code(), elderly_only)),
+                              (Reason.CODE_STALE, gate.verify(phone.code(), at=time.time() + 600)),
+                              (Reason.CREDENTIAL_EXPIRED, gate.verify(phone.code(at=later), at=later))):
+        assert outcome.reason is expected, outcome
+        assert outcome.card_type == "student" and (outcome.status_age is None) == (expected is not Reason.OK)
+        schema.validate(json.loads(json.dumps(outcome.to_dict())))
+
+    body = check(spec, registry, phone_client.get(path), path, "GET", status=200)
+    assert [(d["id"], d["status"]) for d in body["devices"]] == [(phone.device_id, "valid")]
+    kept, third, fourth = BrowserPhone(), BrowserPhone(), BrowserPhone()
+    for extra in (kept, third):
+        check(spec, registry, extra.register(phone_client), devices, "POST", status=201)
+    assert check(spec, registry, fourth.register(phone_client), devices, "POST", status=409)["error"] == \
+        "too_many_devices"
+    elder_client = signed_in(app, elder)
+    assert check(spec, registry, phone.register(elder_client), devices, "POST", status=409)["error"] == "key_in_use"
+
+    # renewal and removal
+    renew = "/api/v1/me/ride/devices/{device_id}/credential"
+    url = f"/api/v1/me/ride/devices/{phone.device_id}/credential"
+
+    def proof(by: BrowserPhone) -> str:
+        """A proof by *by* over a fresh challenge of the session."""
+        return by.proof(phone_client.post("/api/v1/me/ride/challenge").get_json()["challenge"])
+
+    body = check(spec, registry, phone_client.post(url, json={"proof": proof(phone)}), renew, "POST", status=200)
+    assert body["device_id"] == phone.device_id and body["expires_at"] >= credential["expires_at"]
+    response = phone_client.post(url, json={"proof": proof(fourth)})  # another key: uses the challenge up
+    assert check(spec, registry, response, renew, "POST", status=400)["error"] == "bad_proof"
+    proof(phone)
+    for target, sent, status, error in (  # the device is checked before the challenge, the body before both
+        ("/api/v1/me/ride/devices/0123456789abcdef/credential", {"proof": "AA"}, 404, "not_found"),
+        (url, {"proof": "AA", "label": "x"}, 400, "invalid_body"),
+        (url, "[1]", 400, "invalid_body"),
+        (url, "{", 400, "invalid_json"),
+        (url, {"proof": "AA"}, 400, "bad_proof"),
+        (url, {"proof": phone.proof("AAAA")}, 400, "no_challenge"),
+    ):
+        response = call(phone_client, None, "POST", target, sent)
+        assert check(spec, registry, response, renew, "POST", status=status)["error"] == error, sent
+    remove = "/api/v1/me/ride/devices/{device_id}"
+    for _ in range(2):  # removing a removed phone answers the same
+        body = check(spec, registry, phone_client.delete(f"/api/v1/me/ride/devices/{phone.device_id}"), remove,
+                     "DELETE", status=200)
+        assert body == {"id": phone.device_id, "status": "revoked"}
+    response = phone_client.delete("/api/v1/me/ride/devices/0123456789abcdef")
+    assert check(spec, registry, response, remove, "DELETE", status=404)["error"] == "not_found"
+    response = phone_client.post(url, json={"proof": proof(phone)})
+    assert check(spec, registry, response, renew, "POST", status=409)["error"] == "device_revoked"
+
+    # gates learn it from the platform's status list
+    status = "/api/v1/status/{department}"
+    token = check(spec, registry, client.get("/api/v1/status/city-transit"), status, "GET", status=200)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    validator(registry, "/components/schemas/StatusListClaims").validate(claims)
+    assert claims["iss"] == "city-transit" and claims["sub"].endswith("/api/v1/status/city-transit")
+    outcome = gate_verifier(client).verify(phone.code(), SCENES["bus"])
+    assert outcome.reason is Reason.REVOKED
+    schema.validate(json.loads(json.dumps(outcome.to_dict())))
+
+    # a frozen identity: the resident endpoints refuse, gates refuse every phone (suspended)
+    with services.db.session() as session:
+        get_resident(session, student).frozen = True
+    for method, target, documented in (
+        ("GET", path, path), ("POST", "/api/v1/me/ride/challenge", "/api/v1/me/ride/challenge"),
+        ("POST", devices, devices), ("POST", url, renew), ("GET", "/api/v1/me/trips", "/api/v1/me/trips"),
+        ("DELETE", f"/api/v1/me/ride/devices/{kept.device_id}", remove),
+    ):
+        response = call(phone_client, None, method, target, {"proof": "AA"} if method == "POST" else None)
+        assert check(spec, registry, response, documented, method, status=403)["error"] == "frozen", target
+    outcome = gate_verifier(client).verify(kept.code(), SCENES["bus"])
+    assert outcome.reason is Reason.SUSPENDED and outcome.status_age is not None
+    schema.validate(json.loads(json.dumps(outcome.to_dict())))
+    with services.db.session() as session:
+        get_resident(session, student).frozen = False
+
+    # the platform cannot register: its status list is full, or no free id after five tries
+    settings = services.settings
+    services.settings = dataclasses.replace(settings, status_list_size=1)
+    try:
+        response = BrowserPhone().register(elder_client)
+    finally:
+        services.settings = settings
+    assert check(spec, registry, response, devices, "POST", status=503)["error"] == "status_list_full"
+    late = BrowserPhone()
+    challenge = elder_client.post("/api/v1/me/ride/challenge").get_json()["challenge"]
+    with monkeypatch.context() as patched:
+        patched.setattr(codeservice.transit.secrets, "token_hex", lambda nbytes=None: kept.device_id)
+        response = elder_client.post(devices, json={"public_key": late.public_raw, "proof": late.proof(challenge)})
+    assert check(spec, registry, response, devices, "POST", status=503)["error"] == "busy"
+
+
+def test_gates_through_the_api(app: Flask, keys: dict[str, str], spec: dict[str, Any], registry: Registry) -> None:
+    client = app.test_client()
+    path = "/api/v1/gate/setup"
+    metro, bus, site = keys["gate"], gate_key(app, "qd-bus"), gate_key(app, "laoshan")
+    body = check(spec, registry, call(client, metro, "GET", f"{path}?station=101"), path, "GET", status=200)
+    assert body == {"operator": OPERATOR, "kind": "metro", "station": "101", "line": None, "fares": {},
+                    "daily_capacity": None}
+    body = check(spec, registry, call(client, bus, "GET", f"{path}?line=301"), path, "GET", status=200)
+    assert body["fares"] == {"adult": 300, "student": 150, "elderly": 0, "disabled": 0}
+    body = check(spec, registry, call(client, site, "GET", f"{path}?station=taiqing"), path, "GET", status=200)
+    assert body["daily_capacity"] == 20000 and body["fares"]["adult"] == 9000
+    for key, query, status, error in (
+        (metro, "", 400, "invalid_query"), (metro, "?station=", 400, "invalid_query"),
+        (metro, "?station=" + "1" * 65, 400, "invalid_query"), (bus, "?station=101", 400, "invalid_query"),
+        (metro, "?station=999", 404, "unknown_station"), (site, "?station=nowhere", 404, "unknown_site"),
+        (keys["device"], "?station=101", 403, "forbidden"),  # a kiosk of an office is no gate
+    ):
+        response = call(client, key, "GET", path + query)
+        assert check(spec, registry, response, path, "GET", status=status)["error"] == error, query
+
+    path = "/api/v1/gate/records"
+    upload = validator(registry, "/components/schemas/GateRecordUpload")
+    good = [gate_record(), gate_record(direction="out", station="206"), gate_record(kind="id", account=None)]
+    bad = [gate_record(operator="qd-bus"), gate_record(record_id="short"), gate_record(reason="passback"),
+           gate_record(at="yesterday"), gate_record(card_type="vip")]
+    for record in good:
+        upload.validate(record)
+    for record in bad[1:]:  # the operator is the gate's, which the document cannot know
+        assert not upload.is_valid(record), record
+    body = check(spec, registry, call(client, metro, "POST", path, {"records": good + bad}), path, "POST", status=200)
+    assert body["stored"] == [r["record_id"] for r in good] and body["duplicates"] == []
+    assert [r["error"].split(":")[0] for r in body["rejected"]] == ["wrong_operator"] + ["invalid_record"] * 4
+    body = check(spec, registry, call(client, metro, "POST", path, {"records": good[:2]}), path, "POST", status=200)
+    assert body == {"stored": [], "duplicates": [r["record_id"] for r in good[:2]], "rejected": []}
+    body = check(spec, registry, call(client, gate_key(app, OPERATOR), "POST", path, {"records": good[:1]}), path,
+                 "POST", status=200)
+    assert body["rejected"][0]["error"].startswith("record_id_conflict: ")
+    # bodies above the usual 65536 bytes are taken here, up to 1048576
+    many = [gate_record(note="x" * 500) for _ in range(300)]
+    body = check(spec, registry, call(client, metro, "POST", path, {"records": many}), path, "POST", status=200)
+    assert len(body["stored"]) == 300
+    for key, sent, status, error in (
+        (metro, {"records": 5}, 400, "invalid_body"), (metro, {"records": [], "more": 1}, 400, "invalid_body"),
+        (metro, "[]", 400, "invalid_body"), (metro, {"records": [gate_record() for _ in range(501)]}, 400,
+                                             "invalid_body"),
+        (metro, "{", 400, "invalid_json"), (metro, {"records": [], "pad": "x" * 1024 * 1024}, 413, "body_too_large"),
+        (keys["device"], {"records": []}, 403, "forbidden"),
+    ):
+        response = call(client, key, "POST", path, sent)
+        assert check(spec, registry, response, path, "POST", status=status)["error"] == error, str(sent)[:80]
+    response = client.post(path, data="{}", content_type="text/plain", headers=bearer(metro))
+    assert check(spec, registry, response, path, "POST", status=415)["error"] == "unsupported_media_type"
+
+
+def test_operators_records_and_clearing_through_the_api(app: Flask, keys: dict[str, str], spec: dict[str, Any],
+                                                         registry: Registry) -> None:
+    client = app.test_client()
+    admin, staff = keys["admin"], keys["operator"]
+    request = validator(registry, "/components/schemas/OperatorRequest")
+    for demo in DEMO_OPERATORS:
+        request.validate(demo)
+    path = "/api/v1/admin/operators"
+    sent = {"id": "jiaozhou-bus", "name": "Jiaozhou Bus", "kind": "bus",
+            "fares": {"lines": {"801": 200}, "default": 200}, "discounts": {"student": 50}}
+    request.validate(sent)
+    response = call(client, admin, "POST", path, sent)
+    assert check(spec, registry, response, path, "POST", status=201) == sent
+    assert response.headers["Location"] == "/api/v1/operators/jiaozhou-bus"
+    for wrong, status, error in (
+        (sent, 409, "exists"),
+        ({**sent, "id": "X-bus"}, 400, "invalid_operator"),
+        ({**sent, "id": "x-bus", "name": "  "}, 400, "invalid_operator"),
+        ({**sent, "id": "x-bus", "kind": "tram"}, 400, "invalid_fares"),
+        ({**sent, "id": "x-bus", "fares": {"lines": {"801": 1.5}, "default": 200}}, 400, "invalid_fares"),
+        ({**sent, "id": "x-bus", "fares": {"lines": {}, "default": 200}}, 400, "invalid_fares"),
+        ({**sent, "id": "x-bus", "discounts": {"student": 150}}, 400, "invalid_fares"),
+        ({**sent, "id": "x-bus", "kind": "metro"}, 400, "invalid_fares"),
+        ({**sent, "id": "x-bus", "colour": "red"}, 400, "invalid_body"),
+        ({**sent, "id": "x-bus", "name": "a\x00b"}, 400, "invalid_body"),
+        ("{", 400, "invalid_json"),
+    ):
+        response = call(client, admin, "POST", path, wrong)
+        assert check(spec, registry, response, path, "POST", status=status)["error"] == error, wrong
+        if isinstance(wrong, dict) and error != "exists" and "\x00" not in wrong["name"]:  # NUL: said in words
+            assert not request.is_valid(wrong), wrong  # the document refuses what the code refuses
+    response = client.post(path, data=json.dumps(sent), content_type="text/plain", headers=bearer(admin))
+    assert check(spec, registry, response, path, "POST", status=415)["error"] == "unsupported_media_type"
+
+    path = "/api/v1/operators/{operator_id}"
+    body = check(spec, registry, call(client, staff, "GET", f"/api/v1/operators/{OPERATOR}"), path, "GET", status=200)
+    assert body["kind"] == "metro" and body["fares"]["max_fare"] == 700
+    for operator in ("qd-metro", "qd-bus", "laoshan", "jiaozhou-bus"):
+        check(spec, registry, call(client, admin, "GET", f"/api/v1/operators/{operator}"), path, "GET", status=200)
+    body = check(spec, registry, call(client, staff, "GET", "/api/v1/operators/qd-bus"), path, "GET", status=403)
+    assert body == {"error": "forbidden", "message": "an operator key reaches only its own operator"}
+    body = check(spec, registry, call(client, admin, "GET", "/api/v1/operators/nobody"), path, "GET", status=404)
+    assert body["error"] == "not_found"
+
+    # a day of records
+    yesterday = yesterday_noon()
+    day = service_day(yesterday)
+    taps = [
+        gate_record(account="aaaaaaaaaaaaaaaa", station="101", direction="in", at=yesterday),
+        gate_record(account="aaaaaaaaaaaaaaaa", station="206", direction="out", at=yesterday + 900),
+        gate_record(account="bbbbbbbbbbbbbbbb", card_type="student", station="102", at=yesterday + 60),
+        gate_record(account="dddddddddddddddd", accepted=False, reason="passback", at=yesterday + 30),
+    ]
+    assert len(call(client, keys["gate"], "POST", "/api/v1/gate/records", {"records": taps}).get_json()["stored"]) == 4
+    path = "/api/v1/operators/{operator_id}/records"
+    url = f"/api/v1/operators/{OPERATOR}/records?day={day}"
+    first = check(spec, registry, call(client, staff, "GET", f"{url}&limit=3"), path, "GET", status=200)
+    assert len(first["records"]) == 3 and first["next"] == first["records"][-1]["record_id"]
+    rest = check(spec, registry, call(client, admin, "GET", f"{url}&after={first['next']}"), path, "GET", status=200)
+    assert rest["next"] is None and len(rest["records"]) == 1
+    assert sorted(r["record_id"] for r in first["records"] + rest["records"]) == sorted(r["record_id"] for r in taps)
+    for key, target, status, error in (
+        (staff, f"/api/v1/operators/{OPERATOR}/records", 400, "invalid_day"),
+        (staff, f"/api/v1/operators/{OPERATOR}/records?day=monday", 400, "invalid_day"),
+        (staff, f"{url}&limit=0", 400, "invalid_query"), (staff, f"{url}&limit=1001", 400, "invalid_query"),
+        (staff, f"{url}&limit=%EF%BC%95", 400, "invalid_query"),
+        (staff, f"{url}&after=XYZ", 400, "invalid_query"),
+        (staff, f"/api/v1/operators/qd-bus/records?day={day}", 403, "forbidden"),
+        (admin, f"/api/v1/operators/nobody/records?day={day}", 404, "not_found"),
+    ):
+        response = call(client, key, "GET", target)
+        assert check(spec, registry, response, path, "GET", status=status)["error"] == error, target
+
+    # clearing, its statement and its trips
+    path = "/api/v1/operators/{operator_id}/clearing/{day}"
+    csv_path = path + "/trips.csv"
+    url = f"/api/v1/operators/{OPERATOR}/clearing/{day}"
+    for target, documented in ((url, path), (f"{url}/trips.csv", csv_path)):
+        response = call(client, staff, "GET", target)
+        assert check(spec, registry, response, documented, "GET", status=404)["error"] == "not_cleared"
+    statement = check(spec, registry, call(client, staff, "POST", url), path, "POST", status=200)
+    assert statement["by_status"] == {"paired": 1, "unpaired_entry": 1} and statement["records"] == 3
+    assert statement["charged_total"] == statement["due_to_operator"] == 400 + 350
+    assert check(spec, registry, call(client, admin, "GET", url), path, "GET", status=200) == statement
+    response = call(client, staff, "GET", f"{url}/trips.csv")
+    text = check(spec, registry, response, csv_path, "GET", status=200)
+    assert hashlib.sha256(text.encode()).hexdigest() == statement["digest"]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == statement["trips"] and sum(int(r["charged_cents"]) for r in rows) == 750
+    assert {r["status"] for r in rows} <= set(spec["components"]["schemas"]["TripStatus"]["enum"])
+    today = service_day(time.time())
+    for key, method, target, documented, status, error in (
+        (staff, "POST", f"/api/v1/operators/{OPERATOR}/clearing/{today}", path, 409, "day_not_over"),
+        (staff, "POST", f"/api/v1/operators/{OPERATOR}/clearing/2026-13-01", path, 400, "invalid_day"),
+        (staff, "GET", f"/api/v1/operators/{OPERATOR}/clearing/2026-W01-1", path, 400, "invalid_day"),
+        (staff, "GET", f"/api/v1/operators/{OPERATOR}/clearing/yesterday/trips.csv", csv_path, 400, "invalid_day"),
+        (staff, "POST", f"/api/v1/operators/qd-bus/clearing/{day}", path, 403, "forbidden"),
+        (staff, "GET", f"/api/v1/operators/qd-bus/clearing/{day}/trips.csv", csv_path, 403, "forbidden"),
+        (admin, "POST", f"/api/v1/operators/nobody/clearing/{day}", path, 404, "not_found"),
+        (admin, "GET", f"/api/v1/operators/nobody/clearing/{day}", path, 404, "not_found"),
+        (admin, "GET", f"/api/v1/operators/nobody/clearing/{day}/trips.csv", csv_path, 404, "not_found"),
+    ):
+        response = call(client, key, method, target)
+        assert check(spec, registry, response, documented, method, status=status)["error"] == error, target
+
+
+def test_my_trips_through_the_api(app: Flask, keys: dict[str, str], spec: dict[str, Any], registry: Registry) -> None:
+    client = app.test_client()
+    with app.extensions["citycode"].db.session() as session:
+        pid = list_residents(session)[2].pid
+    phone_client = signed_in(app, pid)
+    path = "/api/v1/me/trips"
+    body = check(spec, registry, phone_client.get(path), path, "GET", status=200)
+    assert body["trips"] == [] and body["charged_total"] == 0 and body["account"] is not None
+    account = body["account"]
+    yesterday = yesterday_noon()
+    call(client, gate_key(app, "qd-bus"), "POST", "/api/v1/gate/records", {"records": [
+        gate_record("qd-bus", scene="bus", station=None, line="301", direction=None, account=account,
+                    card_type="student", at=yesterday),
+        gate_record("qd-bus", scene="bus", station=None, line="1", direction=None, kind="id", account=pid,
+                    card_type=None, fare_limit=None, credential_id=None, at=yesterday + 60),
+    ]})
+    call(client, keys["admin"], "POST", f"/api/v1/operators/qd-bus/clearing/{service_day(yesterday)}")
+    body = check(spec, registry, phone_client.get(path), path, "GET", status=200)
+    assert body["account"] == account and body["charged_total"] == 150 + 100  # the identity code is billed too
+    assert [(t["line"], t["status"], t["charged"]) for t in body["trips"]] == [("1", "ride", 100), ("301", "ride", 150)]

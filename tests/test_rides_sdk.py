@@ -231,6 +231,17 @@ def test_ride_code_at_a_scene_that_takes_identity_codes_only_is_wrong_kind(ring,
     assert verifier.verify(code, WINDOW, at=T0).reason is Reason.WRONG_KIND
 
 
+def test_a_credential_shown_without_its_ride_code_is_never_accepted(ring, trust, verifier, device):
+    """Gates see credentials inside ride codes; without the device signature one must not pass as a code,
+    not even with no scene or at a scene that lists the kind."""
+    bare = "CC1:" + base45.b45encode(credential(ring, device))
+    anything = Scene("anything", frozenset({"id", "cert", "ride", "ridecred"}), single_use=False)
+    for scene in (None, anything):
+        result = verifier.verify(bare, scene, at=T0)
+        assert not result.accepted and result.reason is Reason.WRONG_KIND, result
+        assert result.kind == "ridecred" and "not a code by itself" in result.detail
+
+
 def test_card_type_the_scene_does_not_take_is_card_not_accepted(ring, verifier, device):
     elderly_only = Scene("elderly-bus", frozenset({"ride"}), single_use=True, card_types=frozenset({"elderly"}))
     adult = make_ride_code(device, credential(ring, device, card="adult"), now=T0)

@@ -99,6 +99,9 @@ def test_phone_registers_its_key_and_its_codes_open_an_offline_gate(app, client)
     assert result.subject != student  # the gate sees the transit account, never the pid
     devices = client.get("/api/v1/me/ride").json["devices"]
     assert [(d["id"], d["label"], d["status"]) for d in devices] == [(phone.device_id, "my phone", "valid")]
+    # times in UTC with their offset, on SQLite as on PostgreSQL
+    until = dt.datetime.fromisoformat(devices[0]["authorised_until"])
+    assert until.utcoffset() == dt.timedelta(0) and until.timestamp() == body["expires_at"]
 
 
 def test_registration_needs_a_fresh_challenge_signed_by_the_key(app, client):
@@ -132,8 +135,12 @@ def test_bad_registration_bodies_get_400_with_a_reason(app, client, body, error)
 
 def test_ride_endpoints_need_a_signed_in_resident_who_is_not_frozen(app, client):
     for method, path in (("get", "/api/v1/me/ride"), ("post", "/api/v1/me/ride/challenge"),
-                         ("get", "/api/v1/me/trips")):
+                         ("get", "/api/v1/me/trips"), ("delete", "/api/v1/me/ride/devices/0123456789abcdef")):
         assert getattr(client, method)(path).status_code == 401
+    # the session is checked before the body, as at every resident endpoint
+    for path in ("/api/v1/me/ride/devices", "/api/v1/me/ride/devices/0123456789abcdef/credential"):
+        assert client.post(path).json["error"] == "unauthorised"
+        assert client.post(path, json={"x": 1}).json["error"] == "unauthorised"
     pid = residents(app)[1]
     sign_in(client, pid)
     with app.extensions["citycode"].db.session() as s:
@@ -229,14 +236,18 @@ def test_bad_records_are_rejected_one_by_one_and_the_good_ones_stored(app, clien
         _record(direction="sideways"), _record(card_type="vip"), _record(code_id="XYZ"), _record(gate_id=""),
         _record(station="s" * 65), _record(kind="ticket"), _record(accepted="yes"), _record(record_id="short"),
         _record(station="a\x00b"),
+        # not text where text belongs (these were a 500), and ids with a trailing newline
+        _record(reason=[]), _record(kind={}), _record(card_type=["adult"]), _record(gate_id="g-1\n"),
+        _record(record_id="a" * 31 + "\n"), _record(code_id="ab\n"),
     ]
     response = upload(client, key, [good, *bad, "not an object"])
     assert response.status_code == 200
     assert response.json["stored"] == [good["record_id"]]
     errors = {r["record_id"]: r["error"] for r in response.json["rejected"]}
     assert len(response.json["rejected"]) == len(bad) + 1
-    assert errors[bad[0]["record_id"]].startswith("wrong_operator")
-    assert all(e for e in errors.values())
+    assert errors[bad[0]["record_id"]].startswith("wrong_operator: ")
+    # every refusal is "reason: message"
+    assert all(e.startswith("invalid_record: ") for e in list(errors.values())[1:]), errors
 
 
 def test_a_record_id_another_gate_used_is_refused_not_acknowledged(app, client):
@@ -416,4 +427,39 @@ def test_day_and_query_errors_get_400(app, client):
     day = dt.date.today().isoformat()
     assert client.get(f"/api/v1/operators/qd-metro/records?day={day}&limit=0",
                       headers=bearer(admin)).status_code == 400
+    # a limit is ASCII digits, as at every endpoint with a limit
+    for limit in ("%EF%BC%95", "+5", "5_0", "%205", "0x10", ""):
+        response = client.get(f"/api/v1/operators/qd-metro/records?day={day}&limit={limit}", headers=bearer(admin))
+        assert (response.status_code, response.json["error"]) == (400, "invalid_query"), limit
+    assert client.get(f"/api/v1/operators/qd-metro/records?day={day}&limit=0005",
+                      headers=bearer(admin)).status_code == 200
     assert client.get("/api/v1/operators/nobody", headers=bearer(admin)).status_code == 404
+    # only YYYY-MM-DD: a week date, another ISO 8601 form Python reads (as 2025-12-29), is not a day of the API
+    week = "2026-W01-1"
+    for method, path in (("get", f"/api/v1/operators/qd-metro/records?day={week}"),
+                         ("post", f"/api/v1/operators/qd-metro/clearing/{week}"),
+                         ("get", f"/api/v1/operators/qd-metro/clearing/{week}"),
+                         ("get", f"/api/v1/operators/qd-metro/clearing/{week}/trips.csv")):
+        response = getattr(client, method)(path, headers=bearer(admin))
+        assert (response.status_code, response.json["error"]) == (400, "invalid_day"), (path, response.json)
+
+
+def test_nul_characters_in_a_path_or_query_are_answered_not_a_500(app, client):
+    """PostgreSQL cannot compare text with a NUL character: such ids are unknown before any query."""
+    admin = client_key(app, "admin")
+    day = service_day(time.time() - 86400)
+    for method, path, status in (
+        ("get", "/api/v1/operators/qd%00metro", 404),
+        ("get", f"/api/v1/operators/qd%00metro/records?day={day}", 404),
+        ("get", f"/api/v1/operators/qd-metro/records?day={day}&after=a%00b", 400),
+        ("post", f"/api/v1/operators/qd%00metro/clearing/{day}", 404),
+        ("get", f"/api/v1/operators/qd%00metro/clearing/{day}", 404),
+        ("get", f"/api/v1/operators/qd%00metro/clearing/{day}/trips.csv", 404),
+        ("get", "/api/v1/status/city%00transit", 404),
+    ):
+        response = getattr(client, method)(path, headers=bearer(admin))
+        assert response.status_code == status, (path, response.json)
+    sign_in(client, residents(app)[0])
+    assert client.delete("/api/v1/me/ride/devices/ab%00cd").status_code == 404
+    client.post("/api/v1/me/ride/challenge")
+    assert client.post("/api/v1/me/ride/devices/ab%00cd/credential", json={"proof": "AA"}).status_code == 404
