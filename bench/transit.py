@@ -30,6 +30,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -110,6 +111,7 @@ class Environment:
         with self.admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)'))
         self.admin.dispose()
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def start_server(self) -> str:
         with socket.socket() as s:
