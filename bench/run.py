@@ -10,7 +10,10 @@ d. the QR version and length of an identity code;
 e. certificate show codes: verification with the status lookup (scene ``inspection``) against one raw
    ECDSA P-256 verify, and the QR version of an elderly card and of a business licence showing four fields;
 f. Token Status Lists of 1,000,000 and 10,000,000 entries (2 bits, 1% revoked at random indices): sizes,
-   the time to load and verify one in the SDK, and the time to look up one status.
+   the time to load and verify one in the SDK, and the time to look up one status;
+g. ride codes: verification (credential signature, device signature, status lookup, replay guard) against
+   two raw ECDSA P-256 verifies, for a phone whose device key is already decompressed (cached) and for a new
+   phone each code (cold); and the QR version and length of a ride code.
 
 Timings use ``time.perf_counter``; each figure is the median over rounds, and the measurements
 compared with each other are interleaved round by round (alternating order) so that machine
@@ -33,7 +36,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,14 +53,17 @@ from issuers import render
 from issuers.certificates import issue_show_code
 from issuers.codes import issue_code
 from issuers.keyring import IssuerInfo, Keyring, Signer
+from issuers.rides import issue_credential, make_ride_code
 from issuers.statuslist import BITS as STATUS_BITS
 from issuers.statuslist import sign_status_list
 from issuers.trustlist import sign_trust_list
-from sdk import PREFIX, Reason, TrustList, Verifier, base45, load_anchor, subject_to_text
+from sdk import PREFIX, MemoryReplayGuard, Reason, TrustList, Verifier, base45, load_anchor, subject_to_text
 from sdk.certid import CertificateId
-from sdk.cose import parse
+from sdk.claims import CLAIM_RIDE, RIDE_DEVICE_KEY
+from sdk.cose import loads_exact, parse
 from sdk.image import available_decoders, decode_image
 from sdk.keys import b64u_decode
+from sdk.ride import device_key, parse_ride_code
 from sdk.statuslist import INVALID, VALID, StatusCache, pack
 from verifiers.scenes import SCENES
 
@@ -89,6 +95,13 @@ BUSINESS_LICENCE_FIELDS: dict[str, str | int | bool] = {
     "company_name": "Harbour Noodle House Co., Ltd.", "legal_representative": "Wang Fang",
     "business_scope": "Catering; retail of food", "address": "18 Zhongshan Road, Shinan District",
 }
+TRANSIT = IssuerInfo("city-transit", "City Transit Account Platform", ("ridecred",))
+RIDE_SCENE = SCENES["metro-gate"]  # single-use: every verified ride code must be a fresh one
+#: The service's defaults (codeservice/config.py): status list size, credential lifetime, code validity, fare limit.
+RIDE_STATUS_SIZE = 131_072
+RIDE_CREDENTIAL_LIFETIME = 24 * 3600
+RIDE_CODE_VALIDITY = 60
+RIDE_FARE_LIMIT = 2000
 LIBRARIES = ("cryptography", "cbor2", "zxing-cpp", "pyzbar", "pillow", "qrcode", "numpy", "pyjwt", "citycode-sdk")
 
 
@@ -108,18 +121,22 @@ class Plan:
     status_sizes: tuple[int, ...]
     status_load_rounds: int
     lookup_calls: int
+    ride_calls: int
+    ride_cold_calls: int
 
 
 FULL = Plan(
     verify_rounds=15, verify_calls=2000, image_rounds=15, clean_calls=50, frame_calls=5, distorted_frames=50,
     issue_rounds=15, issue_calls=1000, render_calls=20,
     status_sizes=(1_000_000, 10_000_000), status_load_rounds=15, lookup_calls=100_000,
+    ride_calls=1000, ride_cold_calls=400,
 )
 #: --quick keeps the list sizes (building and loading them takes about 2 s) and repeats less.
 QUICK = Plan(
     verify_rounds=9, verify_calls=800, image_rounds=5, clean_calls=10, frame_calls=2, distorted_frames=20,
     issue_rounds=5, issue_calls=200, render_calls=4,
     status_sizes=(1_000_000, 10_000_000), status_load_rounds=5, lookup_calls=20_000,
+    ride_calls=400, ride_cold_calls=150,
 )
 
 
@@ -533,6 +550,203 @@ def bench_cert_qr(c: CertSetup) -> dict[str, Any]:
     return out
 
 
+# -- g. ride codes ----------------------------------------------------------------------------------
+@dataclass
+class RideSetup:
+    keyring: Keyring
+    trust: TrustList
+    status: StatusCache
+    statuses: dict[int, int]
+    #: The moment every ride code is made and verified at (codes live 60 s; the run takes longer).
+    now: int
+
+
+def make_ride_setup(home: Path) -> RideSetup:
+    now = int(time.time())
+    keyring = Keyring(home / "ride-keys")
+    keyring.initialise([TRANSIT], now=now - 86400)  # older than the credentials it certifies
+    trust = TrustList.load(sign_trust_list(keyring, validity=7 * 24 * 3600, now=now),
+                           load_anchor(keyring.anchor_public_pem()))
+    statuses = revoked_at_random(RIDE_STATUS_SIZE)
+    token = sign_status_list(keyring.signer(TRANSIT.id), statuses, size=RIDE_STATUS_SIZE,
+                             uri=f"https://city.example/status/{TRANSIT.id}", ttl=STATUS_TTL, validity=86400, now=now)
+    status = StatusCache()
+    status.load(token, trust, at=now)
+    return RideSetup(keyring=keyring, trust=trust, status=status, statuses=statuses, now=now)
+
+
+@dataclass
+class Phone:
+    """A phone as the service certifies it: a P-256 device key and its ride credential."""
+
+    key: ec.EllipticCurvePrivateKey
+    credential: bytes
+
+    def code(self, now: int) -> str:
+        return make_ride_code(self.key, self.credential, now=now)
+
+
+def new_phone(r: RideSetup, signer: Signer, *, index: int, card: str = "adult", fare_limit: int = RIDE_FARE_LIMIT,
+              validity: int = RIDE_CODE_VALIDITY, lifetime: int = RIDE_CREDENTIAL_LIFETIME) -> Phone:
+    key = ec.generate_private_key(ec.SECP256R1())
+    credential = issue_credential(
+        signer, account=os.urandom(10), device_key=key.public_key(), card_type=card, fare_limit=fare_limit,
+        status_index=index, validity=validity, lifetime=lifetime, credential_id=os.urandom(8), now=r.now - 600,
+    )
+    return Phone(key, credential)
+
+
+@dataclass(frozen=True)
+class RawRide:
+    """A ride code taken apart for the raw baseline: both DER signatures and Sig_structures, the credential's
+    key id, and the device key's compressed point and ready public key object."""
+
+    kid: bytes
+    credential_der: bytes
+    credential_data: bytes
+    point: bytes
+    device_public: ec.EllipticCurvePublicKey
+    code_der: bytes
+    code_data: bytes
+
+
+def _der(signature: bytes) -> bytes:
+    return encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+
+
+def raw_ride(code: str) -> RawRide:
+    outer = parse(base45.b45decode(code[len(PREFIX):]))
+    inner = parse(parse_ride_code(outer.payload).credential)
+    point = bytes(loads_exact(inner.payload)[CLAIM_RIDE][RIDE_DEVICE_KEY])
+    return RawRide(
+        kid=inner.kid, credential_der=_der(inner.signature), credential_data=inner.to_be_signed(), point=point,
+        device_public=ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point),
+        code_der=_der(outer.signature), code_data=outer.to_be_signed(),
+    )
+
+
+def _valid_indices(size: int, statuses: dict[int, int], rng: random.Random) -> Iterator[int]:
+    """Random indices whose status is valid (each phone's own, as the service allocates them)."""
+    while True:
+        index = rng.randrange(size)
+        if index not in statuses:
+            yield index
+
+
+def bench_ride_verify(r: RideSetup, plan: Plan) -> dict[str, Any]:
+    signer = r.keyring.signer(TRANSIT.id)
+    indices = _valid_indices(RIDE_STATUS_SIZE, r.statuses, random.Random(STATUS_SEED))
+    guard = MemoryReplayGuard(clock=lambda: r.now)
+    verifier = Verifier(r.trust, leeway=30, status=r.status, replay_guard=guard, clock=lambda: r.now + 5)
+    phone = new_phone(r, signer, index=next(indices))
+    first = phone.code(r.now)
+    result = verifier.verify(first, RIDE_SCENE)
+    if not result.accepted:
+        raise SystemExit(f"bench set-up: a fresh ride code was refused ({result.reason}: {result.detail})")
+    if verifier.verify(first, RIDE_SCENE).reason is not Reason.REPLAYED:
+        raise SystemExit("bench set-up: a ride code verified twice was not refused as replayed")
+    revoked = new_phone(r, signer, index=next(iter(r.statuses))).code(r.now)
+    if verifier.verify(revoked, RIDE_SCENE).reason is not Reason.REVOKED:
+        raise SystemExit("bench set-up: a ride code of a revoked device was not refused as revoked")
+
+    rounds, warm_calls, cold_calls = plan.verify_rounds, plan.ride_calls, plan.ride_cold_calls
+    # Every code is verified once (the scene is single-use): make them all before timing. interleaved() first
+    # warms each function with a tenth of a batch, then runs `rounds` batches.
+    warm_count = warm_calls // 10 + rounds * warm_calls
+    cold_count = cold_calls // 10 + rounds * cold_calls
+    started = time.perf_counter()
+    warm_codes = iter([phone.code(r.now) for _ in range(warm_count)])
+    cold_codes = iter([new_phone(r, signer, index=next(indices)).code(r.now) for _ in range(cold_count)])
+    made_s = time.perf_counter() - started
+    raw = raw_ride(first)
+    key = r.trust.get(raw.kid)
+    assert key is not None
+    issuer_public, device_public = key.public_key, raw.device_public
+    assert isinstance(issuer_public, ec.EllipticCurvePublicKey)
+    algorithm = ec.ECDSA(hashes.SHA256())
+    cred_der, cred_data, code_der, code_data, point = (raw.credential_der, raw.credential_data, raw.code_der,
+                                                       raw.code_data, raw.point)
+
+    def raw_two() -> None:
+        issuer_public.verify(cred_der, cred_data, algorithm)
+        device_public.verify(code_der, code_data, algorithm)
+
+    raw_two()  # raises if the baseline were not two valid signatures
+
+    before = device_key.cache_info()
+    guard_before = len(guard)
+    samples = interleaved(
+        {
+            "raw_two": raw_two,
+            "warm": lambda: verifier.verify(next(warm_codes), RIDE_SCENE),
+            "cold": lambda: verifier.verify(next(cold_codes), RIDE_SCENE),
+            "warm_no_scene": lambda: verifier.verify(first),
+            "decompress": lambda: ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point),
+        },
+        rounds=rounds,
+        calls={"raw_two": warm_calls, "warm": warm_calls, "cold": cold_calls, "warm_no_scene": warm_calls,
+               "decompress": warm_calls},
+    )
+    after = device_key.cache_info()
+    spent = len(guard) - guard_before
+    if spent != warm_count + cold_count or next(warm_codes, None) is not None or next(cold_codes, None) is not None:
+        raise SystemExit(f"bench: {warm_count + cold_count - spent} ride codes were refused while timed")
+    return {
+        "what": "Verifier.verify(ride code, scene metro-gate): parse, credential signature (trust list key), claims, "
+                "device key (compressed point, lru_cache), device signature, times, scene, status lookup in a "
+                f"{RIDE_STATUS_SIZE:,}-entry list, replay guard (memory); vs two raw ECDSA P-256 verifies of the "
+                "same two Sig_structures with ready key objects",
+        "scene": RIDE_SCENE.name,
+        "status_list_entries": RIDE_STATUS_SIZE,
+        "rounds": rounds,
+        "calls_per_round": {"warm": warm_calls, "cold": cold_calls},
+        "codes_made": warm_count + cold_count,
+        "codes_made_s": round(made_s, 1),
+        "raw_two_verifies_us": summary(samples["raw_two"], 1e-6),
+        "ride_verify_warm_us": summary(samples["warm"], 1e-6),
+        "ride_verify_cold_us": summary(samples["cold"], 1e-6),
+        "ride_verify_warm_no_scene_us": summary(samples["warm_no_scene"], 1e-6),
+        "decompress_point_us": summary(samples["decompress"], 1e-6),
+        "ratio_warm": ratio(samples["warm"], samples["raw_two"]),
+        "ratio_cold": ratio(samples["cold"], samples["raw_two"]),
+        "ratio_warm_no_scene": ratio(samples["warm_no_scene"], samples["raw_two"]),
+        "cold_over_warm": ratio(samples["cold"], samples["warm"]),
+        "device_key_cache": {"hits": after.hits - before.hits, "misses": after.misses - before.misses},
+        "signed_bytes": {"credential": len(cred_data), "code": len(code_data)},
+    }
+
+
+def bench_ride_qr(r: RideSetup) -> dict[str, Any]:
+    signer = r.keyring.signer(TRANSIT.id)
+    variants = {
+        # as the service makes it by default: adult card, 20 yuan limit, index drawn from 131,072 (5-byte CBOR
+        # above 65,535), code validity 60 s, credential 24 h
+        "service_default": new_phone(r, signer, index=SHOW_STATUS_INDEX),
+        # every value at the largest size the service allows (fare limit 1,000,000 cents, index from a
+        # 100,000,000-entry list, validity 300 s, credential 30 days): the largest ride code
+        "largest": new_phone(r, signer, index=99_999_999, card="disabled", fare_limit=1_000_000, validity=300,
+                             lifetime=30 * 86400),
+    }
+    out: dict[str, Any] = {
+        "what": "issuers.rides.make_ride_code (8-byte nonce) around issue_credential (8-byte credential id); "
+                "QR version from issuers.render.qr_version (alphanumeric, level M)",
+        "target_max_version": 13,
+    }
+    for name, phone in variants.items():
+        text = phone.code(r.now)
+        version = render.qr_version(text)
+        out[name] = {
+            "length_chars": len(text),
+            "cose_bytes": len(base45.b45decode(text[len(PREFIX):])),
+            "credential_bytes": len(phone.credential),
+            "alphanumeric": all(c in base45.ALPHABET for c in text),
+            "qr_version_at_M": version,
+            "qr_modules": 17 + 4 * version,
+            "within_target": version <= 13,
+        }
+    return out
+
+
 # -- machine ----------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
     versions: dict[str, str | None] = {}
@@ -583,6 +797,8 @@ def run(quick: bool) -> dict[str, Any]:
         certs = make_cert_setup(Path(home))
         doc["status_list"] = bench_status_lists(certs, plan)
         doc["certificate"] = {"verify": bench_cert_verify(certs, plan), "qr": bench_cert_qr(certs)}
+        rides = make_ride_setup(Path(home))
+        doc["ride"] = {"verify": bench_ride_verify(rides, plan), "qr": bench_ride_qr(rides)}
     doc["duration_s"] = round(time.perf_counter() - started, 1)
     return doc
 
