@@ -420,15 +420,24 @@ def ingest_records(session: Session, device: ApiClient, records: list[Any], now:
     return Ingested(stored=[r for r in rows if r in stored], duplicates=duplicates, rejected=rejected)
 
 
+_INSERT_NEW: dict[str, Any] = {}
+
+
 def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert the rows whose record id is not held yet; the ids actually inserted.
+
+    One statement for every batch size, executed with the rows as parameters (SQLAlchemy batches them into
+    multi-row INSERTs with RETURNING), so that its compiled form is cached instead of built per batch."""
     if not rows:
         return set()
-    table: Any = GateRecord.__table__
-    insert: Any = postgresql.insert(table) if session.bind is not None and \
-        session.bind.dialect.name == "postgresql" else sqlite.insert(table)
-    statement = insert.values(rows).on_conflict_do_nothing(index_elements=["record_id"]).returning(
-        table.c.record_id)
-    return set(session.scalars(statement))
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    statement = _INSERT_NEW.get(dialect)
+    if statement is None:
+        table: Any = GateRecord.__table__
+        insert: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+        statement = _INSERT_NEW[dialect] = insert.on_conflict_do_nothing(index_elements=["record_id"]).returning(
+            table.c.record_id)
+    return set(session.scalars(statement, rows))
 
 
 def _resolve_identity_codes(session: Session, rows: Iterable[dict[str, Any]]) -> None:
