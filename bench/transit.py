@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench.http import Client
 from codeservice.certificates import add_api_client
@@ -54,6 +55,7 @@ from codeservice.demo import DEMO_OPERATORS
 from codeservice.models import GateRecord
 from codeservice.services import Services
 from codeservice.transit import _record_row
+from issuers.rides import issue_credential, make_ride_code
 from issuers.trustlist import sign_trust_list
 from sdk import Reason, TrustList, Verifier, load_anchor
 from sdk.claims import CARD_TYPE_IDS, subject_to_text
@@ -150,10 +152,15 @@ class Environment:
 
 
 # -- a. upload ----------------------------------------------------------------------------------------------
+PHONES = 200
+
+
 def make_gates(env: Environment, count: int) -> list[Gate]:
-    """Bus readers of qd-bus, each with a real (throw-away) store; only their record format is used."""
+    """Bus readers of qd-bus, each with a real (throw-away) store; only their record format is used. The
+    transit platform's key is made as of a day ago, so that the bench's credentials may be hours old."""
     assert env.services is not None
     keyring = env.services.keyring
+    keyring.rotate("city-transit", grace=0, now=time.time() - 86400)
     trust = TrustList.load(sign_trust_list(keyring, validity=3600), load_anchor(keyring.anchor_public_pem()))
     gates = []
     for n in range(count):
@@ -163,22 +170,35 @@ def make_gates(env: Environment, count: int) -> list[Gate]:
     return gates
 
 
-def bus_records(gate: Gate, count: int, rng: random.Random, now: float) -> list[dict[str, Any]]:
-    """Records of *count* scans of ride codes at *gate*, made by ``Gate._record`` from verification results
-    shaped as the SDK returns them for a ride code (accepted, or refused as stale)."""
-    out = []
+def make_phones(env: Environment, rng: random.Random, now: float) -> list[tuple[ec.EllipticCurvePrivateKey, bytes]]:
+    """Software phones: real device keys with credentials of the service's transit key, issued two hours ago."""
+    assert env.services is not None
+    signer = env.services.keyring.signer("city-transit")
     cards = list(CARD_TYPE_IDS)
+    phones = []
+    for index in range(PHONES):
+        key = ec.generate_private_key(ec.SECP256R1())
+        phones.append((key, issue_credential(signer, account=rng.randbytes(10), device_key=key.public_key(),
+                                             card_type=rng.choice(cards), fare_limit=2000, status_index=index,
+                                             validity=60, lifetime=86400, now=now - 7200)))
+    return phones
+
+
+def bus_records(gate: Gate, count: int, rng: random.Random, now: float,
+                phones: Sequence[tuple[ec.EllipticCurvePrivateKey, bytes]]) -> list[dict[str, Any]]:
+    """Records of *count* scans of real ride codes at *gate* within the last hour, made by ``Gate._record``
+    from what the SDK finds in each code (accepted, carrying the code, or refused as stale)."""
+    out = []
     for _ in range(count):
-        fields: dict[str, Any] = {
-            "kind": "ride", "subject_id": rng.randbytes(10), "issuer": "city-transit", "scene": "bus",
-            "card_type": rng.choice(cards), "fare_limit": 2000, "credential_id": rng.randbytes(8).hex(),
-            "code_id": rng.randbytes(16).hex(),
-        }
+        at = now - rng.uniform(0, 3600)
+        key, credential = rng.choice(phones)
+        code = make_ride_code(key, credential, now=at)
+        result = gate.verifier.evidence(code, at=at)
+        assert result.accepted, result.detail
         if rng.random() < REFUSED_SHARE:
+            fields = {n: getattr(result, n) for n in Result.__slots__ if n not in ("accepted", "reason", "detail")}
             result = Result(accepted=False, reason=Reason.CODE_STALE, **fields)
-        else:
-            result = Result(accepted=True, reason=Reason.OK, **fields)
-        out.append(gate._record(result, now - rng.uniform(0, 3600)))
+        out.append(gate._record(result, at, code))
     return out
 
 
@@ -209,6 +229,7 @@ def bench_upload(env: Environment, *, records: int, rounds: int, concurrency: in
     now = time.time()
     per_round = -(-records // rounds // BATCH) * BATCH
     gates = make_gates(env, concurrency)
+    phones = make_phones(env, rng, now)
     # One device key a gate; batches go out in order, each from one gate (as its uploader sends them).
     keys = [env.device(f"Bench reader {g.config.gate_id}", BUS_OPERATOR)[1] for g in gates]
     direct_client, _key = env.device("Bench direct inserts", BUS_OPERATOR)
@@ -233,9 +254,9 @@ def bench_upload(env: Environment, *, records: int, rounds: int, concurrency: in
 
     samples: dict[str, list[float]] = {"health": [], "upload": [], "resend": [], "direct": []}
     counts = {"uploaded": 0, "stored": 0, "resent": 0, "duplicates": 0, "rejected": 0, "errors": 0, "direct": 0}
-    warm = [(g, bus_records(gates[g], BATCH, rng, now)) for g in range(len(gates))]
+    warm = [(g, bus_records(gates[g], BATCH, rng, now, phones)) for g in range(len(gates))]
     _timed_pool(upload, warm, concurrency)  # warm the upload path in every worker
-    _timed_pool(insert, [[_record_row(r, direct_client, now) for r in bus_records(gates[0], BATCH, rng, now)]],
+    _timed_pool(insert, [[_record_row(r, direct_client, now) for r in bus_records(gates[0], BATCH, rng, now, phones)]],
                 1)
     def run_health(_jobs: list[Any], _rows: list[Any]) -> None:
         seconds, statuses = _timed_pool(lambda _: health.call("GET", "/api/v1/health")[0],
@@ -263,9 +284,9 @@ def bench_upload(env: Environment, *, records: int, rounds: int, concurrency: in
 
     steps = [run_health, run_upload, run_direct]
     for r in range(rounds):
-        jobs = [(i % len(gates), bus_records(gates[i % len(gates)], BATCH, rng, now))
+        jobs = [(i % len(gates), bus_records(gates[i % len(gates)], BATCH, rng, now, phones))
                 for i in range(per_round // BATCH)]
-        direct_rows = [[_record_row(rec, direct_client, now) for rec in bus_records(gates[0], BATCH, rng, now)]
+        direct_rows = [[_record_row(rec, direct_client, now) for rec in bus_records(gates[0], BATCH, rng, now, phones)]
                        for _ in range(per_round // BATCH)]
         for step in steps if r % 2 == 0 else reversed(steps):
             step(jobs, direct_rows)

@@ -9,8 +9,9 @@ operator's maximum fare; so are both taps of an entry and an exit further apart 
 its line's flat fare. Scenic site: every accepted entry is an entry at the site's price, free for an
 entitlement shown by certificate.
 
-Each trip's fare is discounted by card type, then capped at the credential's per-ride fare limit (the
-account is never charged more than that; the statement reports what the cap cut off). A record with no
+Each trip's fare is discounted by card type, then a ride's is capped at the credential's per-ride fare limit
+(the account is never charged more than that for a ride; the statement reports what the cap cut off). A scenic
+ticket is not a ride: it is charged in full. A record with no
 transit account (an identity code of a resident without one) is *unbillable*: listed, charged nothing.
 
 Running clearing again for the same day replaces that day's trips and statement (late uploads are
@@ -73,7 +74,9 @@ TRIP_COLUMNS = TripRow._fields
 def _trip(rules: FareRules, status: str, fare: int, first: Any, last: Any | None, *, charge: bool = True,
           ) -> TripRow:
     if charge and first.account is not None:
-        discount, capped, charged = rules.charge(fare, first.card_type, first.fare_limit)
+        # the per-ride fare limit caps rides; a scenic ticket is not a ride and is charged in full
+        limit = None if rules.kind == "scenic" else first.fare_limit
+        discount, capped, charged = rules.charge(fare, first.card_type, limit)
     else:
         discount, capped, charged = fare, 0, 0
     return TripRow(

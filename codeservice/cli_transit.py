@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -355,11 +356,16 @@ def clearing_run(day_text: str, operator_id: str | None, csv_path: Path | None) 
 
     from codeservice.clearing import csv_rows, run_clearing, statement_json, trips_of_day
     from codeservice.models import Operator
+    from sdk.gate import service_day
 
     try:
-        day = dt.date.fromisoformat(day_text)
+        day = dt.date.fromisoformat(day_text) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", day_text) else None
     except ValueError:
+        day = None
+    if day is None:
         _fail(f"--date must be YYYY-MM-DD, got {day_text!r}", "usage")
+    if day.isoformat() >= service_day(time.time()):
+        _fail(f"{day} is not over yet: operating days end at 04:00 city time", "day_not_over")
     services = _services()
 
     def run() -> list[dict[str, Any]]:

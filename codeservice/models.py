@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     func,
 )
@@ -287,6 +288,9 @@ class GateRecord(Base):
     entitlement: Mapped[str | None] = mapped_column(String(64))
     online: Mapped[bool] = mapped_column(Boolean, nullable=False)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    #: The code an accepted ride or identity scan showed, as the gate read it: signed by the resident's phone
+    #: (or the identity office), it proves the scan; checked when the record is stored.
+    evidence: Mapped[str | None] = mapped_column(Text)
 
 
 class Trip(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ from codeservice.transit import TRANSIT_PLATFORM
 from issuers.codes import issue_code
 from issuers.keyring import IssuerInfo, Keyring
 from issuers.trustlist import sign_trust_list
+from sdk import TrustList, Verifier
 from sdk.claims import subject_from_text
 from verifiers.online import OnlineVerifier
 
@@ -30,9 +31,15 @@ CHECKS_OFFICE = IssuerInfo("city-checks", "City Verification Service", ("receipt
 AUDIT_OFFICE = IssuerInfo("city-audit", "City Access Log", ("audit",))
 
 
+#: Codes a gate record carries are checked against the scan's time with this much more than the clock
+#: leeway: a gate may run with a wider leeway of its own.
+EVIDENCE_SLACK = 300
+
+
 @dataclass
 class Services:
     settings: Settings
+    _evidence: tuple[int, Verifier] | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def db(self) -> Database:
@@ -55,6 +62,18 @@ class Services:
             trust_validity=self.settings.trust_validity,
             status_source=self.status_tokens,
         )
+
+    def evidence_verifier(self) -> Verifier:
+        """Checks the codes gate records carry, with every key the service ever trusted (retired ones too, in
+        their time): a bus reader may upload a week's records at once (``transit.check_evidence``)."""
+        version = self.keyring.version()
+        if self._evidence is None or self._evidence[0] != version:
+            now = int(time.time())
+            forever = now + 100 * 365 * 86400
+            keys = self.keyring.trusted_keys(now, forever, include_retired=True)
+            trust = TrustList.from_keys(keys, issued_at=now, expires_at=forever, anchor="evidence")
+            self._evidence = (version, Verifier(trust, leeway=self.settings.leeway + EVIDENCE_SLACK))
+        return self._evidence[1]
 
     def status_tokens(self, now: float | None = None) -> list[str]:
         """Every issuer's current status list token: each department's, and the transit platform's."""

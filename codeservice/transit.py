@@ -1,7 +1,8 @@
 """Transit: accounts, phones' device keys and their ride credentials, operators, and gate records.
 
-- A resident's **transit account** has a pseudonym of its own (gates and operators never see the pid),
-  a card type and a per-ride fare limit.
+- A resident's **transit account** has a pseudonym of its own, a card type and a per-ride fare limit. A ride
+  code names only that pseudonym; an identity code shown at a gate names the resident's pid, which the service
+  replaces by the transit account before it stores the record, so operators never read a pid.
 - A phone registers a **device key** (P-256, made and kept by the browser) by signing a challenge with it;
   the service answers with a **ride credential** (issuers/rides.py) that the phone renews while online.
 - Revoking a device, or freezing the resident's identity (lost phone), shows in the transit platform's
@@ -37,12 +38,14 @@ from sdk.gate import service_day
 from sdk.keys import b64u_decode, b64u_encode, verify_es256
 from sdk.reasons import Reason
 from sdk.statuslist import INVALID, SUSPENDED
+from sdk.verifier import Verifier
 
 TRANSIT_PLATFORM = IssuerInfo("city-transit", "City Transit Account Platform", ("ridecred",))
 #: What the phone signs to prove it holds the device key: this prefix, then the challenge bytes.
 PROOF_PREFIX = b"citycode-ride-device:"
 MAX_DEVICES = 3
 MAX_BATCH = 500
+MAX_CODE_CHARS = 2048
 _HEX = re.compile(r"^[0-9a-f]+$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 OPERATOR_ID = re.compile(r"[a-z][a-z0-9-]{1,63}")
@@ -369,6 +372,11 @@ def _record_row(record: Any, device: ApiClient, now: float) -> dict[str, Any]:
         value = _optional_text(record, name, limit)
         if value is not None and not _HEX.fullmatch(value):
             raise RecordError("invalid_record", f"{name}: lowercase hex or null")
+    code = record.get("code")
+    if code is not None and (not isinstance(code, str) or not 0 < len(code) <= MAX_CODE_CHARS):
+        raise RecordError("invalid_record", f"code: the scanned text, at most {MAX_CODE_CHARS} characters, or null")
+    if accepted and kind in ("ride", "id") and code is None:
+        raise RecordError("unproven", "an accepted ride or identity scan carries the code that was shown")
     moment = dt.datetime.fromtimestamp(float(at), dt.UTC)
     return {
         "record_id": record["record_id"], "device_id": device.id, "operator_id": device.operator_id,
@@ -380,11 +388,37 @@ def _record_row(record: Any, device: ApiClient, now: float) -> dict[str, Any]:
         "fare_limit": fare_limit, "credential_id": record.get("credential_id"), "code_id": record.get("code_id"),
         "entitlement": _optional_text(record, "entitlement"), "online": online,
         "received_at": dt.datetime.fromtimestamp(now, dt.UTC),
+        "evidence": code if accepted and kind in ("ride", "id") else None,
     }
 
 
-def ingest_records(session: Session, device: ApiClient, records: list[Any], now: float) -> Ingested:
-    """Store each record not stored before; answer what is now held and what is refused for good."""
+def check_evidence(verifier: Verifier, row: Mapping[str, Any]) -> str | None:
+    """Why an accepted ride or identity scan is not proven by the code it carries, or None when it is.
+
+    The code's signatures (for a ride code the platform's and the phone's) must verify with the keys the service
+    ever trusted, its times must fit the scan's time, and it must name what the record says: the account, the
+    code id, and for a ride its credential, card type and fare limit. A gate's key alone cannot charge anyone.
+    """
+    code = row["evidence"]
+    if code is None:
+        return None
+    result = verifier.evidence(code, at=row["at"].timestamp())
+    if not result.accepted:
+        return f"the code does not prove the scan ({result.reason.value}: {result.detail})"[:200]
+    claimed = (row["kind"], row["account"], row["code_id"])
+    if (result.kind, result.subject, result.code_id) != claimed:
+        return "the code names another kind, account or code id than the record"
+    if result.kind == "ride" and (result.credential_id, result.card_type, result.fare_limit) != (
+            row["credential_id"], row["card_type"], row["fare_limit"]):
+        return "the code names another credential, card type or fare limit than the record"
+    return None
+
+
+def ingest_records(session: Session, device: ApiClient, records: list[Any], now: float,
+                   evidence: Verifier) -> Ingested:
+    """Store each record not stored before; answer what is now held and what is refused for good.
+
+    *evidence* checks the code an accepted ride or identity scan carries (``check_evidence``)."""
     if device.role != "device" or device.operator_id is None:
         raise TransitError("forbidden", "only an operator's gates upload records")
     if not isinstance(records, list) or len(records) > MAX_BATCH:
@@ -401,9 +435,14 @@ def ingest_records(session: Session, device: ApiClient, records: list[Any], now:
             rows[record_id] = _record_row(record, device, now)
         except RecordError as exc:
             rejected.append({"record_id": record_id, "error": f"{exc.reason}: {exc}"})
-    _resolve_identity_codes(session, rows.values())
     held = dict(session.execute(select(GateRecord.record_id, GateRecord.device_id)
                                 .where(GateRecord.record_id.in_(list(rows)))).all()) if rows else {}
+    for record_id in [r for r in rows if r not in held]:  # a resent record was proven when it was stored
+        problem = check_evidence(evidence, rows[record_id])
+        if problem is not None:
+            rejected.append({"record_id": record_id, "error": f"unproven: {problem}"})
+            del rows[record_id]
+    _resolve_identity_codes(session, rows.values())
     fresh = [row for record_id, row in rows.items() if record_id not in held]
     stored = _insert_new(session, fresh)
     if len(stored) < len(fresh):  # delivered concurrently by another request of the same gate

@@ -220,13 +220,15 @@ class Keyring:
         self._signers[issuer] = signer
         return signer
 
-    def trusted_keys(self, now: float, until: int) -> list[TrustedKey]:
-        """Every key a verifier should accept now; an active key is listed as valid *until*."""
+    def trusted_keys(self, now: float, until: int, *, include_retired: bool = False) -> list[TrustedKey]:
+        """Every key a verifier should accept now; an active key is listed as valid *until*. With
+        *include_retired*, also the keys whose grace has passed (valid until then): to check what a code signed
+        in their time proves, never to admit anyone now."""
         index = self.index()
         keys = []
         for entry in index["keys"]:
             verify_until = entry["verify_until"]
-            if verify_until is not None and verify_until <= now:
+            if verify_until is not None and verify_until <= now and not include_retired:
                 continue
             public = serialization.load_pem_public_key((self.path / f"{entry['kid']}.pub.pem").read_bytes())
             meta = index["issuers"][entry["issuer"]]

@@ -1,4 +1,4 @@
-"""A gate: verify, apply the gate's rules, write the record, then open (docs/gates.md).
+"""A gate: verify, apply the gate's rules, write the record, then open (docs/transit.md).
 
 A :class:`Gate` is one bus reader, metro gate or scenic turnstile. For every scan it
 
@@ -19,6 +19,7 @@ each exactly once and acknowledges it; only then are they marked sent.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import sqlite3
 import threading
@@ -73,8 +74,12 @@ class GateConfig:
     direction: str | None = None
     fares: Mapping[str, int] = field(default_factory=dict)
     daily_capacity: int | None = None
-    #: How long an entry blocks a second entry without an exit (metro), in seconds.
+    #: How long an entry blocks a second entry without an exit (metro), in seconds, operator-wide: the shared
+    #: guard sees every gate's entries and exits.
     passback_seconds: int = 4 * 3600
+    #: Offline, a gate sees only its own scans (the exit may have been at another station): it refuses only a
+    #: second entry at itself this soon after the first (a code handed back over the gate).
+    offline_passback_seconds: int = 120
 
     def __post_init__(self) -> None:
         for name in ("gate_id", "operator"):
@@ -94,8 +99,8 @@ class GateConfig:
             raise GateConfigError("fares must be non-negative whole cents")
         if self.daily_capacity is not None and self.daily_capacity <= 0:
             raise GateConfigError("daily_capacity must be positive")
-        if self.passback_seconds <= 0:
-            raise GateConfigError("passback_seconds must be positive")
+        if self.passback_seconds <= 0 or self.offline_passback_seconds <= 0:
+            raise GateConfigError("passback_seconds and offline_passback_seconds must be positive")
 
 
 class SharedGuard(Protocol):
@@ -291,19 +296,21 @@ class Gate:
             now = self.now = self.clock()
             self._shared_ok = None
             with self.store.transaction():
-                if image:
-                    result = self.verifier.verify_image(code, self.config.scene, at=now, before_use=self._fare_check)
+                text = self.verifier.read_image(code) if image else code
+                if isinstance(text, Result):
+                    result, text = text, None
                 else:
-                    result = self.verifier.verify(code, self.config.scene, at=now, before_use=self._fare_check)
+                    result = self.verifier.verify(text, self.config.scene, at=now, before_use=self._fare_check)
                 if result.accepted:
                     result = self._admit(result, now)
-                record = self._record(result, now)
+                record = self._record(result, now, text)
                 self.store.add_record(record)
             return Decision(opened=result.accepted, result=result, record=record)
 
     # -- the gate's rules ----------------------------------------------------------------------------
     def _fare_check(self, passed: Result) -> Result | None:
-        if passed.kind != "ride" or not self.config.fares or passed.fare_limit is None:
+        """A ride's per-ride fare limit (a scenic ticket is not a ride: it is charged in full)."""
+        if passed.kind != "ride" or self.config.kind == "scenic" or not self.config.fares or passed.fare_limit is None:
             return None
         fare = self.config.fares.get(passed.card_type or "", self.config.fares.get("adult"))
         if fare is not None and fare > passed.fare_limit:
@@ -311,38 +318,49 @@ class Gate:
                            f"fare {fare} cents, limit {passed.fare_limit} cents")
         return None
 
+    def _enter(self, scope: str, account: str, until: float, local_until: float, now: float) -> bool:
+        """Mark *account* as entered; False when it is already. The operator's guard decides when it answers
+        (it knows every gate); this gate's own store only when it does not."""
+        shared = self._shared_call("enter", scope, account, until)
+        local = self.store.enter(scope, account, local_until, now)
+        return bool(shared) if shared is not None else local
+
+    def _leave(self, scope: str, account: str) -> None:
+        self._shared_call("leave", scope, account)
+        self.store.leave(scope, account)
+
     def _admit(self, passed: Result, now: float) -> Result:
-        account = passed.subject if passed.kind in ("ride", "id") else passed.holder
         config = self.config
-        if account is not None and config.kind == "metro" and config.direction == "in":
+        account = passed.subject if passed.kind in ("ride", "id") else _holder_key(config.operator, passed.holder)
+        if account is not None and config.kind == "metro":
             scope = f"{config.operator}:inside"
-            until = now + config.passback_seconds
-            if self._shared_call("enter", scope, account, until) is False or not self.store.enter(
-                    scope, account, until, now):
+            if config.direction == "out":
+                self._leave(scope, account)
+            elif not self._enter(scope, account, now + config.passback_seconds,
+                                 now + min(config.passback_seconds, config.offline_passback_seconds), now):
                 return _refuse(passed, Reason.PASSBACK, "entered already without an exit")
-        elif account is not None and config.kind == "metro":
-            scope = f"{config.operator}:inside"
-            self._shared_call("leave", scope, account)
-            self.store.leave(scope, account)
         elif config.kind == "scenic":
             day = service_day(now)
             until = now + 36 * 3600
-            if account is not None:
-                scope = f"{config.operator}:{config.station}:{day}:entered"
-                if self._shared_call("enter", scope, account, until) is False or not self.store.enter(
-                        scope, account, until, now):
-                    return _refuse(passed, Reason.PASSBACK, "entered this site already today")
+            entered = f"{config.operator}:{config.station}:{day}:entered"
+            if account is not None and not self._enter(entered, account, until, until, now):
+                return _refuse(passed, Reason.PASSBACK, "entered this site already today")
             if config.daily_capacity is not None:
                 scope = f"{config.operator}:{config.station}:{day}:capacity"
                 shared = self._shared_call("take", scope, config.daily_capacity, until)
-                local = self.store.take(scope, config.daily_capacity if shared is None else 2**62, until, now)
-                if shared is False or not local:
+                if shared is not False:
+                    local_limit = config.daily_capacity if shared is None else 2**62  # online: counted, not limited
+                    shared = self.store.take(scope, local_limit, until, now)
+                if not shared:
+                    if account is not None:  # not let in: not today's entry either
+                        self._leave(entered, account)
                     return _refuse(passed, Reason.CAPACITY_REACHED,
                                    f"{config.daily_capacity} entries admitted on {day}")
         return passed
 
-    def _record(self, result: Result, now: float) -> dict[str, Any]:
-        """The record of one scan: what the operator and clearing need, nothing more."""
+    def _record(self, result: Result, now: float, text: Any) -> dict[str, Any]:
+        """The record of one scan: what the operator and clearing need, nothing more. An accepted ride or
+        identity code is kept whole: the service checks its signatures before it charges anyone for it."""
         config = self.config
         entitlement = None
         if result.kind == "cert" and result.accepted and result.cert_type is not None:
@@ -369,7 +387,17 @@ class Gate:
             "code_id": result.code_id,
             "entitlement": entitlement,
             "online": self._shared_ok is True,
+            "code": text.strip() if result.accepted and result.kind in ("ride", "id") and isinstance(text, str)
+            else None,
         }
+
+
+def _holder_key(operator: str, holder: str | None) -> str | None:
+    """A certificate holder as the passback key: a digest, so that the holder's id is kept in no gate store
+    and no shared guard (the same holder still gives the same key at every gate of the operator)."""
+    if holder is None:
+        return None
+    return "h" + hashlib.sha256(f"{operator}\x00{holder}".encode()).hexdigest()[:31]
 
 
 def _refuse(passed: Result, reason: Reason, detail: str) -> Result:

@@ -1,4 +1,4 @@
-"""Uploading a gate's records to the service, exactly once (docs/gates.md, section 3).
+"""Uploading a gate's records to the service, exactly once (docs/transit.md, section 3).
 
 The gate sends its pending records in batches to ``POST <base>/api/v1/gate/records`` with its device
 key. The service stores each record whose id it has not stored yet, and answers with the ids it now

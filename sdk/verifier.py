@@ -86,6 +86,14 @@ class Verifier:
         before_use: Veto | None = None,
     ) -> Result:
         """Find the QR code(s) in an image (bytes, path or PIL image) and verify ours."""
+        text = self.read_image(image, decoder=decoder)
+        if isinstance(text, Result):
+            return text
+        return self.verify(text, scene, at=at, before_use=before_use)
+
+    @staticmethod
+    def read_image(image: Any, *, decoder: str = "auto") -> str | Result:
+        """The text of the QR code in an image (ours when there are several), or the ``no_code_found`` refusal."""
         from sdk.image import ImageError, decode_image
 
         try:
@@ -97,9 +105,20 @@ class Verifier:
         if not texts:
             return refused(Reason.NO_CODE_FOUND, "no QR code in the image")
         ours = [t for t in texts if t.startswith(PREFIX)]
-        return self.verify(ours[0] if ours else texts[0], scene, at=at, before_use=before_use)
+        return ours[0] if ours else texts[0]
 
-    def _verify(self, text: Any, scene: Scene | None, now: float, before_use: Veto | None = None) -> Result:
+    def evidence(self, text: Any, *, at: float) -> Result:
+        """Whether *text* is a genuine code of ours as at *at*: its signatures, keys, kind and times (with the
+        leeway), but neither a scene, nor status lists, nor the replay guard. Not a decision to admit anyone:
+        the service uses it to check that a record a gate kept names a code that really was shown then."""
+        try:
+            return self._verify(text, None, at, None, evidence=True)
+        except Exception as exc:  # fail closed
+            return refused(Reason.MALFORMED, f"unexpected {exc.__class__.__name__}")
+
+    def _verify(
+        self, text: Any, scene: Scene | None, now: float, before_use: Veto | None = None, evidence: bool = False
+    ) -> Result:
         if isinstance(text, (bytes, bytearray)):
             try:
                 text = bytes(text).decode("ascii")
@@ -122,7 +141,7 @@ class Verifier:
             return refused(Reason.MALFORMED, str(exc))
 
         if not message.kid:
-            return self._verify_ride(message, scene, now, before_use)
+            return self._verify_ride(message, scene, now, before_use, evidence)
         key = self._signer(message, now)
         if isinstance(key, Result):
             return key
@@ -150,7 +169,7 @@ class Verifier:
             except ClaimsError as exc:
                 return refused(Reason.MALFORMED, f"claims: {exc}", **fields)
             fields.update(cert_id=cert.cert_id, cert_type=cert.type_code, holder=cert.holder, fields=cert.fields)
-            refusal = self._check_certificate(cert, key, scene, now, fields)
+            refusal = self._check_certificate(cert, key, scene, now, fields, evidence)
             if refusal is not None:
                 return refusal
         return self._spend(Result(accepted=True, reason=Reason.OK, **fields), claims.code_id,
@@ -171,7 +190,9 @@ class Verifier:
             return refused(Reason.BAD_SIGNATURE, what, kid=message.kid.hex())
         return key
 
-    def _verify_ride(self, message: Sign1, scene: Scene | None, now: float, before_use: Veto | None) -> Result:
+    def _verify_ride(
+        self, message: Sign1, scene: Scene | None, now: float, before_use: Veto | None, evidence: bool = False
+    ) -> Result:
         """A ride code: the credential through the trust list, then the phone's signature with the key it
         certifies, then times, scene, status, and the replay guard (docs/rides.md, section 3)."""
         if message.alg != ALG_ES256:
@@ -222,9 +243,10 @@ class Verifier:
             return refused(Reason.WRONG_KIND, f"scene {scene.name} does not take ride codes", **fields)
         if scene is not None and scene.card_types and credential.card_type not in scene.card_types:
             return refused(Reason.CARD_NOT_ACCEPTED, f"{credential.card_type} cards are not taken here", **fields)
-        refusal = self._check_status(key.issuer, credential.status_index, scene, now, fields, "account or device")
-        if refusal is not None:
-            return refusal
+        if not evidence:
+            refusal = self._check_status(key.issuer, credential.status_index, scene, now, fields, "account or device")
+            if refusal is not None:
+                return refusal
         return self._spend(Result(accepted=True, reason=Reason.OK, **fields), replay_id(credential, code),
                            code.generated_at + credential.validity + self.leeway, scene, before_use)
 
@@ -268,6 +290,7 @@ class Verifier:
 
     def _check_certificate(
         self, cert: CertificateClaims, key: TrustedKey, scene: Scene | None, now: float, fields: dict[str, Any],
+        evidence: bool = False,
     ) -> Result | None:
         """Issuer entitled to the type and named in the identifier, validity dates, status, then the scene's
         requirements."""
@@ -281,7 +304,8 @@ class Verifier:
                            f"the identifier names issuer {cert.issuer_code}, not {issuer} ({key.org_code})", **fields)
         if not cert.valid_from - self.leeway <= now <= cert.valid_until + self.leeway:
             return refused(Reason.CERTIFICATE_EXPIRED, "outside the certificate's validity dates", **fields)
-        refusal = self._check_status(issuer, cert.status_index, scene, now, fields, "certificate")
+        refusal = None if evidence else self._check_status(issuer, cert.status_index, scene, now, fields,
+                                                           "certificate")
         if refusal is not None:
             return refusal
         if scene is not None and scene.cert_rules:

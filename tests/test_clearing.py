@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from codeservice.certificates import add_api_client
 from codeservice.clearing import csv_rows, run_clearing, trips_of_day
@@ -25,7 +26,8 @@ from codeservice.demo import DEMO_OPERATORS
 from codeservice.fares import FareError, load_rules
 from codeservice.models import ApiClient
 from codeservice.transit import ingest_records
-from sdk.claims import CARD_TYPE_IDS
+from issuers.rides import issue_credential, make_ride_code
+from sdk.claims import CARD_TYPE_IDS, subject_from_text
 from sdk.gate import service_day
 
 CST = dt.timezone(dt.timedelta(hours=8))
@@ -71,9 +73,11 @@ def charged(fare: int, card: str, limit: int) -> tuple[int, int]:
 class Generator:
     """Journeys of one operating day and the records gates would upload for them."""
 
-    def __init__(self, day: dt.date, seed: int) -> None:
+    def __init__(self, day: dt.date, seed: int, services) -> None:
         self.rng = random.Random(seed)
         self.day = day
+        self.services = services
+        self.phones: dict[str, tuple] = {}
         self.records: dict[str, list[dict]] = defaultdict(list)
         self.expected: dict[str, Counter] = defaultdict(Counter)
         self.per_account: dict[tuple[str, str], int] = Counter()
@@ -88,12 +92,32 @@ class Generator:
                "reason": "ok", "kind": "ride", "account": None, "card_type": None, "fare_limit": None,
                "credential_id": None, "code_id": uuid.uuid4().hex, "entitlement": None, "online": False}
         rec.update(fields)
+        if rec["accepted"] and rec["kind"] == "ride":
+            rec.update(self.prove(rec, at))
         self.records[operator].append(rec)
         return rec
+
+    def prove(self, rec: dict, at: float) -> dict:
+        """The ride code the rider's phone showed, as a gate keeps it in its record."""
+        account = rec["account"]
+        if account not in self.phones:
+            key = ec.generate_private_key(ec.SECP256R1())
+            start = dt.datetime.combine(self.day, dt.time(3, 0), CST).timestamp()
+            self.phones[account] = (key, issue_credential(
+                self.services.keyring.signer("city-transit"), account=subject_from_text(account),
+                device_key=key.public_key(), card_type=rec["card_type"], fare_limit=rec["fare_limit"],
+                status_index=len(self.phones), validity=60, lifetime=2 * 86400, now=start))
+        key, credential = self.phones[account]
+        code = make_ride_code(key, credential, now=at)
+        proof = self.services.evidence_verifier().evidence(code, at=at)
+        assert proof.accepted, proof.detail
+        return {"credential_id": proof.credential_id, "code_id": proof.code_id, "code": code}
 
     def expect(self, operator: str, status: str, fare: int, card: str | None, limit: int | None,
                account: str | None, free: bool = False) -> None:
         e = self.expected[operator]
+        if operator == "laoshan":  # a scenic ticket is not a ride: no per-ride limit
+            limit = 10**9
         payable, charge = (0, 0) if free or account is None else charged(fare, card or "adult", limit or 0)
         e["trips"] += 1
         e[f"status:{status}"] += 1
@@ -166,9 +190,16 @@ class Generator:
         self.record("qd-bus", late + 120, line="1", account=account, card_type=card, fare_limit=limit)
 
 
+def transit_key_of_old(services) -> None:
+    """The transit platform's key as made ten days ago, so that the generated days' credentials are its own."""
+    services.keyring.rotate("city-transit", grace=0, now=dt.datetime.now(CST).timestamp() - 10 * 86400)
+
+
 @pytest.fixture
 def services(web_app):
-    return web_app.extensions["citycode"]
+    services = web_app.extensions["citycode"]
+    transit_key_of_old(services)
+    return services
 
 
 def _gate_client(services, operator: str) -> ApiClient:
@@ -180,7 +211,7 @@ def _gate_client(services, operator: str) -> ApiClient:
 
 def test_clearing_totals_equal_an_independent_recomputation(services):
     day = dt.date.fromisoformat(service_day(dt.datetime.now(CST).timestamp())) - dt.timedelta(days=2)
-    gen = Generator(day, seed=20261128)
+    gen = Generator(day, seed=20261128, services=services)
     gen.metro_day(riders=1200)
     gen.bus_day(rides=1500)
     gen.scenic_day(entries=400)
@@ -190,10 +221,12 @@ def test_clearing_totals_equal_an_independent_recomputation(services):
         random.Random(7).shuffle(records)  # gates upload in any order, some batches twice
         for start in range(0, len(records), 400):
             with services.db.session() as s:
-                result = ingest_records(s, gate, records[start:start + 400], dt.datetime.now(CST).timestamp())
+                result = ingest_records(s, gate, records[start:start + 400], dt.datetime.now(CST).timestamp(),
+                                        services.evidence_verifier())
                 assert not result.rejected, result.rejected[:3]
         with services.db.session() as s:
-            again = ingest_records(s, gate, records[:250], dt.datetime.now(CST).timestamp())
+            again = ingest_records(s, gate, records[:250], dt.datetime.now(CST).timestamp(),
+                                   services.evidence_verifier())
             assert len(again.duplicates) == 250 and not again.stored
     total_trips = 0
     for operator, expected in gen.expected.items():
@@ -226,15 +259,15 @@ def test_clearing_totals_equal_an_independent_recomputation(services):
 
 def test_running_clearing_again_replaces_the_day_and_takes_late_records(services):
     day = dt.date.fromisoformat(service_day(dt.datetime.now(CST).timestamp())) - dt.timedelta(days=3)
-    gen = Generator(day, seed=5)
+    gen = Generator(day, seed=5, services=services)
     gen.bus_day(rides=30)
     gate = _gate_client(services, "qd-bus")
     records = gen.records["qd-bus"]
     with services.db.session() as s:
-        ingest_records(s, gate, records[:20], dt.datetime.now(CST).timestamp())
+        ingest_records(s, gate, records[:20], dt.datetime.now(CST).timestamp(), services.evidence_verifier())
         first = run_clearing(s, "qd-bus", day).trips
     with services.db.session() as s:
-        ingest_records(s, gate, records[20:], dt.datetime.now(CST).timestamp())
+        ingest_records(s, gate, records[20:], dt.datetime.now(CST).timestamp(), services.evidence_verifier())
         second = run_clearing(s, "qd-bus", day)
         assert (first, second.trips, len(trips_of_day(s, "qd-bus", day))) == (20, 30, 30)
         assert second.charged_total == gen.expected["qd-bus"]["charged"]
@@ -296,12 +329,13 @@ def test_clearing_run_prints_statements_and_writes_the_csv(tmp_path):
     from codeservice.services import Services
 
     svc = Services(Settings.from_env(env))
+    transit_key_of_old(svc)
     day = dt.date.fromisoformat(service_day(dt.datetime.now(CST).timestamp())) - dt.timedelta(days=1)
-    gen = Generator(day, seed=1)
+    gen = Generator(day, seed=1, services=svc)
     gen.metro_day(riders=40)
     gate = _gate_client(svc, "qd-metro")
     with svc.db.session() as s:
-        ingest_records(s, gate, gen.records["qd-metro"], dt.datetime.now(CST).timestamp())
+        ingest_records(s, gate, gen.records["qd-metro"], dt.datetime.now(CST).timestamp(), svc.evidence_verifier())
     svc.db.dispose()
     out = subprocess.run([citycode, "clearing", "run", "--date", day.isoformat(), "--operator", "qd-metro",
                           "--csv", str(tmp_path / "trips.csv")], env=env, capture_output=True, text=True, timeout=60)
@@ -312,6 +346,8 @@ def test_clearing_run_prints_statements_and_writes_the_csv(tmp_path):
     every = subprocess.run([citycode, "clearing", "run", "--date", day.isoformat()], env=env, capture_output=True,
                            text=True, timeout=60)
     assert [s["operator"] for s in json.loads(every.stdout)] == ["laoshan", "qd-bus", "qd-metro"]
-    bad = subprocess.run([citycode, "clearing", "run", "--date", "yesterday"], env=env, capture_output=True,
-                         text=True, timeout=60)
-    assert bad.returncode == 2 and json.loads(bad.stderr)["error"] == "usage"
+    for text, error in (("yesterday", "usage"), ("2026-W01-1", "usage"), (service_day(dt.datetime.now(CST).timestamp()),
+                                                                              "day_not_over")):
+        bad = subprocess.run([citycode, "clearing", "run", "--date", text], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert bad.returncode == 2 and json.loads(bad.stderr)["error"] == error, text

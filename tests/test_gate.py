@@ -129,6 +129,56 @@ def test_metro_refuses_a_second_entry_without_an_exit(tmp_path, ring, make_verif
     assert entry.scan(phone.code(T0 + 3)).opened  # after the exit, in again
 
 
+def test_online_an_exit_at_another_station_lets_the_rider_in_again_anywhere(tmp_path, ring, make_verifier, shared):
+    """Each gate has its own store; the operator's guard sees every entry and exit."""
+    phone = Phone(ring)
+    a = Gate(metro("a", "101", "in"), make_verifier(), GateStore(tmp_path / "a.sqlite3"), shared=shared,
+             clock=lambda: T0)
+    b = Gate(metro("b", "206", "out"), make_verifier(), GateStore(tmp_path / "b.sqlite3"), shared=shared,
+             clock=lambda: T0 + 600)
+    c = Gate(metro("c", "102", "in"), make_verifier(), GateStore(tmp_path / "c.sqlite3"), shared=shared,
+             clock=lambda: T0 + 900)
+    assert a.scan(phone.code(T0)).opened
+    assert c.scan(phone.code(T0 + 900)).result.reason is Reason.PASSBACK  # still inside
+    assert b.scan(phone.code(T0 + 600)).opened
+    assert c.scan(phone.code(T0 + 900)).opened
+    b.clock = lambda: T0 + 1100
+    assert b.scan(phone.code(T0 + 1100)).opened
+    a.clock = lambda: T0 + 1200
+    assert a.scan(phone.code(T0 + 1200)).opened  # back where the day started: its own store does not object
+
+
+def test_offline_a_gate_refuses_only_a_code_handed_back_over_it(tmp_path, ring, make_verifier):
+    """Alone, a gate cannot know of an exit elsewhere: it refuses a second entry only within a short window."""
+    phone = Phone(ring)
+    now = {"t": T0}
+    entry = Gate(metro("a", "101", "in"), make_verifier(), GateStore(tmp_path / "a.sqlite3"), clock=lambda: now["t"])
+    assert entry.scan(phone.code(T0)).opened
+    now["t"] = T0 + 30
+    assert entry.scan(phone.code(T0 + 30)).result.reason is Reason.PASSBACK
+    now["t"] = T0 + 121
+    assert entry.scan(phone.code(T0 + 121)).opened
+
+
+def test_a_scenic_ticket_is_not_held_to_the_per_ride_limit(tmp_path, ring, make_verifier):
+    config = GateConfig(gate_id="t1", operator="laoshan", kind="scenic", scene=SCENES["scenic-gate"],
+                        station="taiqing", fares={"adult": 9000, "student": 4500})
+    site = gate(tmp_path, make_verifier, config)
+    assert site.scan(Phone(ring, limit=2000).code()).opened
+
+
+def test_a_visitor_turned_away_when_full_has_not_entered_today(tmp_path, ring, make_verifier, shared):
+    def turnstile(capacity: int) -> Gate:
+        config = GateConfig(gate_id="t1", operator="laoshan", kind="scenic", scene=SCENES["scenic-gate"],
+                            station="jufeng", daily_capacity=capacity)
+        return Gate(config, make_verifier(), GateStore(tmp_path / "t1.sqlite3"), shared=shared, clock=lambda: T0)
+
+    first, late = Phone(ring), Phone(ring)
+    assert turnstile(1).scan(first.code()).opened
+    assert turnstile(1).scan(late.code()).result.reason is Reason.CAPACITY_REACHED
+    assert turnstile(3).scan(late.code(T0 + 1)).opened  # more places for the day: let in, not "entered already"
+
+
 def test_exit_without_an_entry_opens_and_clearing_charges_it(tmp_path, ring, make_verifier):
     out = gate(tmp_path, make_verifier, metro("out-1", "105", "out"))
     assert out.scan(Phone(ring).code()).opened

@@ -18,7 +18,6 @@ import io
 import json
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,6 +63,7 @@ from sdk.gate import service_day
 from sdk.keys import b64u_decode
 from sdk.sdjwt import verify_sd_jwt
 from sdk.statuslist import INVALID, SUSPENDED, StatusCache
+from tests import test_transit_api as transit_tests
 from tests.conftest import make_settings
 from tests.test_transit_api import BrowserPhone, gate_verifier, yesterday_noon
 from verifiers.scenes import SCENES
@@ -354,7 +354,7 @@ def test_record_rejections_are_what_the_code_rejects(spec: dict[str, Any]) -> No
             for key, value in zip(node.keys, node.values, strict=True):
                 if isinstance(key, ast.Constant) and key.value == "error" and isinstance(value, ast.Constant):
                     reasons.add(value.value.split(": ", 1)[0])
-    assert reasons == {"invalid_record", "wrong_operator", "record_id_conflict"}, reasons
+    assert reasons == {"invalid_record", "wrong_operator", "record_id_conflict", "unproven"}, reasons
     pattern = spec["components"]["schemas"]["RecordRejection"]["properties"]["error"]["pattern"]
     match = re.fullmatch(r"\^\(([a-z_|]+)\): ", pattern)
     assert match is not None, pattern
@@ -1330,14 +1330,21 @@ def gate_key(app: Flask, operator: str) -> str:
         return add_api_client(session, f"Gate of {operator}", "device", operator=operator)[1]
 
 
+@pytest.fixture
+def signing(app: Flask) -> Iterator[None]:
+    """Gate records carry real codes signed with this app's keys (tests/test_transit_api.py ``_record``); its
+    transit and identity keys are made as of three days ago, so that yesterday's rides have credentials it signed."""
+    services = app.extensions["citycode"]
+    for issuer in ("city-transit", "city-id"):
+        services.keyring.rotate(issuer, grace=0, now=time.time() - 3 * 86400)
+    transit_tests._SIGNING["services"] = services
+    yield
+    transit_tests._SIGNING.clear()
+
+
 def gate_record(operator: str = OPERATOR, **overrides: Any) -> dict[str, Any]:
-    """A record as sdk/gate.py makes it: an accepted ride code at a metro entry, now."""
-    record = {"record_id": uuid.uuid4().hex, "gate_id": "g-101-1", "operator": operator, "scene": "metro-gate",
-              "station": "101", "line": None, "direction": "in", "at": time.time(), "accepted": True, "reason": "ok",
-              "kind": "ride", "account": "abcdefghijklmnop", "card_type": "adult", "fare_limit": 2000,
-              "credential_id": "00112233aabbccdd", "code_id": "ab" * 16, "entitlement": None, "online": False}
-    record.update(overrides)
-    return record
+    """A record as sdk/gate.py makes it: an accepted ride code at a metro entry, now, carrying the code."""
+    return transit_tests._record(operator, **{"gate_id": "g-101-1", **overrides})
 
 
 def test_the_ride_phone_through_the_api(app: Flask, keys: dict[str, str], spec: dict[str, Any], registry: Registry,
@@ -1494,6 +1501,7 @@ def test_the_ride_phone_through_the_api(app: Flask, keys: dict[str, str], spec: 
     assert check(spec, registry, response, devices, "POST", status=503)["error"] == "busy"
 
 
+@pytest.mark.usefixtures("signing")
 def test_gates_through_the_api(app: Flask, keys: dict[str, str], spec: dict[str, Any], registry: Registry) -> None:
     client = app.test_client()
     path = "/api/v1/gate/setup"
@@ -1516,7 +1524,9 @@ def test_gates_through_the_api(app: Flask, keys: dict[str, str], spec: dict[str,
 
     path = "/api/v1/gate/records"
     upload = validator(registry, "/components/schemas/GateRecordUpload")
-    good = [gate_record(), gate_record(direction="out", station="206"), gate_record(kind="id", account=None)]
+    with app.extensions["citycode"].db.session() as session:
+        resident = list_residents(session)[1].pid
+    good = [gate_record(), gate_record(direction="out", station="206"), gate_record(kind="id", account=resident)]
     bad = [gate_record(operator="qd-bus"), gate_record(record_id="short"), gate_record(reason="passback"),
            gate_record(at="yesterday"), gate_record(card_type="vip")]
     for record in good:
@@ -1548,6 +1558,7 @@ def test_gates_through_the_api(app: Flask, keys: dict[str, str], spec: dict[str,
     assert check(spec, registry, response, path, "POST", status=415)["error"] == "unsupported_media_type"
 
 
+@pytest.mark.usefixtures("signing")
 def test_operators_records_and_clearing_through_the_api(app: Flask, keys: dict[str, str], spec: dict[str, Any],
                                                          registry: Registry) -> None:
     client = app.test_client()
@@ -1654,6 +1665,7 @@ def test_operators_records_and_clearing_through_the_api(app: Flask, keys: dict[s
         assert check(spec, registry, response, documented, method, status=status)["error"] == error, target
 
 
+@pytest.mark.usefixtures("signing")
 def test_my_trips_through_the_api(app: Flask, keys: dict[str, str], spec: dict[str, Any], registry: Registry) -> None:
     client = app.test_client()
     with app.extensions["citycode"].db.session() as session:

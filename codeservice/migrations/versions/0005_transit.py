@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("entitlement", sa.String(64)),
         sa.Column("online", sa.Boolean(), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("evidence", sa.Text()),
     )
     op.create_index("ix_gate_records_operator_day", "gate_records", ["operator_id", "service_day"])
     op.create_table(
