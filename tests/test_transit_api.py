@@ -187,7 +187,8 @@ def test_renewal_gives_a_later_authorisation_to_a_phone_that_proves_its_key(app,
 def test_at_most_three_phones_and_a_key_registers_once(app, client):
     sign_in(client, residents(app)[0])
     phones = [BrowserPhone() for _ in range(4)]
-    assert [p.register(client).status_code for p in phones] == [201, 201, 201, 409]
+    answers = [p.register(client) for p in phones]
+    assert [a.status_code for a in answers] == [201, 201, 201, 409], [a.json for a in answers]
     sign_in(client, residents(app)[1])
     taken = phones[0].register(client)
     assert taken.status_code == 409 and taken.json["error"] == "key_in_use"
