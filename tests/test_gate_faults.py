@@ -53,13 +53,15 @@ class SlowAnswers:
 
 
 @pytest.mark.slow
-def test_gate_killed_at_random_loses_nothing_and_duplicates_nothing(tmp_path, postgres_database):
+def test_gate_killed_at_random_loses_nothing_and_duplicates_nothing(tmp_path, postgres_database, request):
     from codeservice.app import create_app
 
     home = tmp_path / "home"
     settings = make_settings(home, postgres_database, None, ride_code_validity=300)
     app = create_app(settings)
     services = app.extensions["citycode"]
+    # the worker's database is shared with the tests that follow: leave it empty, also when this one fails
+    request.addfinalizer(lambda: (clear_database(services.db.engine), services.db.dispose()))
     with services.db.session() as s:
         _client, device_key = add_api_client(s, "fault gate", "device", operator="qd-bus")
         pids = [r.pid for r in list_residents(s)]
@@ -141,7 +143,6 @@ def test_gate_killed_at_random_loses_nothing_and_duplicates_nothing(tmp_path, po
     store.close()
     with services.db.session() as s:
         held = s.execute(select(GateRecord.record_id, GateRecord.code_id, GateRecord.accepted)).all()
-    clear_database(services.db.engine)  # the worker's database is shared with the tests that follow
     services.db.dispose()
 
     assert kills >= RESTARTS // 2, f"only {kills} of {RESTARTS} runs were killed"
