@@ -808,13 +808,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (under ~30 s); noisier figures")
     parser.add_argument("--out", type=Path, help="also write the JSON document here (e.g. bench/results/run.json)")
     args = parser.parse_args(argv)
-    doc = run(args.quick)
+    emit(run(args.quick), args.out)
+    return 0
+
+
+def emit(doc: dict[str, Any], out: Path | None) -> None:
+    """Print the JSON document, and write it to *out* too when given."""
     text = json.dumps(doc, indent=2, ensure_ascii=False)
     print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
-    return 0
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench.http import Client
+from bench.run import emit
 from codeservice.certificates import add_api_client
 from codeservice.config import Settings
 from codeservice.demo import DEMO_OPERATORS
@@ -506,11 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      health_per_round=max(200, records // rounds // BATCH * 10))
         doc["clearing"] = bench_clearing(env, trips)
     doc["duration_s"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(doc, indent=2, ensure_ascii=False)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(doc, args.out)
     return 0
 
 
