@@ -61,7 +61,7 @@ from issuers.trustlist import sign_trust_list
 from sdk import Reason, TrustList, Verifier, load_anchor
 from sdk.claims import CARD_TYPE_IDS, subject_to_text
 from sdk.gate import CITY_TZ, DAY_START_HOUR, Gate, GateConfig, GateStore
-from sdk.result import Result
+from sdk.result import refused_like
 from verifiers.scenes import SCENES
 
 CITYCODE = str(Path(sys.executable).with_name("citycode"))
@@ -197,8 +197,7 @@ def bus_records(gate: Gate, count: int, rng: random.Random, now: float,
         result = gate.verifier.evidence(code, at=at)
         assert result.accepted, result.detail
         if rng.random() < REFUSED_SHARE:
-            fields = {n: getattr(result, n) for n in Result.__slots__ if n not in ("accepted", "reason", "detail")}
-            result = Result(accepted=False, reason=Reason.CODE_STALE, **fields)
+            result = refused_like(result, Reason.CODE_STALE)
         out.append(gate._record(result, at, code))
     return out
 

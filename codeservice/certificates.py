@@ -271,7 +271,7 @@ def status_list_token(
 
 
 # -- showing -----------------------------------------------------------------------------------
-def _age_on(birth: dt.date, day: dt.date) -> int:
+def age_on(birth: dt.date, day: dt.date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
@@ -293,7 +293,7 @@ def disclosed_values(cert: Certificate, cert_type: CertType, names: Iterable[str
     for name in chosen:
         if name in predicates:
             rule = predicates[name]
-            values[name] = _age_on(dt.date.fromisoformat(cert.fields[rule["field"]]), today) >= rule["value"]
+            values[name] = age_on(dt.date.fromisoformat(cert.fields[rule["field"]]), today) >= rule["value"]
         else:
             values[name] = cert.fields[name]
     return values
@@ -400,7 +400,7 @@ def check(
             holds = True
         elif predicate in rules:  # a derived predicate: computed, never disclosed
             rule = rules[predicate]
-            holds = _age_on(dt.date.fromisoformat(cert.fields[rule["field"]]), moment.date()) >= rule["value"]
+            holds = age_on(dt.date.fromisoformat(cert.fields[rule["field"]]), moment.date()) >= rule["value"]
         else:  # a yes/no field of the certificate, disclosable or not
             holds = cert.fields.get(predicate) is True
         if holds:

@@ -26,6 +26,8 @@ import functools
 import hashlib
 import io
 import itertools
+import re
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
@@ -36,6 +38,7 @@ from sqlalchemy.orm import Session
 from codeservice.fares import FareRules
 from codeservice.models import ClearingStatement, GateRecord, Operator, Trip
 from codeservice.transit import TransitNotFound, rules_of
+from sdk.gate import service_day
 
 CSV_COLUMNS = (
     "operator", "service_day", "status", "account", "card_type", "origin", "destination", "line", "started_at",
@@ -205,6 +208,24 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[tuple[Any, ...]]:
     iterator = iter(items)
     while part := tuple(itertools.islice(iterator, size)):
         yield part
+
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # date.fromisoformat alone also reads 2026-W01-1
+
+
+def parse_day(text: str) -> dt.date | None:
+    """An operating day written YYYY-MM-DD, or None for anything else."""
+    if not _DAY.fullmatch(text):
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def day_is_over(day: dt.date, now: float | None = None) -> bool:
+    """Whether the operating day (04:00 to 04:00 city time) has ended, so that it may be cleared."""
+    return day.isoformat() < service_day(time.time() if now is None else now)
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:

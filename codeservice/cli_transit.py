@@ -14,10 +14,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -354,17 +352,13 @@ def clearing_run(day_text: str, operator_id: str | None, csv_path: Path | None) 
     """Clear a day: trips, fares, and what the account platform owes each operator; print the statements."""
     from sqlalchemy import select
 
-    from codeservice.clearing import csv_rows, run_clearing, statement_json, trips_of_day
+    from codeservice.clearing import csv_rows, day_is_over, parse_day, run_clearing, statement_json, trips_of_day
     from codeservice.models import Operator
-    from sdk.gate import service_day
 
-    try:
-        day = dt.date.fromisoformat(day_text) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", day_text) else None
-    except ValueError:
-        day = None
+    day = parse_day(day_text)
     if day is None:
         _fail(f"--date must be YYYY-MM-DD, got {day_text!r}", "usage")
-    if day.isoformat() >= service_day(time.time()):
+    if not day_is_over(day):
         _fail(f"{day} is not over yet: operating days end at 04:00 city time", "day_not_over")
     services = _services()
 

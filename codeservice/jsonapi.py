@@ -9,7 +9,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from flask import request, session
+from flask import Response, request, session
 from sqlalchemy.orm import Session
 
 from codeservice.residents import get_resident
@@ -42,6 +42,12 @@ def json_object() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("invalid_body", "the body must be a JSON object")
     return body
+
+
+def no_store(response: Response) -> Response:
+    """Marks an answer that carries a resident's or an operator's data as never to be cached."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def no_nul(value: Any) -> None:

@@ -29,7 +29,7 @@ from codeservice.certificates import (
     get_certificate,
     show_code,
 )
-from codeservice.jsonapi import BadRequest, json_object, signed_in_resident
+from codeservice.jsonapi import BadRequest, json_object, no_store, signed_in_resident
 from codeservice.models import Certificate, CertType, Department
 from codeservice.web import login_required
 from issuers import render
@@ -103,11 +103,6 @@ def _chosen_fields() -> list[str]:
     return list(dict.fromkeys(fields))
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 # -- JSON API ----------------------------------------------------------------------------------
 @resident_certs.get("/api/v1/me/certificates")
 def my_certificates() -> Response:
@@ -116,7 +111,7 @@ def my_certificates() -> Response:
     with services.db.session() as db:
         pid = signed_in_resident(db)
         listed = [_describe(db, cert, today) for cert in certificates_of(db, pid)]
-    return _no_store(jsonify(certificates=listed))
+    return no_store(jsonify(certificates=listed))
 
 
 @resident_certs.post("/api/v1/me/certificates/<cert_id>/show")
@@ -145,7 +140,7 @@ def show_certificate(cert_id: str) -> Response:
             raise BadRequest("not_showable", str(exc), 409) from None
     margin = min(10, max(1, lifetime // 4))
     svg = render.svg(code)
-    return _no_store(
+    return no_store(
         jsonify(
             code=code,
             issued_at=int(now),
@@ -171,7 +166,7 @@ def certificates_page() -> Response:
     today = city_today()
     with services.db.session() as db:
         listed = [_describe(db, cert, today) for cert in certificates_of(db, _signed_in_pid())]
-    return _no_store(Response(render_template("certificates.html", certificates=listed)))
+    return no_store(Response(render_template("certificates.html", certificates=listed)))
 
 
 @resident_certs.get("/certificates/<cert_id>")
@@ -184,7 +179,7 @@ def certificate_page(cert_id: str) -> Response:
         if cert is None:
             abort(404)
         described = _describe(db, cert, today)
-    return _no_store(
+    return no_store(
         Response(
             render_template(
                 "certificate.html",

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import os
 import re
@@ -33,7 +32,7 @@ from codeservice.models import ApiClient, GateRecord, Operator, Resident, RideDe
 from issuers.keyring import IssuerInfo, Keyring
 from issuers.rides import compressed_point, issue_credential
 from issuers.statuslist import sign_status_list
-from sdk.claims import CARD_TYPE_IDS, KIND_IDS, subject_to_text
+from sdk.claims import CARD_TYPE_IDS, KIND_IDS, subject_from_text, subject_to_text
 from sdk.gate import service_day
 from sdk.keys import b64u_decode, b64u_encode, verify_es256
 from sdk.reasons import Reason
@@ -76,10 +75,9 @@ class RecordError(ValueError):
 def card_type_for(resident: Resident, today: dt.date) -> str:
     """The default card type: elderly from 60 (by the birth date the identity platform verified), else adult.
     Student and disability cards are set by an administrator (``citycode transit account``)."""
-    born = resident.birth_date
-    if born is not None and today.year - born.year - ((today.month, today.day) < (born.month, born.day)) >= 60:
-        return "elderly"
-    return "adult"
+    from codeservice.certificates import age_on
+
+    return "elderly" if resident.birth_date is not None and age_on(resident.birth_date, today) >= 60 else "adult"
 
 
 def ensure_account(session: Session, pid: str, *, fare_limit: int, today: dt.date) -> TransitAccount:
@@ -173,16 +171,12 @@ def _credential(keyring: Keyring, account: TransitAccount, device: RideDevice, *
                 now: float) -> Credential:
     key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b64u_decode(device.public_key))
     cred = issue_credential(
-        keyring.signer(TRANSIT_PLATFORM.id), account=_account_bytes(account.account), device_key=key,
+        keyring.signer(TRANSIT_PLATFORM.id), account=subject_from_text(account.account), device_key=key,
         card_type=account.card_type, fare_limit=account.fare_limit, status_index=device.status_index,
         validity=validity, lifetime=lifetime, credential_id=bytes.fromhex(device.id), now=now,
     )
     device.authorised_until = dt.datetime.fromtimestamp(int(now) + lifetime, dt.UTC)
     return Credential(device.id, cred, int(now), int(now) + lifetime, validity)
-
-
-def _account_bytes(account: str) -> bytes:
-    return base64.b32decode(account.upper() + "=" * (-len(account) % 8))
 
 
 def register_device(

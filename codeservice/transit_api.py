@@ -29,8 +29,8 @@ from sqlalchemy import func, select
 from codeservice.app import services_of
 from codeservice.auth import require_client
 from codeservice.certificates import city_today
-from codeservice.clearing import csv_rows, run_clearing, statement_json, trips_of_day
-from codeservice.jsonapi import BadRequest, json_body, json_object, signed_in_resident
+from codeservice.clearing import csv_rows, day_is_over, parse_day, run_clearing, statement_json, trips_of_day
+from codeservice.jsonapi import BadRequest, json_body, json_object, no_store, signed_in_resident
 from codeservice.models import ClearingStatement, GateRecord, Operator, TransitAccount, Trip
 from codeservice.services import Services
 from codeservice.transit import (
@@ -52,7 +52,6 @@ from codeservice.transit import (
     revoke_device,
     rules_of,
 )
-from sdk.gate import service_day
 from sdk.keys import b64u_decode, b64u_encode
 
 transit_api = Blueprint("transit_api", __name__, url_prefix="/api/v1")
@@ -61,7 +60,6 @@ CHALLENGE_SECONDS = 300
 RECORDS_BODY_LIMIT = 1024 * 1024
 PAGE_MAX = 1000
 _AFTER = re.compile(r"[0-9a-f]{0,32}")
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # date.fromisoformat alone also reads 2026-W01-1
 
 
 def _services() -> Services:
@@ -78,11 +76,6 @@ def _refuse(exc: TransitError) -> BadRequest:
     return BadRequest(exc.reason, str(exc), 404 if isinstance(exc, TransitNotFound) else _STATUS.get(exc.reason, 400))
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 # -- the resident's phone -----------------------------------------------------------------------------
 def _ride_timing(services: Services) -> dict[str, int]:
     s = services.settings
@@ -97,7 +90,7 @@ def my_ride() -> Response:
         pid = signed_in_resident(db)
         account = ensure_account(db, pid, fare_limit=services.settings.ride_fare_limit, today=city_today())
         body = {**account_json(account), "devices": devices_json(db, account), **_ride_timing(services)}
-    return _no_store(jsonify(body))
+    return no_store(jsonify(body))
 
 
 @transit_api.post("/me/ride/challenge")
@@ -108,7 +101,7 @@ def ride_challenge() -> tuple[Response, int]:
     challenge = new_challenge()
     expires = int(time.time()) + CHALLENGE_SECONDS
     session["ride_challenge"] = [b64u_encode(challenge), expires]
-    return _no_store(jsonify(challenge=b64u_encode(challenge), expires_at=expires)), 201
+    return no_store(jsonify(challenge=b64u_encode(challenge), expires_at=expires)), 201
 
 
 def _take_challenge() -> bytes:
@@ -140,7 +133,7 @@ def register() -> tuple[Response, int]:
             )
         except TransitError as exc:
             raise _refuse(exc) from None
-    return _no_store(jsonify(credential.to_json(s.ride_refresh))), 201
+    return no_store(jsonify(credential.to_json(s.ride_refresh))), 201
 
 
 @transit_api.post("/me/ride/devices/<device_id>/credential")
@@ -159,7 +152,7 @@ def renew(device_id: str) -> Response:
                                           now=time.time())
         except TransitError as exc:
             raise _refuse(exc) from None
-    return _no_store(jsonify(credential.to_json(s.ride_refresh)))
+    return no_store(jsonify(credential.to_json(s.ride_refresh)))
 
 
 @transit_api.delete("/me/ride/devices/<device_id>")
@@ -172,7 +165,7 @@ def remove_device(device_id: str) -> Response:
         except TransitError as exc:
             raise _refuse(exc) from None
         body = {"id": device.id, "status": device.status}
-    return _no_store(jsonify(body))
+    return no_store(jsonify(body))
 
 
 def _trip_json(trip: Trip, operators: dict[str, str]) -> dict[str, Any]:
@@ -206,7 +199,7 @@ def my_trips() -> Response:
         body = {"account": account.account if account else None,
                 "trips": [_trip_json(t, operators) for t in trips],
                 "charged_total": int(total or 0)}
-    return _no_store(jsonify(body))
+    return no_store(jsonify(body))
 
 
 # -- gates ------------------------------------------------------------------------------------------------
@@ -271,12 +264,7 @@ def _own_operator(db: Any, operator_id: str) -> Operator:
 
 
 def _day(text: str) -> dt.date:
-    day = None
-    if _DAY.fullmatch(text):
-        try:
-            day = dt.date.fromisoformat(text)
-        except ValueError:
-            day = None
+    day = parse_day(text)
     if day is None:
         raise BadRequest("invalid_day", "the day is YYYY-MM-DD (an operating day, 04:00 to 04:00 city time)")
     return day
@@ -325,20 +313,20 @@ def operator_records(operator_id: str) -> Response:
             "direction": r.direction, "at": _iso(r.at), "accepted": r.accepted, "reason": r.reason, "kind": r.kind,
             "account": r.account, "card_type": r.card_type, "entitlement": r.entitlement, "online": r.online,
         } for r in rows]
-    return _no_store(jsonify(records=records, next=records[-1]["record_id"] if len(records) == limit else None))
+    return no_store(jsonify(records=records, next=records[-1]["record_id"] if len(records) == limit else None))
 
 
 @transit_api.post("/operators/<operator_id>/clearing/<day>")
 @require_client("operator", "admin")
 def clear_day(operator_id: str, day: str) -> Response:
     moment = _day(day)
-    if moment.isoformat() >= service_day(time.time()):
+    if not day_is_over(moment):
         raise BadRequest("day_not_over", "clear a day once it is over (operating days end at 04:00 city time)",
                          409)
     with _services().db.session() as db:
         operator = _own_operator(db, operator_id)
         statement = run_clearing(db, operator_id, moment)
-        return _no_store(jsonify(statement_json(statement, operator)))
+        return no_store(jsonify(statement_json(statement, operator)))
 
 
 def _statement(db: Any, operator_id: str, day: str) -> tuple[Operator, ClearingStatement]:
@@ -355,7 +343,7 @@ def _statement(db: Any, operator_id: str, day: str) -> tuple[Operator, ClearingS
 def get_statement(operator_id: str, day: str) -> Response:
     with _services().db.session() as db:
         operator, statement = _statement(db, operator_id, day)
-        return _no_store(jsonify(statement_json(statement, operator)))
+        return no_store(jsonify(statement_json(statement, operator)))
 
 
 @transit_api.get("/operators/<operator_id>/clearing/<day>/trips.csv")
@@ -367,4 +355,4 @@ def statement_csv(operator_id: str, day: str) -> Response:
         text = "".join(csv_rows(operator_id, moment, trips_of_day(db, operator_id, moment)))
     response = Response(text, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{operator_id}-{moment.isoformat()}-trips.csv"'
-    return _no_store(response)
+    return no_store(response)

@@ -19,12 +19,18 @@ from sdk.verifier import PREFIX
 CODE_ID_LENGTH = 8
 
 
-def sign_payload(signer: Signer, payload: bytes) -> bytes:
-    """A tagged COSE_Sign1 over *payload* with the signer's ES256 key (raw r||s signature)."""
-    protected = cose.encode_protected(signer.alg, signer.kid)
-    der = signer.private_key.sign(cose.sig_structure(protected, payload), ec.ECDSA(hashes.SHA256()))
+def cose_sign(private_key: ec.EllipticCurvePrivateKey, payload: bytes, *, kid: bytes = b"",
+              tagged: bool = True) -> bytes:
+    """A COSE_Sign1 over *payload* with an ES256 key (raw r||s signature); no kid for a key the payload names."""
+    protected = cose.encode_protected(cose.ALG_ES256, kid)
+    der = private_key.sign(cose.sig_structure(protected, payload), ec.ECDSA(hashes.SHA256()))
     r, s = decode_dss_signature(der)
-    return cose.assemble(protected, payload, r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    return cose.assemble(protected, payload, r.to_bytes(32, "big") + s.to_bytes(32, "big"), tagged=tagged)
+
+
+def sign_payload(signer: Signer, payload: bytes, *, tagged: bool = True) -> bytes:
+    """A COSE_Sign1 over *payload* with the signer's ES256 key, naming its key id."""
+    return cose_sign(signer.private_key, payload, kid=signer.kid, tagged=tagged)
 
 
 def encode_claims(

@@ -12,13 +12,11 @@ import os
 import time
 
 import cbor2
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from issuers.codes import encode_claims, sign_payload, to_text
+from issuers.codes import cose_sign, encode_claims, sign_payload, to_text
 from issuers.keyring import Signer
-from sdk import cose
 from sdk.claims import (
     CARD_TYPE_IDS,
     CLAIM_CREDENTIAL,
@@ -75,8 +73,7 @@ def issue_credential(
     }
     payload = encode_claims("ridecred", issued_at=issued, expires_at=issued + lifetime, subject=account,
                             code_id=credential_id, extra={CLAIM_RIDE: ride})
-    tagged = sign_payload(signer, payload)
-    return cbor2.dumps(cbor2.loads(tagged).value)  # untagged inside a ride code: one byte less
+    return sign_payload(signer, payload, tagged=False)  # untagged inside a ride code: one byte less
 
 
 def encode_ride_payload(credential: bytes, *, generated_at: int, nonce: bytes) -> bytes:
@@ -96,7 +93,4 @@ def make_ride_code(
         credential, generated_at=int(time.time() if now is None else now),
         nonce=nonce if nonce is not None else os.urandom(NONCE_LENGTH),
     )
-    protected = cose.encode_protected(cose.ALG_ES256)
-    der = device_private_key.sign(cose.sig_structure(protected, payload), ec.ECDSA(hashes.SHA256()))
-    r, s = decode_dss_signature(der)
-    return to_text(cose.assemble(protected, payload, r.to_bytes(32, "big") + s.to_bytes(32, "big")))
+    return to_text(cose_sign(device_private_key, payload))

@@ -162,6 +162,7 @@ def encode_protected(alg: int, kid: bytes = b"") -> bytes:
     return cbor2.dumps(headers, canonical=True)
 
 
-def assemble(protected: bytes, payload: bytes, signature: bytes) -> bytes:
-    """The tagged COSE_Sign1 bytes."""
-    return cbor2.dumps(cbor2.CBORTag(TAG_SIGN1, [protected, {}, payload, signature]))
+def assemble(protected: bytes, payload: bytes, signature: bytes, *, tagged: bool = True) -> bytes:
+    """The COSE_Sign1 bytes, tagged unless said (a ride credential, nested in a ride code, goes untagged)."""
+    message = [protected, {}, payload, signature]
+    return cbor2.dumps(cbor2.CBORTag(TAG_SIGN1, message) if tagged else message)

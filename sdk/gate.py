@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sdk.reasons import Reason
-from sdk.result import Result, refused
+from sdk.result import Result, refused_like
 from sdk.scene import Scene
 from sdk.verifier import Verifier
 
@@ -314,7 +314,7 @@ class Gate:
             return None
         fare = self.config.fares.get(passed.card_type or "", self.config.fares.get("adult"))
         if fare is not None and fare > passed.fare_limit:
-            return _refuse(passed, Reason.FARE_LIMIT_EXCEEDED,
+            return refused_like(passed, Reason.FARE_LIMIT_EXCEEDED,
                            f"fare {fare} cents, limit {passed.fare_limit} cents")
         return None
 
@@ -338,13 +338,13 @@ class Gate:
                 self._leave(scope, account)
             elif not self._enter(scope, account, now + config.passback_seconds,
                                  now + min(config.passback_seconds, config.offline_passback_seconds), now):
-                return _refuse(passed, Reason.PASSBACK, "entered already without an exit")
+                return refused_like(passed, Reason.PASSBACK, "entered already without an exit")
         elif config.kind == "scenic":
             day = service_day(now)
             until = now + 36 * 3600
             entered = f"{config.operator}:{config.station}:{day}:entered"
             if account is not None and not self._enter(entered, account, until, until, now):
-                return _refuse(passed, Reason.PASSBACK, "entered this site already today")
+                return refused_like(passed, Reason.PASSBACK, "entered this site already today")
             if config.daily_capacity is not None:
                 scope = f"{config.operator}:{config.station}:{day}:capacity"
                 shared = self._shared_call("take", scope, config.daily_capacity, until)
@@ -354,7 +354,7 @@ class Gate:
                 if not shared:
                     if account is not None:  # not let in: not today's entry either
                         self._leave(entered, account)
-                    return _refuse(passed, Reason.CAPACITY_REACHED,
+                    return refused_like(passed, Reason.CAPACITY_REACHED,
                                    f"{config.daily_capacity} entries admitted on {day}")
         return passed
 
@@ -399,7 +399,3 @@ def _holder_key(operator: str, holder: str | None) -> str | None:
         return None
     return "h" + hashlib.sha256(f"{operator}\x00{holder}".encode()).hexdigest()[:31]
 
-
-def _refuse(passed: Result, reason: Reason, detail: str) -> Result:
-    fields = {name: getattr(passed, name) for name in Result.__slots__ if name not in ("accepted", "reason", "detail")}
-    return refused(reason, detail, **fields)

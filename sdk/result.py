@@ -77,3 +77,12 @@ class Result:
 
 def refused(reason: Reason, detail: str = "", **fields: Any) -> Result:
     return Result(accepted=False, reason=reason, detail=detail, **fields)
+
+
+_VERDICT = ("accepted", "reason", "detail")
+
+
+def refused_like(result: Result, reason: Reason, detail: str = "") -> Result:
+    """A refusal that keeps everything *result* read of the code (kind, subject, times, ...)."""
+    return refused(reason, detail, **{name: getattr(result, name) for name in Result.__slots__
+                                      if name not in _VERDICT})

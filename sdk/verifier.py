@@ -29,7 +29,7 @@ from sdk.cose import ALG_ES256, AlgorithmError, CoseError, Sign1, parse
 from sdk.keys import TrustedKey, verify_es256
 from sdk.reasons import Reason
 from sdk.replay import MemoryReplayGuard, ReplayGuard
-from sdk.result import Result, refused
+from sdk.result import Result, refused, refused_like
 from sdk.ride import parse_credential, parse_ride_code, replay_id
 from sdk.scene import Scene
 from sdk.statuslist import INVALID, SUSPENDED, VALID, StatusCache
@@ -279,13 +279,12 @@ class Verifier:
             if veto is not None:
                 return veto
         if scene is not None and scene.single_use:
-            fields = _result_fields(accepted)
             try:
                 first = self.replay_guard.first_use(scene.replay_scope, code_id, keep_until)
             except Exception as exc:
-                return refused(Reason.REPLAY_GUARD_UNAVAILABLE, exc.__class__.__name__, **fields)
+                return refused_like(accepted, Reason.REPLAY_GUARD_UNAVAILABLE, exc.__class__.__name__)
             if not first:
-                return refused(Reason.REPLAYED, f"already used in {scene.replay_scope}", **fields)
+                return refused_like(accepted, Reason.REPLAYED, f"already used in {scene.replay_scope}")
         return accepted
 
     def _check_certificate(
@@ -331,7 +330,3 @@ class Verifier:
             "scene": scene.name if scene is not None else None,
         }
 
-
-def _result_fields(result: Result) -> dict[str, Any]:
-    """The fields of *result* other than the verdict, to carry into a refusal."""
-    return {name: getattr(result, name) for name in Result.__slots__ if name not in ("accepted", "reason", "detail")}

@@ -75,7 +75,6 @@ def text_of(raw: bytes) -> str:
 
 def refusal(passed: Any, reason: Any, detail: str = "vetoed") -> Any:
     """A refusal carrying the fields of *passed*, as a gate's veto returns it."""
-    from sdk.result import Result, refused
+    from sdk.result import refused_like
 
-    fields = {n: getattr(passed, n) for n in Result.__slots__ if n not in ("accepted", "reason", "detail")}
-    return refused(reason, detail, **fields)
+    return refused_like(passed, reason, detail)
