@@ -251,6 +251,14 @@ def certificates_of(session: Session, holder: str) -> list[Certificate]:
     return list(session.scalars(select(Certificate).where(Certificate.holder == holder).order_by(Certificate.id)))
 
 
+def covering_size(size: int, highest: int | None) -> int:
+    """*size*, or, when the highest index already allocated is not below it (the setting was lowered), that
+    index plus one rounded up to a multiple of 1024: indices are never reused, so no entry is dropped."""
+    if highest is None or highest < size:
+        return size
+    return -(-(highest + 1) // LIST_SIZE_STEP) * LIST_SIZE_STEP
+
+
 def status_list_token(
     session: Session, keyring: Keyring, department: str, *, size: int, uri: str, ttl: int, validity: int,
     now: float | None = None,
@@ -261,8 +269,7 @@ def status_list_token(
     if session.get(Department, department) is None:
         raise NotFound(f"no department {department!r}")
     highest = session.scalar(select(func.max(Certificate.status_index)).where(Certificate.department_id == department))
-    if highest is not None and highest >= size:
-        size = -(-(highest + 1) // LIST_SIZE_STEP) * LIST_SIZE_STEP
+    size = covering_size(size, highest)
     rows = session.execute(select(Certificate.status_index, Certificate.status)
                            .where(Certificate.department_id == department, Certificate.status != "valid"))
     statuses = {index: STATUS_VALUES[status] for index, status in rows}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -267,7 +267,9 @@ def transit_status_list(session: Session, keyring: Keyring, *, size: int, uri: s
     )
     for index, status, frozen in rows:
         statuses[index] = INVALID if status == "revoked" else SUSPENDED if frozen else 0
-    size = max(size, -(-(max(statuses, default=0) + 1) // 1024) * 1024)
+    from codeservice.certificates import covering_size
+
+    size = covering_size(size, session.scalar(select(func.max(RideDevice.status_index))))
     return sign_status_list(keyring.signer(TRANSIT_PLATFORM.id), statuses, size=size, uri=uri, ttl=ttl,
                             validity=validity, now=now)
 

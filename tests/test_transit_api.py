@@ -168,6 +168,24 @@ def test_a_removed_phone_and_a_frozen_identity_are_refused_by_gates_after_a_refr
     assert gate_verifier(client).verify(kept.code(), SCENES["bus"]).accepted
 
 
+def test_the_transit_status_list_covers_a_phone_above_a_lowered_list_size(app, client):
+    """Indices are never reused: a list made after CITYCODE_STATUS_LIST_SIZE was lowered still holds every phone."""
+    from codeservice.models import RideDevice
+
+    sign_in(client, residents(app)[1])
+    phone = BrowserPhone()
+    phone.register(client)
+    size = app.extensions["citycode"].settings.status_list_size
+    with app.extensions["citycode"].db.session() as s:
+        s.get(RideDevice, phone.device_id).status_index = size + 5000  # allocated when the list was larger
+    challenge = client.post("/api/v1/me/ride/challenge").json["challenge"]
+    renewed = client.post(f"/api/v1/me/ride/devices/{phone.device_id}/credential",
+                          json={"proof": phone.proof(challenge)})
+    phone.credential = b64u_decode(renewed.json["credential"])
+    result = gate_verifier(client).verify(phone.code(), SCENES["bus"])
+    assert result.accepted, result.detail
+
+
 def test_renewal_gives_a_later_authorisation_to_a_phone_that_proves_its_key(app, client):
     sign_in(client, residents(app)[0])
     phone = BrowserPhone()
