@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from codeservice.config import Settings
 from codeservice.services import Services
@@ -79,6 +79,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         response = jsonify(error="internal_error", message="internal error; the event was logged")
         response.status_code = 500
         return response
+
+    @app.before_request
+    def _whole_body_or_413() -> None:
+        # A chunked body has no Content-Length: Werkzeug then stops reading at MAX_CONTENT_LENGTH and hands
+        # on a truncated body (a 2 MB JSON body would read as "not valid JSON", a form as a shorter form).
+        # Read it here, once (it stays cached for the view), and refuse it whole as a body with a length is.
+        chunked = request.content_length is None and request.environ.get("wsgi.input_terminated")
+        if chunked and len(request.get_data(cache=True)) >= MAX_BODY_BYTES:
+            raise RequestEntityTooLarge()
 
     @app.after_request
     def _headers(response):  # type: ignore[no-untyped-def]

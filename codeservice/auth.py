@@ -32,7 +32,7 @@ def require_client(*roles: str) -> Callable[[F], F]:
                 if client is None:
                     return _deny(401, "unauthorised", "unknown or disabled API key")
                 if client.role not in roles:
-                    return _deny(403, "forbidden", f"this endpoint needs a {' or '.join(roles)} key")
+                    return _deny(403, "forbidden", f"this endpoint needs {_with_article(roles)} key")
                 session.expunge(client)
             g.client = client
             return view(*args, **kwargs)
@@ -40,6 +40,12 @@ def require_client(*roles: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def _with_article(roles: tuple[str, ...]) -> str:
+    """'an auditor', 'a clerk or device': the article goes with the first role named."""
+    named = " or ".join(roles)
+    return ("an " if named[:1] in "aeiou" else "a ") + named
 
 
 def _deny(status: int, error: str, message: str) -> Any:

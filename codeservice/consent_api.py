@@ -393,6 +393,10 @@ def my_access_log() -> Response:
     return response
 
 
+#: The access log's ``seq`` is a 32-bit column: a larger ``after`` is refused, not sent to the database.
+SEQ_MAX = 2**31 - 1
+
+
 # -- the auditor -----------------------------------------------------------------------------------
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
@@ -412,7 +416,7 @@ def _entry_json(entry: AccessLogEntry) -> dict[str, Any]:
 @consent_api.get("/audit/log")
 @_client("auditor", limited=False)
 def audit_log() -> Response:
-    after = _int_arg("after", 0, 0, 2**62)
+    after = _int_arg("after", 0, 0, SEQ_MAX)
     limit = _int_arg("limit", 100, 1, AUDIT_PAGE_MAX)
     with _services().db.session() as db:
         rows = list(db.scalars(select(AccessLogEntry).where(AccessLogEntry.seq > after)

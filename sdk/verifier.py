@@ -313,7 +313,7 @@ class Verifier:
                 return refused(Reason.NOT_ENTITLED, f"{cert.type_code} certificates are not taken here", **fields)
             for name in sorted(required):
                 value = cert.fields.get(name)
-                if value is None or value is False:
+                if value is not True:  # only the boolean true: not 1, "true", "yes" nor a date
                     return refused(Reason.NOT_ENTITLED, f"needs {name} shown and true", **fields)
         return None
 

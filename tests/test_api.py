@@ -74,6 +74,29 @@ def test_malformed_verify_body_gets_a_4xx_with_a_reason(client, data, content_ty
     assert response.json["error"] == error and response.json["message"]
 
 
+def _chunked(client, path: str, body: bytes, content_type: str = "application/json"):  # type: ignore[no-untyped-def]
+    """A body sent as gunicorn hands on a chunked request: no Content-Length, the input terminated."""
+    import io
+
+    return client.post(path, input_stream=io.BytesIO(body), content_type=content_type,
+                       headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+
+
+def test_a_2mb_chunked_body_is_answered_413_like_the_same_body_with_a_length(client):
+    body = b'{"code": "' + b"x" * 2_000_000 + b'"}'
+    with_length = client.post("/api/v1/verify", data=body, content_type="application/json")
+    chunked = _chunked(client, "/api/v1/verify", body)
+    assert with_length.status_code == chunked.status_code == 413
+    assert chunked.json["error"] == "body_too_large"
+    form = _chunked(client, "/signin/dev", b"resident=" + b"x" * 2_000_000, "application/x-www-form-urlencoded")
+    assert form.status_code == 413
+
+
+def test_a_small_chunked_body_is_read_whole(client):
+    response = _chunked(client, "/api/v1/verify", b'{"code": "CC1:NOTACODE"}')
+    assert response.status_code == 200 and response.json["accepted"] is False
+
+
 def test_unknown_route_and_wrong_method_answer_json(client):
     assert client.get("/api/v1/nothing").json["error"] == "not_found"
     response = client.get("/api/v1/verify")

@@ -499,6 +499,15 @@ def test_scene_rules_need_the_predicate_shown_and_true(ring, verifier):
     assert verifier.verify(code, SCENIC, at=T0 + 1).reason is Reason.REPLAYED  # a turnstile lets one through
 
 
+@pytest.mark.parametrize("value", [0, 1, -1, "", "true", "false", "no", "yes", "0"])
+def test_scene_rule_shown_and_true_accepts_only_the_boolean_true(ring, verifier, value):
+    # A department's signed field of another type (a number, a text) is not "true" to a turnstile; other
+    # values (lists, null, floats) the claims parser already refuses as malformed.
+    refused = verifier.verify(show(ring, {"age_over_60": value}), SCENIC, at=T0)
+    assert not refused.accepted and refused.reason is Reason.NOT_ENTITLED, value
+    assert "age_over_60" in refused.detail
+
+
 def test_scene_without_rules_takes_any_trusted_certificate_type(ring, verifier):
     assert INSPECTION.cert_rules == {}
     assert verifier.verify(show(ring, {"name": "Li Wei"}), INSPECTION, at=T0).accepted

@@ -755,6 +755,11 @@ def test_the_auditor_reads_and_verifies_the_log_and_nobody_else_does(world):
     assert [e["seq"] for e in rest.json["entries"]] == [3] and rest.json["next_after"] is None
     assert world.clerk(world.auditor, "GET", "/audit/log?limit=0").status_code == 400
     assert world.clerk(world.auditor, "GET", "/audit/log?after=-1").status_code == 400
+    # seq is a 32-bit column: one past its largest value is refused before it reaches the database
+    assert world.clerk(world.auditor, "GET", "/audit/log?after=2147483647").json["entries"] == []
+    for past in ("2147483648", "999999999999", "9" * 40):
+        refused = world.clerk(world.auditor, "GET", f"/audit/log?after={past}")
+        assert refused.status_code == 400 and refused.json["error"] == "invalid_query", past
     assert world.clerk(world.auditor, "GET", "/audit/verify").json == {
         "ok": True, "entries": 3, "checkpoints": 0, "first_bad_seq": None, "problem": ""}
     for key in (world.zhou, world.kiosk):
