@@ -32,9 +32,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from codeservice import accesslog
+from codeservice.accesslog import service as accesslog
+from codeservice.accesslog.models import AccessLogEntry
 from codeservice.config import Settings
-from codeservice.models import AccessLogEntry
 from codeservice.services import AUDIT_OFFICE, Services
 
 CITYCODE = str(Path(sys.executable).with_name("citycode"))

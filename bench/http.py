@@ -120,7 +120,7 @@ def main() -> None:
             [CITYCODE, "client", "add", "--role", "clerk", "--name", "Bench clerk", "--office", "central-hall-w3",
              "--rate", "100000"], env=env, check=True, capture_output=True, text=True).stdout)
         services = Services(Settings.from_env(env))
-        from codeservice.residents import list_residents
+        from codeservice.identity.residents import list_residents
 
         with services.db.session() as session:
             elder = list_residents(session)[0].pid

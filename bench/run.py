@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from bench.frames import camera_frame, clean_image, distorted_frames
 from codeservice.demo import DEMO_COMPANY, DEPARTMENTS
-from codeservice.residents import DEMO_RESIDENTS
+from codeservice.identity.residents import DEMO_RESIDENTS
 from issuers import render
 from issuers.certificates import issue_show_code
 from issuers.codes import issue_code

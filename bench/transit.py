@@ -50,12 +50,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench.http import Client
 from bench.run import emit
-from codeservice.certificates import add_api_client
+from codeservice.clients.service import add_api_client
 from codeservice.config import Settings
 from codeservice.demo import DEMO_OPERATORS
-from codeservice.models import GateRecord
 from codeservice.services import Services
-from codeservice.transit import _record_row
+from codeservice.transit.models import GateRecord
+from codeservice.transit.service import _record_row
 from issuers.rides import issue_credential, make_ride_code
 from issuers.trustlist import sign_trust_list
 from sdk import Reason, TrustList, Verifier, load_anchor
@@ -415,7 +415,7 @@ def child(kind: str, env: dict[str, str], day: dt.date) -> dict[str, Any]:
 
 
 def run_child(kind: str, day: dt.date) -> dict[str, Any]:
-    from codeservice.clearing import _RECORD_COLUMNS, run_clearing
+    from codeservice.transit.clearing import _RECORD_COLUMNS, run_clearing
 
     services = Services(Settings.from_env(os.environ))
     rss_before = peak_rss_mb()

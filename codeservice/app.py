@@ -7,12 +7,25 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from codeservice.accesslog.api import audit_api
+from codeservice.certificates.api import certs_api
+from codeservice.certificates.pages import resident_certs
 from codeservice.config import Settings
+from codeservice.consent.api import consent_api
+from codeservice.consent.clerk import console
+from codeservice.consent.resident import resident_requests
+from codeservice.identity.api import api
+from codeservice.identity.web import web
+from codeservice.jsonapi import BadRequest
 from codeservice.services import Services
+from codeservice.transit.api import transit_api
 
 log = logging.getLogger("citycode")
 
 MAX_BODY_BYTES = 64 * 1024
+
+#: Each domain's views: the JSON API under /api/v1 and the pages. Nothing imports this module back.
+BLUEPRINTS = (api, certs_api, resident_certs, consent_api, audit_api, console, resident_requests, transit_api, web)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *, initialise: bool = True) -> Flask:
@@ -38,23 +51,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["citycode"] = services
 
-    from codeservice.api import api
-    from codeservice.certs_api import certs_api
-    from codeservice.consent_api import consent_api
-    from codeservice.console import console
-    from codeservice.resident_certs import resident_certs
-    from codeservice.transit_api import transit_api
-    from codeservice.web import web
-
-    app.register_blueprint(api)
-    app.register_blueprint(certs_api)
-    app.register_blueprint(resident_certs)
-    app.register_blueprint(consent_api)
-    app.register_blueprint(console)
-    app.register_blueprint(transit_api)
-    app.register_blueprint(web)
-
-    from codeservice.jsonapi import BadRequest
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
 
     @app.errorhandler(BadRequest)
     def _refusal(exc: BadRequest):  # type: ignore[no-untyped-def]
@@ -113,7 +111,3 @@ def _error_code(status: int) -> str:
         413: "body_too_large",
         415: "unsupported_media_type",
     }.get(status, "error")
-
-
-def services_of(app: Flask) -> Services:
-    return app.extensions["citycode"]  # type: ignore[no-any-return]

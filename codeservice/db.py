@@ -11,7 +11,11 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
+from codeservice import tables
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: Every domain's tables, which Alembic compares and which a reference across domains looks up by name.
+METADATA = tables.metadata
 
 
 def make_engine(url: str) -> Engine:

@@ -9,10 +9,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from flask import Response, request, session
-from sqlalchemy.orm import Session
-
-from codeservice.residents import get_resident
+from flask import Response, request
 
 
 class BadRequest(Exception):
@@ -88,15 +85,11 @@ def text(data: dict[str, Any], name: str, max_length: int) -> str:
     return value
 
 
-def signed_in_resident(db: Session) -> str:
-    """The session's resident: 401 without one (or a stale one), 403 if the identity is frozen."""
-    pid = session.get("resident")
-    if not isinstance(pid, str) or not pid:
-        raise BadRequest("unauthorised", "sign in first", 401)
-    resident = get_resident(db, pid)
-    if resident is None:
-        session.clear()
-        raise BadRequest("unauthorised", "sign in again", 401)
-    if resident.frozen:
-        raise BadRequest("frozen", "this identity is frozen; contact the identity office", 403)
-    return pid
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    """The query parameter *name* as a whole number from *low* to *high*; 400 ``invalid_query`` otherwise."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or not low <= int(raw) <= high:
+        raise BadRequest("invalid_query", f"'{name}' must be a whole number from {low} to {high}")
+    return int(raw)

@@ -1,4 +1,7 @@
-"""The service's parts, built once from the settings and shared by the web app and the CLI."""
+"""The service's parts, built once from the settings and shared by the web app and the CLI.
+
+A view reaches them with :func:`current_services`, never through the app factory that registers it.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +11,25 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from cryptography.hazmat.primitives import serialization
+from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
-from codeservice.certificates import record_org_codes
+from codeservice.accesslog.service import checkpoint_if_due
+from codeservice.certificates.models import Department
+from codeservice.certificates.service import record_org_codes, status_list_token
 from codeservice.config import Settings
 from codeservice.db import Database, migrate
 from codeservice.demo import ensure_demo_certificates, ensure_demo_office, ensure_demo_transit
-from codeservice.residents import ensure_demo_residents
+from codeservice.identity.residents import ensure_demo_residents
 from codeservice.state import StateReplayGuard, StateStore, make_state
-from codeservice.transit import TRANSIT_PLATFORM
+from codeservice.transit.service import TRANSIT_PLATFORM, transit_status_list
 from issuers.codes import issue_code
-from issuers.keyring import IssuerInfo, Keyring
+from issuers.keyring import IssuerInfo, Keyring, KeyringError
 from issuers.trustlist import sign_trust_list
 from sdk import TrustList, Verifier
 from sdk.claims import subject_from_text
+from sdk.keys import b64u_encode
 from verifiers.online import OnlineVerifier
 
 IDENTITY_OFFICE = IssuerInfo("city-id", "City Identity Office", ("id",))
@@ -77,7 +85,6 @@ class Services:
 
     def status_tokens(self, now: float | None = None) -> list[str]:
         """Every issuer's current status list token: each department's, and the transit platform's."""
-        from codeservice.models import Department
 
         with self.db.session() as session:
             issuers = [d.id for d in session.query(Department).order_by(Department.id)]
@@ -85,8 +92,6 @@ class Services:
 
     def status_list(self, session: Session, issuer: str, now: float | None = None) -> str:
         """The status list of a department (its certificates) or of the transit platform (ride devices)."""
-        from codeservice.certificates import status_list_token
-        from codeservice.transit import transit_status_list
 
         uri = f"{self.settings.public_url}/api/v1/status/{issuer}"
         if issuer == TRANSIT_PLATFORM.id:
@@ -122,14 +127,12 @@ class Services:
 
     def audit_key(self, kid_b64: str):  # type: ignore[no-untyped-def]
         """The public key of an audit signing key id (base64url), also of a retired one, or None."""
-        from sdk.keys import b64u_encode
 
         for key in self.keyring.trusted_keys(time.time(), int(time.time()) + 1):
             if b64u_encode(key.kid) == kid_b64 and "audit" in key.kinds:
                 return key.public_key
         for entry in self.keyring.list_keys():
             if entry["issuer"] == AUDIT_OFFICE.id and b64u_encode(bytes.fromhex(entry["kid"])) == kid_b64:
-                from cryptography.hazmat.primitives import serialization
 
                 return serialization.load_pem_public_key(
                     (self.keyring.path / f"{entry['kid']}.pub.pem").read_bytes())
@@ -137,8 +140,6 @@ class Services:
 
     def checkpoint_if_due(self, session: Session) -> None:
         """After writing to the access log: sign its checkpoint when one is due."""
-        from codeservice.accesslog import checkpoint_if_due
-        from issuers.keyring import KeyringError
 
         try:
             signer = self.keyring.signer(AUDIT_OFFICE.id)
@@ -161,3 +162,8 @@ class Services:
     def trust_list_token(self, now: float | None = None) -> str:
         now = time.time() if now is None else now
         return sign_trust_list(self.keyring, validity=self.settings.trust_validity, now=now)
+
+
+def current_services(app: Flask | None = None) -> Services:
+    """The services of *app*, by default the app handling the current request."""
+    return (app or current_app).extensions["citycode"]  # type: ignore[no-any-return]

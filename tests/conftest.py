@@ -120,10 +120,10 @@ def state_redis_url(request: pytest.FixtureRequest) -> str | None:
 
 def clear_database(engine) -> None:
     """Delete every row (children first), so that tests sharing one PostgreSQL database stay apart."""
-    from codeservice.models import Base
+    from codeservice.tables import metadata
 
     with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
+        for table in reversed(metadata.sorted_tables):
             conn.execute(table.delete())
 
 

@@ -8,8 +8,8 @@ import time
 import pytest
 from sqlalchemy import select, update
 
-from codeservice import accesslog
-from codeservice.models import AccessLogEntry, AuditCheckpoint
+from codeservice.accesslog import service as accesslog
+from codeservice.accesslog.models import AccessLogEntry, AuditCheckpoint
 from codeservice.services import AUDIT_OFFICE, Services
 from tests.conftest import clear_database, make_settings
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from codeservice.residents import list_residents
+from codeservice.identity.residents import list_residents
 from sdk import TrustList, Verifier, load_anchor
 
 
@@ -136,7 +136,7 @@ def test_frozen_identity_is_refused_online(app, client):
     services = app.extensions["citycode"]
     code = services.issue_identity_code(pid)
     with services.db.session() as s:
-        from codeservice.residents import get_resident
+        from codeservice.identity.residents import get_resident
 
         get_resident(s, pid).frozen = True
     result = post_verify(client, {"code": code, "scene": "service-window"}).json
@@ -144,7 +144,7 @@ def test_frozen_identity_is_refused_online(app, client):
 
 
 def test_a_frozen_identity_refused_on_a_bus_does_not_spend_its_code(app, client):
-    from codeservice.residents import get_resident
+    from codeservice.identity.residents import get_resident
 
     pid = demo_pid(app)
     services = app.extensions["citycode"]
@@ -169,7 +169,7 @@ def test_frozen_resident_gets_no_code(app, client):
     sign_in(client, pid)
     services = app.extensions["citycode"]
     with services.db.session() as s:
-        from codeservice.residents import get_resident
+        from codeservice.identity.residents import get_resident
 
         get_resident(s, pid).frozen = True
     response = client.get("/api/v1/me/code")

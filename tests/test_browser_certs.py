@@ -151,7 +151,7 @@ def test_a_new_choice_withdraws_the_code_and_a_date_beside_its_predicate_is_flag
 def test_a_certificate_suspended_while_its_page_is_open_is_not_shown(
     context, service: base.Service, tmp_path: Path
 ) -> None:
-    from codeservice.certificates import set_status
+    from codeservice.certificates.service import set_status
     from codeservice.config import Settings
     from codeservice.db import Database
 

@@ -11,10 +11,13 @@ import jwt
 import pytest
 from sqlalchemy import func, select
 
-from codeservice.certificates import add_api_client, certificates_of, city_today, show_code
+from codeservice.certificates.models import Certificate, CheckRecord
+from codeservice.certificates.service import certificates_of, show_code
+from codeservice.citytime import city_today
+from codeservice.clients.models import ApiClient
+from codeservice.clients.service import add_api_client
 from codeservice.demo import DEMO_COMPANY
-from codeservice.models import ApiClient, Certificate, CheckRecord
-from codeservice.residents import get_resident, list_residents
+from codeservice.identity.residents import get_resident, list_residents
 from sdk import TrustList, load_anchor
 from sdk.certid import CertificateId, uscc_check
 from sdk.keys import b64u_decode
@@ -554,8 +557,9 @@ def test_malformed_or_unusable_checks_get_400_with_a_reason_and_no_check_is_made
 
 
 def test_every_check_is_in_the_access_log(app):
-    from codeservice import accesslog
-    from codeservice.certificates import add_api_client, check
+    from codeservice.accesslog import service as accesslog
+    from codeservice.certificates.service import check
+    from codeservice.clients.service import add_api_client
     from codeservice.demo import DEMO_COMPANY
 
     services = app.extensions["citycode"]

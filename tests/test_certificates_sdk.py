@@ -279,8 +279,8 @@ def test_undisclosed_fields_cannot_be_recovered_from_the_code(ring, verifier):
 
 def test_the_code_is_the_same_whatever_the_undisclosed_fields_hold(ring):
     """Two holders with the same disclosed predicate: their codes differ only in what they must."""
-    from codeservice.certificates import disclosed_values
-    from codeservice.models import Certificate, CertType
+    from codeservice.certificates.models import Certificate, CertType
+    from codeservice.certificates.service import disclosed_values
 
     lnyd = CertType(code="LNYD", fields=[{"name": n, "label": n, "type": t, "disclosable": True}
                                          for n, t in (("name", "text"), ("birth_date", "date"), ("gender", "text"))],

@@ -12,10 +12,10 @@ import cbor2
 import pytest
 from sqlalchemy import select
 
-from codeservice.certificates import _epoch, certificates_of, show_code
+from codeservice.certificates.models import Certificate
+from codeservice.certificates.service import _epoch, certificates_of, show_code
 from codeservice.demo import DEMO_COMPANY, DEPARTMENTS
-from codeservice.models import Certificate
-from codeservice.residents import list_residents
+from codeservice.identity.residents import list_residents
 from issuers.certificates import issue_show_code
 from sdk import Reason, TrustList, Verifier, load_anchor
 from sdk.certid import CertificateId

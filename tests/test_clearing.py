@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from codeservice.certificates import add_api_client
-from codeservice.clearing import csv_rows, run_clearing, trips_of_day
+from codeservice.clients.models import ApiClient
+from codeservice.clients.service import add_api_client
 from codeservice.demo import DEMO_OPERATORS
-from codeservice.fares import FareError, load_rules
-from codeservice.models import ApiClient
-from codeservice.transit import ingest_records
+from codeservice.transit.clearing import csv_rows, run_clearing, trips_of_day
+from codeservice.transit.fares import FareError, load_rules
+from codeservice.transit.service import ingest_records
 from issuers.rides import issue_credential, make_ride_code
 from sdk.claims import CARD_TYPE_IDS, subject_from_text
 from sdk.gate import service_day
@@ -274,7 +274,7 @@ def test_running_clearing_again_replaces_the_day_and_takes_late_records(services
 
 
 def test_an_unknown_operator_cannot_be_cleared(services):
-    from codeservice.transit import TransitNotFound
+    from codeservice.transit.service import TransitNotFound
 
     with pytest.raises(TransitNotFound), services.db.session() as s:
         run_clearing(s, "nobody", dt.date(2026, 11, 1))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from codeservice import consent
+from codeservice.clients.models import ApiClient
 from codeservice.config import Settings
+from codeservice.consent import service as consent
 from codeservice.demo import DEMO_OFFICE
-from codeservice.models import ApiClient
 from codeservice.services import Services
 
 CITYCODE = str(Path(sys.executable).with_name("citycode"))
@@ -45,7 +45,7 @@ def fill_log(home: Path) -> int:
         with services.db.session() as s:
             from sqlalchemy import select
 
-            from codeservice.residents import list_residents
+            from codeservice.identity.residents import list_residents
 
             zhou = s.scalars(select(ApiClient).where(ApiClient.name == "Clerk Zhou")).one()
             sun = s.scalars(select(ApiClient).where(ApiClient.name == "Clerk Sun")).one()
@@ -62,7 +62,7 @@ def fill_log(home: Path) -> int:
                         assert exc.reason == "other_clerk"
                 if i % 2 == 0:
                     consent.fetch(s, services.keyring, zhou, made.id)
-        from codeservice.accesslog import count_entries
+        from codeservice.accesslog.service import count_entries
 
         with services.db.session() as s:
             return count_entries(s)
@@ -200,7 +200,7 @@ def test_offices_and_their_clients(home):
 
     services = Services(Settings.from_env(env))
     try:
-        from codeservice.certificates import client_by_key
+        from codeservice.clients.service import client_by_key
 
         with services.db.session() as s:
             found = client_by_key(s, clerk["key"])

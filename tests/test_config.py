@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from codeservice import consent
 from codeservice.config import ConfigError, Settings
+from codeservice.consent import service as consent
 
 
 def test_consent_windows_default_to_five_and_three_minutes():

@@ -19,12 +19,15 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from codeservice import consent
+from codeservice.accesslog.models import AccessLogEntry
 from codeservice.app import create_app
-from codeservice.certificates import add_api_client, hash_key
+from codeservice.clients.models import ApiClient
+from codeservice.clients.service import add_api_client, hash_key
+from codeservice.consent import service as consent
+from codeservice.consent.models import ConsentRequest
 from codeservice.demo import DEMO_OFFICE
-from codeservice.models import AccessLogEntry, ApiClient, ConsentRequest, Resident
-from codeservice.residents import list_residents
+from codeservice.identity.models import Resident
+from codeservice.identity.residents import list_residents
 from codeservice.state import StateError
 from sdk import TrustList, load_anchor
 from sdk.sdjwt import verify_sd_jwt
@@ -778,7 +781,7 @@ def test_the_auditor_reads_and_verifies_the_log_and_nobody_else_does(world):
 
 
 def test_checkpoints_are_signed_as_the_log_grows(world, monkeypatch):
-    from codeservice import accesslog
+    from codeservice.accesslog import service as accesslog
 
     monkeypatch.setattr(accesslog, "CHECKPOINT_EVERY", 4)
     for _ in range(5):

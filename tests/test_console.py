@@ -11,11 +11,14 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from codeservice.accesslog.models import AccessLogEntry
 from codeservice.app import create_app
-from codeservice.certificates import add_api_client
+from codeservice.clients.models import ApiClient
+from codeservice.clients.service import add_api_client
+from codeservice.consent.models import ConsentRequest
 from codeservice.demo import DEMO_OFFICE
-from codeservice.models import AccessLogEntry, ApiClient, ConsentRequest, Resident
-from codeservice.residents import list_residents
+from codeservice.identity.models import Resident
+from codeservice.identity.residents import list_residents
 from tests.conftest import clear_database, make_settings
 from tests.test_api import sign_in
 
@@ -366,7 +369,7 @@ def test_the_console_releases_nothing_for_an_identity_frozen_after_approval(app,
 
 
 def test_the_history_page_shows_city_time(app, resident):
-    from codeservice import consent
+    from codeservice.consent import service as consent
 
     late = dt.datetime(2026, 11, 23, 17, 30, tzinfo=dt.UTC)  # 01:30 on 24 November in the city
     with services(app).db.session() as s:
@@ -396,8 +399,8 @@ def test_the_history_page_and_the_api_expire_overdue_requests_alike(app, clerk, 
 
 
 def test_the_resident_pages_sign_checkpoints_when_due(app, clerk, resident, monkeypatch):
-    from codeservice import accesslog
-    from codeservice.models import AuditCheckpoint
+    from codeservice.accesslog import service as accesslog
+    from codeservice.accesslog.models import AuditCheckpoint
 
     monkeypatch.setattr(accesslog, "CHECKPOINT_EVERY", 2)
     request_id = _request(app, clerk)  # entry 1

@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from codeservice.certificates import add_api_client
-from codeservice.models import GateRecord
-from codeservice.residents import list_residents
-from codeservice.transit import register_device
+from codeservice.clients.service import add_api_client
+from codeservice.identity.residents import list_residents
+from codeservice.transit.models import GateRecord
+from codeservice.transit.service import register_device
 from issuers.rides import make_ride_code
 from sdk.gate import GateStore
 from tests.conftest import clear_database, make_settings

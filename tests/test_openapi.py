@@ -32,25 +32,39 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from sqlalchemy import select, update
 
-import codeservice.api
+import codeservice.accesslog.api
+import codeservice.accesslog.models
+import codeservice.accesslog.service
 import codeservice.app
-import codeservice.auth
-import codeservice.certificates
-import codeservice.certs_api
-import codeservice.consent
-import codeservice.consent_api
-import codeservice.console
+import codeservice.certificates.api
+import codeservice.certificates.pages
+import codeservice.certificates.service
+import codeservice.clients.auth
+import codeservice.clients.service
+import codeservice.config
+import codeservice.consent.api
+import codeservice.consent.clerk
+import codeservice.consent.models
+import codeservice.consent.resident
+import codeservice.consent.service
+import codeservice.demo
+import codeservice.identity.api
+import codeservice.identity.residents
+import codeservice.identity.session
 import codeservice.jsonapi
-import codeservice.resident_certs
-import codeservice.transit
-import codeservice.transit_api
-from codeservice.accesslog import entry_hash
+import codeservice.services
+import codeservice.state
+import codeservice.transit.api
+import codeservice.transit.service
+from codeservice.accesslog.models import AccessLogEntry
+from codeservice.accesslog.service import entry_hash
 from codeservice.app import create_app
-from codeservice.certificates import add_api_client, certificates_of
+from codeservice.certificates.service import certificates_of
+from codeservice.clients.service import add_api_client
 from codeservice.config import Settings
+from codeservice.consent.models import ConsentRequest
 from codeservice.demo import DEMO_COMPANY, DEMO_OFFICE, DEMO_OPERATORS
-from codeservice.models import AccessLogEntry, ConsentRequest
-from codeservice.residents import get_resident, list_residents
+from codeservice.identity.residents import get_resident, list_residents
 from codeservice.services import Services
 from codeservice.state import StateError
 from issuers.certificates import issue_show_code
@@ -68,7 +82,7 @@ from tests.conftest import make_settings
 from tests.test_transit_api import BrowserPhone, gate_verifier, yesterday_noon
 from verifiers.scenes import SCENES
 
-SPEC_PATH = Path(codeservice.api.__file__).parent / "openapi.json"
+SPEC_PATH = codeservice.identity.api.OPENAPI
 SPEC_URI = "urn:citycode:openapi"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}  # added to every rule by Flask, not documented
@@ -240,17 +254,18 @@ def test_kind_enum_is_the_sdk_kinds(spec: dict[str, Any]) -> None:
 
 #: Every module that answers a request under /api/v1 (or raises what such an answer is made from).
 ERROR_MODULES = (
-    codeservice.api, codeservice.app, codeservice.auth, codeservice.jsonapi, codeservice.certs_api,
-    codeservice.resident_certs, codeservice.consent_api, codeservice.consent, codeservice.transit_api,
-    codeservice.transit,
+    codeservice.identity.api, codeservice.app, codeservice.clients.auth, codeservice.jsonapi,
+    codeservice.certificates.api, codeservice.certificates.pages, codeservice.consent.api, codeservice.consent.service,
+    codeservice.transit.api,
+    codeservice.transit.service, codeservice.identity.session, codeservice.accesslog.api,
 )
 
 
 def _certificate_states() -> set[str]:
     """What resident_certs._effective_status can return besides ``valid``: the registry's statuses and the
     constants it returns itself (``f"certificate_{state}"`` is built from these)."""
-    states = set(codeservice.certificates.STATUS_VALUES)
-    tree = ast.parse(inspect.getsource(codeservice.resident_certs._effective_status))
+    states = set(codeservice.certificates.service.STATUS_VALUES)
+    tree = ast.parse(inspect.getsource(codeservice.certificates.pages._effective_status))
     for node in ast.walk(tree):
         if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant):
             states.add(node.value.value)
@@ -345,7 +360,7 @@ def test_record_rejections_are_what_the_code_rejects(spec: dict[str, Any]) -> No
     """A gate record the service refuses is answered in ``rejected`` as ``"<reason>: <message>"``: the reasons of
     ``RecordError(reason, ...)`` and the constant ``error`` texts of transit.py are the pattern's alternatives."""
     reasons: set[str] = set()
-    for node in ast.walk(ast.parse(inspect.getsource(codeservice.transit))):
+    for node in ast.walk(ast.parse(inspect.getsource(codeservice.transit.service))):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "RecordError":
             first = node.args[0]
             assert isinstance(first, ast.Constant) and isinstance(first.value, str), ast.unparse(node)
@@ -751,7 +766,7 @@ def test_every_bearer_role_and_session_is_what_the_code_checks(app: Flask, keys:
     checked first. A device key is a kiosk's, or at /api/v1/gate/ a gate's."""
     schemes = spec["components"]["securitySchemes"]
     assert {name for name, scheme in schemes.items() if scheme.get("scheme") == "bearer"} == set(ROLE_SCHEMES)
-    assert set(ROLE_SCHEMES.values()) == set(codeservice.certificates.ROLES)
+    assert set(ROLE_SCHEMES.values()) == set(codeservice.clients.service.ROLES)
     client = app.test_client()
     seen_roles = set()
     alternatives = 0
@@ -1160,7 +1175,8 @@ def test_access_log_for_the_auditor(app: Flask, keys: dict[str, str], spec: dict
 
 def test_access_actions_are_what_the_code_logs(spec: dict[str, Any]) -> None:
     logged: set[str] = set()
-    for module in (codeservice.certificates, codeservice.consent, codeservice.consent_api, codeservice.console):
+    for module in (codeservice.certificates.service, codeservice.consent.service, codeservice.consent.api,
+                   codeservice.consent.clerk, codeservice.consent.resident):
         for node in ast.walk(ast.parse(inspect.getsource(module))):
             if isinstance(node, ast.Call):
                 for keyword in node.keywords:
@@ -1497,7 +1513,7 @@ def test_the_ride_phone_through_the_api(app: Flask, keys: dict[str, str], spec: 
     late = BrowserPhone()
     challenge = elder_client.post("/api/v1/me/ride/challenge").get_json()["challenge"]
     with monkeypatch.context() as patched:
-        patched.setattr(codeservice.transit.secrets, "token_hex", lambda nbytes=None: kept.device_id)
+        patched.setattr(codeservice.transit.service.secrets, "token_hex", lambda nbytes=None: kept.device_id)
         response = elder_client.post(devices, json={"public_key": late.public_raw, "proof": late.proof(challenge)})
     assert check(spec, registry, response, devices, "POST", status=503)["error"] == "busy"
 

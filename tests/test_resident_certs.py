@@ -10,9 +10,9 @@ import re
 
 import pytest
 
-from codeservice.certificates import add_cert_type, certificates_of, issue_certificate, set_status
-from codeservice.models import Certificate
-from codeservice.residents import get_resident, list_residents
+from codeservice.certificates.models import Certificate
+from codeservice.certificates.service import add_cert_type, certificates_of, issue_certificate, set_status
+from codeservice.identity.residents import get_resident, list_residents
 from sdk import PREFIX, TrustList, Verifier, base45, load_anchor
 from sdk.certid import CertificateId
 from sdk.statuslist import StatusCache

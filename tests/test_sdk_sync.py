@@ -9,8 +9,9 @@ import time
 import pytest
 from werkzeug.serving import make_server
 
-from codeservice.certificates import add_api_client, certificates_of, set_status, show_code
-from codeservice.residents import list_residents
+from codeservice.certificates.service import certificates_of, set_status, show_code
+from codeservice.clients.service import add_api_client
+from codeservice.identity.residents import list_residents
 from sdk import Reason, TrustList, Verifier, load_anchor
 from sdk.sync import GateSync
 from verifiers.scenes import SCENES

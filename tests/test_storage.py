@@ -9,8 +9,9 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
 from codeservice.db import Database, migrate
-from codeservice.models import Base, Resident
-from codeservice.residents import add_resident, ensure_demo_residents, get_resident, list_residents
+from codeservice.identity.models import Resident
+from codeservice.identity.residents import add_resident, ensure_demo_residents, get_resident, list_residents
+from codeservice.models import Base
 from sdk.claims import subject_from_text
 from tests.conftest import clear_database
 

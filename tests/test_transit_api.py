@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from codeservice.certificates import add_api_client
-from codeservice.residents import get_resident, list_residents
+from codeservice.clients.service import add_api_client
+from codeservice.identity.residents import get_resident, list_residents
 from issuers.rides import issue_credential, make_ride_code
 from sdk import Reason, TrustList, Verifier, load_anchor
 from sdk.claims import subject_from_text
@@ -170,7 +170,7 @@ def test_a_removed_phone_and_a_frozen_identity_are_refused_by_gates_after_a_refr
 
 def test_the_transit_status_list_covers_a_phone_above_a_lowered_list_size(app, client):
     """Indices are never reused: a list made after CITYCODE_STATUS_LIST_SIZE was lowered still holds every phone."""
-    from codeservice.models import RideDevice
+    from codeservice.transit.models import RideDevice
 
     sign_in(client, residents(app)[1])
     phone = BrowserPhone()
@@ -287,7 +287,7 @@ def test_each_record_is_stored_once_however_often_it_is_sent(app, client):
     assert again.json["duplicates"] == [r["record_id"] for r in records[:3]]
     from sqlalchemy import func, select
 
-    from codeservice.models import GateRecord
+    from codeservice.transit.models import GateRecord
 
     with app.extensions["citycode"].db.session() as s:
         assert s.scalar(select(func.count()).select_from(GateRecord)) == 5
@@ -482,7 +482,7 @@ def test_an_identity_code_at_a_gate_is_billed_to_the_residents_account_not_the_p
     record = _record(operator="qd-bus", scene="bus", station=None, line="1", direction=None, kind="id", account=pid,
                      card_type=None, fare_limit=None, credential_id=None)
     upload(client, device, [record])
-    from codeservice.models import GateRecord, TransitAccount
+    from codeservice.transit.models import GateRecord, TransitAccount
 
     with app.extensions["citycode"].db.session() as s:
         stored = s.get(GateRecord, record["record_id"])

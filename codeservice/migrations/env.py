@@ -3,10 +3,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from codeservice.models import Base
+from codeservice.tables import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def run() -> None:

@@ -47,18 +47,19 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
-from sqlalchemy import select
+from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.orm import Session
 
-from codeservice import accesslog, consent
-from codeservice.app import services_of
-from codeservice.auth import require_client
-from codeservice.consent import ConsentError
-from codeservice.jsonapi import BadRequest, json_body, signed_in_resident, text
-from codeservice.models import AccessLogEntry, ApiClient, ConsentRequest, Office
-from codeservice.residents import get_resident
-from codeservice.services import Services
+from codeservice.accesslog import service as accesslog
+from codeservice.clients.auth import require_client
+from codeservice.clients.models import ApiClient
+from codeservice.consent import service as consent
+from codeservice.consent.models import ConsentRequest, Office
+from codeservice.consent.service import ConsentError
+from codeservice.identity.residents import get_resident
+from codeservice.identity.session import signed_in_resident
+from codeservice.jsonapi import BadRequest, int_arg, json_body, text
+from codeservice.services import current_services
 from codeservice.state import StateError
 
 consent_api = Blueprint("consent_api", __name__, url_prefix="/api/v1")
@@ -68,7 +69,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_CODE_CHARS = 4096
 MAX_ITEMS = 32
 MAX_FIELDS = 64
-AUDIT_PAGE_MAX = 1000
 
 
 @consent_api.errorhandler(ConsentError)
@@ -82,18 +82,15 @@ def _state_error(exc: StateError) -> tuple[Response, int]:
 
 
 # -- settings ------------------------------------------------------------------------------------
-def _services() -> Services:
-    return services_of(current_app)
-
 
 def _answer_minutes() -> int:
     """Minutes a resident has to answer (CITYCODE_CONSENT_ANSWER_MINUTES)."""
-    return _services().settings.consent_answer_minutes
+    return current_services().settings.consent_answer_minutes
 
 
 def _fetch_minutes() -> int:
     """Minutes the clerk has to fetch after an approval (CITYCODE_CONSENT_FETCH_MINUTES)."""
-    return _services().settings.consent_fetch_minutes
+    return current_services().settings.consent_fetch_minutes
 
 
 # -- clients and rate limits -----------------------------------------------------------------------
@@ -103,7 +100,7 @@ def _actor(session: Session, client: ApiClient) -> tuple[str, str]:
 
 
 def _rate_limit(client: ApiClient) -> None:
-    services = _services()
+    services = current_services()
     used = services.state.count(f"rate:{client.id}", 60)  # StateError -> 503
     if used <= client.rate_per_minute:
         return
@@ -111,7 +108,7 @@ def _rate_limit(client: ApiClient) -> None:
         actor, label = _actor(db, client)
         accesslog.append(db, actor=actor, actor_label=label, office=client.office_id, action="rate_limited",
                          what=[{"method": request.method, "path": _printable(request.path, 200)}], outcome="refused")
-        _services().checkpoint_if_due(db)
+        current_services().checkpoint_if_due(db)
     raise BadRequest("rate_limited",
                      f"more than {client.rate_per_minute} requests a minute from this {client.role}; "
                      "the attempt was logged; try again in a minute", 403)
@@ -133,7 +130,7 @@ def _client(role: str, *, limited: bool = True) -> Callable[[F], F]:
 
 
 def _resident() -> str:
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         return signed_in_resident(db)
 
 
@@ -170,7 +167,7 @@ def _printable(text: str, limit: int) -> str:
 
 def _verified_resident(db: Session, code: str) -> tuple[str | None, str | None]:
     """(pid, None) for a valid identity code of an unfrozen resident, else (pid or None, refusal)."""
-    result = _services().online.verify(code, "service-window")
+    result = current_services().online.verify(code, "service-window")
     subject = result.subject  # set only when the signature verified
     if not result.accepted:
         return subject, result.reason.value + (f": {result.detail}" if result.detail else "")
@@ -212,7 +209,7 @@ def create_request() -> tuple[Response, int]:
         raise BadRequest("invalid_body", "'keep_minutes' must be a whole number from 1 to 10080")
     error: Exception | None = None
     out: dict[str, Any] = {}
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         subject, refusal = _verified_resident(db, code)
         if refusal is not None:
             _log_refusal(db, clerk, action="request", reason=f"code {refusal}", subject=subject, purpose=purpose,
@@ -229,7 +226,7 @@ def create_request() -> tuple[Response, int]:
                     _log_refusal(db, clerk, action="request", reason=exc.reason, subject=subject, purpose=purpose,
                                  what=items)
                 error = exc
-        _services().checkpoint_if_due(db)
+        current_services().checkpoint_if_due(db)
     if error is not None:
         raise error  # after the commit: the refusal stays in the log
     return _created(out, f"/api/v1/consent/requests/{out['id']}")
@@ -250,14 +247,14 @@ def _clerk_view(db: Session, made: ConsentRequest) -> dict[str, Any]:
 @_client("clerk")
 def show_request(request_id: str) -> Response:
     clerk: ApiClient = g.client
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         made = db.get(ConsentRequest, request_id) if _plausible_id(request_id) else None
         if made is None or made.clerk_id != clerk.id:
             raise BadRequest("not_found", "no such request", 404)
         if made.status == "pending" and consent.expire_overdue(db, resident=made.resident):
             db.refresh(made)
         out = _clerk_view(db, made)
-        _services().checkpoint_if_due(db)
+        current_services().checkpoint_if_due(db)
     response = jsonify(out)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -269,7 +266,7 @@ def fetch_request(request_id: str) -> Response:
     clerk: ApiClient = g.client
     body = json_body((), {"items"}, may_be_empty=True)
     items = _items(body["items"], "items") if body.get("items") is not None else None
-    services = _services()
+    services = current_services()
     error: ConsentError | None = None
     released: list[dict[str, Any]] = []
     with services.db.session() as db:
@@ -282,7 +279,7 @@ def fetch_request(request_id: str) -> Response:
                 _log_refusal(db, clerk, action="fetch", reason="not_found",
                              what=[{"request": _printable(request_id, 64)}])
             error = exc
-        _services().checkpoint_if_due(db)
+        current_services().checkpoint_if_due(db)
     if error is not None:
         raise error  # after the commit: the refusal stays in the log
     response = jsonify(certificates=released)
@@ -300,7 +297,7 @@ def issue_ticket() -> tuple[Response, int]:
     service = text(body, "service", 64)
     error: Exception | None = None
     out: dict[str, Any] = {}
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         subject, refusal = _verified_resident(db, code)
         if refusal is not None:
             _log_refusal(db, device, action="ticket", reason=f"code {refusal}", subject=subject,
@@ -317,7 +314,7 @@ def issue_ticket() -> tuple[Response, int]:
                 _log_refusal(db, device, action="ticket", reason=exc.reason, subject=subject,
                              purpose="queue number", what=[{"service": _printable(service, 64)}])
                 error = exc
-        _services().checkpoint_if_due(db)
+        current_services().checkpoint_if_due(db)
     if error is not None:
         raise error  # after the commit: the refusal stays in the log
     return _created(out)
@@ -329,7 +326,7 @@ def call_next() -> Response | tuple[str, int]:
     clerk: ApiClient = g.client
     body = json_body({"service"})
     service = text(body, "service", 64)
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         ticket = consent.call_next(db, clerk, service)
         out = {"number": ticket.number, "service": ticket.service, "office": ticket.office_id} if ticket else None
     if out is None:
@@ -341,9 +338,9 @@ def call_next() -> Response | tuple[str, int]:
 @consent_api.get("/me/consent-requests")
 def my_requests() -> Response:
     pid = _resident()
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         out = [consent.describe_request(db, r) for r in consent.pending_for(db, pid)]
-        _services().checkpoint_if_due(db)
+        current_services().checkpoint_if_due(db)
     response = jsonify(requests=out)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -359,7 +356,7 @@ def answer_request(request_id: str) -> Response:
     if decision == "refuse" and body.get("approve") is not None:
         raise BadRequest("invalid_body", "a refusal approves nothing: leave out 'approve'")
     approve = _items(body["approve"], "approve") if body.get("approve") is not None else None
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         made = db.get(ConsentRequest, request_id) if _plausible_id(request_id) else None
         if made is None or made.resident != pid:
             raise BadRequest("not_found", "no such request", 404)
@@ -375,7 +372,7 @@ def answer_request(request_id: str) -> Response:
             out["fetch_by"] = consent._aware(answered.fetch_by).isoformat() if answered.fetch_by else None
         except ConsentError as exc:
             error = exc  # an expiry found on the way is still committed
-        _services().checkpoint_if_due(db)
+        current_services().checkpoint_if_due(db)
     if error is not None:
         raise error
     return jsonify(out)
@@ -384,53 +381,10 @@ def answer_request(request_id: str) -> Response:
 @consent_api.get("/me/access-log")
 def my_access_log() -> Response:
     pid = _resident()
-    limit = _int_arg("limit", 100, 1, 500)
-    with _services().db.session() as db:
+    limit = int_arg("limit", 100, 1, 500)
+    with current_services().db.session() as db:
         entries = consent.history(db, pid, limit=limit)  # overdue requests are expired first, as on /history
-        _services().checkpoint_if_due(db)
+        current_services().checkpoint_if_due(db)
     response = jsonify(entries=entries)
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-#: The access log's ``seq`` is a 32-bit column: a larger ``after`` is refused, not sent to the database.
-SEQ_MAX = 2**31 - 1
-
-
-# -- the auditor -----------------------------------------------------------------------------------
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or not low <= int(raw) <= high:
-        raise BadRequest("invalid_query", f"'{name}' must be a whole number from {low} to {high}")
-    return int(raw)
-
-
-def _entry_json(entry: AccessLogEntry) -> dict[str, Any]:
-    return {"seq": entry.seq, "at": entry.at, "actor": entry.actor, "actor_label": entry.actor_label,
-            "office": entry.office, "subject": entry.subject, "action": entry.action, "what": entry.what,
-            "purpose": entry.purpose, "outcome": entry.outcome, "prev_hash": entry.prev_hash, "hash": entry.hash}
-
-
-@consent_api.get("/audit/log")
-@_client("auditor", limited=False)
-def audit_log() -> Response:
-    after = _int_arg("after", 0, 0, SEQ_MAX)
-    limit = _int_arg("limit", 100, 1, AUDIT_PAGE_MAX)
-    with _services().db.session() as db:
-        rows = list(db.scalars(select(AccessLogEntry).where(AccessLogEntry.seq > after)
-                               .order_by(AccessLogEntry.seq).limit(limit)))
-        entries = [_entry_json(e) for e in rows]
-    response = jsonify(entries=entries, next_after=entries[-1]["seq"] if len(entries) == limit else None)
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-@consent_api.get("/audit/verify")
-@_client("auditor", limited=False)
-def audit_verify() -> Response:
-    services = _services()
-    with services.db.session() as db:
-        report = accesslog.verify_chain(db, services.audit_key)
-    return jsonify(report.to_dict())

@@ -8,7 +8,7 @@ import os
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from codeservice.models import Resident
+from codeservice.identity.models import Resident
 from sdk.claims import SUBJECT_LENGTH, subject_from_text, subject_to_text
 
 DEMO_RESIDENTS = [

@@ -1,72 +1,27 @@
-"""Commands for departments, certificate types, certificates, status lists, API keys and frozen identities.
+"""Commands for departments, certificate types, certificates and status lists.
 
-Registered on the ``citycode`` group by an import at the end of :mod:`codeservice.cli`; the same
-conventions hold: JSON on standard output, exit 2 with a JSON ``{error, message}`` on standard
-error for any usage or input error.
-"""
+Added to the ``citycode`` group by :mod:`codeservice.cli.main`; the same conventions hold: JSON on
+standard output, exit 2 with a JSON ``{error, message}`` on standard error for any usage or input error."""
 
 from __future__ import annotations
 
 import re
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from codeservice.cli import _fail, _out, _services, main, resident
-
-# Run as ``python -m codeservice.cli``, the command group is that of ``__main__``: register there.
-_entry = sys.modules.get("__main__")
-if getattr(getattr(_entry, "__spec__", None), "name", None) == "codeservice.cli":
-    main, resident = _entry.main, _entry.resident  # type: ignore[union-attr]
+from codeservice.cli.common import echo_json, fail, names_option, registry
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from codeservice.models import Certificate
-    from codeservice.services import Services
+    from codeservice.certificates.models import Certificate
 
 _PREDICATE = re.compile(r"^age_over_(\d{1,3}):([a-z][a-z0-9_]{0,39})$")
 _NUMBER = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 
 
-@contextmanager
-def _registry() -> Iterator[tuple[Services, Session]]:
-    """The services and one database transaction; registry errors become exit 2 with their message.
-
-    Print only after the block has ended, so that nothing is reported that was not committed.
-    """
-    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-
-    from codeservice.certificates import CertificateError, NotFound
-    from issuers.keyring import KeyringError
-
-    services = _services()
-    try:
-        with services.db.session() as session:
-            yield services, session
-    except NotFound as exc:
-        _fail(str(exc), "not_found")
-    except CertificateError as exc:
-        _fail(str(exc))
-    except KeyringError as exc:
-        _fail(str(exc), "keyring_error")
-    except IntegrityError:
-        _fail("conflicts with a concurrent change; try again", "conflict")
-    except SQLAlchemyError as exc:
-        _fail(f"database error: {exc.__class__.__name__}", "database_error")
-
-
-def _names(text: str | None, option: str) -> list[str]:
-    """A comma-separated list of names, without blanks or repeats."""
-    names = [n.strip() for n in (text or "").split(",") if n.strip()]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        _fail(f"{option}: {', '.join(repeated)} given twice", "usage")
-    return names
 
 
 def _cert_id(text: str) -> str:
@@ -77,15 +32,15 @@ def _cert_id(text: str) -> str:
         CertificateId.parse(text)
     except IdentifierError as exc:
         if str(exc) == "wrong check character":
-            _fail(f"certificate id {text}: wrong check character {text.rsplit('.', 1)[-1]!r} "
+            fail(f"certificate id {text}: wrong check character {text.rsplit('.', 1)[-1]!r} "
                   "(ISO/IEC 7064 MOD 37,36); the identifier was mistyped")
-        _fail(f"certificate id {text!r}: {exc}")
+        fail(f"certificate id {text!r}: {exc}")
     return text
 
 
 def certificate_json(session: Session, cert: Certificate) -> dict[str, Any]:
     """A certificate with its GB/T 36903 metadata."""
-    from codeservice.models import CertType, Department
+    from codeservice.certificates.models import CertType, Department
 
     cert_type = session.get(CertType, cert.type_code)
     department = session.get(Department, cert.department_id)
@@ -110,7 +65,7 @@ def certificate_json(session: Session, cert: Certificate) -> dict[str, Any]:
 
 
 # -- departments and certificate types -----------------------------------------------------------
-@main.group()
+@click.group()
 def dept() -> None:
     """Issuing departments (each an issuer with its own keys in the trust list)."""
 
@@ -121,23 +76,23 @@ def dept() -> None:
 @click.option("--org-code", required=True, help="the department's unified social credit code (18 characters)")
 def dept_add(dept_id: str, name: str, org_code: str) -> None:
     """Add a department and create its signing key."""
-    from codeservice.certificates import add_department
+    from codeservice.certificates.service import add_department
 
-    with _registry() as (services, session):
+    with registry() as (services, session):
         department = add_department(session, services.keyring, dept_id, name.strip(), org_code.strip().upper())
         out = {"id": department.id, "name": department.name, "org_code": department.org_code,
                "kid": services.keyring.signer(department.id).kid.hex()}
-    _out(out)
+    echo_json(out)
 
 
-@main.group("cert-type")
+@click.group("cert-type")
 def cert_type_group() -> None:
     """Certificate types: fields, derived predicates, validity."""
 
 
 def _field_spec(text: str) -> dict[str, Any]:
     """NAME[:TYPE][:private]"""
-    from codeservice.certificates import FIELD_TYPES
+    from codeservice.certificates.service import FIELD_TYPES
 
     name, *rest = text.split(":")
     ftype, private = "text", False
@@ -148,7 +103,7 @@ def _field_spec(text: str) -> dict[str, Any]:
         ftype = rest[0]
         rest = rest[1:]
     if rest or not name:
-        _fail(f"--field {text!r}: expected NAME[:TYPE][:private] with TYPE one of {', '.join(FIELD_TYPES)}")
+        fail(f"--field {text!r}: expected NAME[:TYPE][:private] with TYPE one of {', '.join(FIELD_TYPES)}")
     return {"name": name, "type": ftype, "disclosable": not private}
 
 
@@ -156,7 +111,7 @@ def _predicate_spec(text: str) -> dict[str, Any]:
     """age_over_N:FIELD"""
     match = _PREDICATE.match(text)
     if match is None:
-        _fail(f"--predicate {text!r}: expected age_over_N:FIELD, e.g. age_over_60:birth_date")
+        fail(f"--predicate {text!r}: expected age_over_N:FIELD, e.g. age_over_60:birth_date")
     return {"op": "age_over", "value": int(match.group(1)), "field": match.group(2)}
 
 
@@ -175,14 +130,14 @@ def cert_type_add(
     field_specs: tuple[str, ...], predicate_specs: tuple[str, ...],
 ) -> None:
     """Add a certificate type to a department."""
-    from codeservice.certificates import add_cert_type, disclosable
+    from codeservice.certificates.service import add_cert_type, disclosable
 
     name = name.strip()
     if not 0 < len(name) <= 200:
-        _fail("--name: 1 to 200 characters")
+        fail("--name: 1 to 200 characters")
     fields = [_field_spec(s) for s in field_specs]
     predicates = [_predicate_spec(s) for s in predicate_specs]
-    with _registry() as (services, session):
+    with registry() as (services, session):
         cert_type = add_cert_type(session, services.keyring, code=code.strip().upper(), name=name,
                                   department=department, holder_kind=holder_kind, fields=fields,
                                   predicates=predicates, validity_days=validity_days)
@@ -190,11 +145,11 @@ def cert_type_add(
                "holder_kind": cert_type.holder_kind, "validity_days": cert_type.validity_days,
                "fields": cert_type.fields, "predicates": cert_type.predicates,
                "disclosable": [item["name"] for item in disclosable(cert_type)]}
-    _out(out)
+    echo_json(out)
 
 
 # -- certificates ----------------------------------------------------------------------------------
-@main.group()
+@click.group()
 def cert() -> None:
     """Electronic certificates: issue, show (亮证), suspend, reinstate, revoke."""
 
@@ -205,9 +160,9 @@ def _field_values(pairs: tuple[str, ...]) -> dict[str, str]:
         name, sep, value = pair.partition("=")
         name = name.strip()
         if not sep or not name:
-            _fail(f"--field {pair!r}: expected NAME=VALUE")
+            fail(f"--field {pair!r}: expected NAME=VALUE")
         if name in values:
-            _fail(f"--field {name} given twice")
+            fail(f"--field {name} given twice")
         values[name] = value
     return values
 
@@ -219,17 +174,17 @@ def _field_values(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--number", help="the certificate number printed on it (default: generated)")
 def cert_issue(type_code: str, holder: str, field_pairs: tuple[str, ...], number: str | None) -> None:
     """Issue a certificate and print it as JSON."""
-    from codeservice.certificates import issue_certificate
+    from codeservice.certificates.service import issue_certificate
 
     if number is not None and not _NUMBER.match(number.strip()):
-        _fail("--number: 1 to 64 printable characters")
+        fail("--number: 1 to 64 printable characters")
     values = _field_values(field_pairs)
-    with _registry() as (services, session):
+    with registry() as (services, session):
         issued = issue_certificate(session, type_code=type_code.strip().upper(), holder=holder.strip(),
                                    fields=values, status_list_size=services.settings.status_list_size,
                                    number=number.strip() if number is not None else None)
         out = certificate_json(session, issued)
-    _out(out)
+    echo_json(out)
 
 
 @cert.command("list")
@@ -239,16 +194,16 @@ def cert_list(holder: str | None, type_code: str | None) -> None:
     """List certificates (metadata and fields) as a JSON array."""
     from sqlalchemy import select
 
-    from codeservice.models import Certificate
+    from codeservice.certificates.models import Certificate
 
     query = select(Certificate).order_by(Certificate.type_code, Certificate.id)
     if holder is not None:
         query = query.where(Certificate.holder == holder.strip())
     if type_code is not None:
         query = query.where(Certificate.type_code == type_code.strip().upper())
-    with _registry() as (_services, session):
+    with registry() as (_, session):
         out = [certificate_json(session, c) for c in session.scalars(query)]
-    _out(out)
+    echo_json(out)
 
 
 @cert.command("show")
@@ -259,18 +214,18 @@ def cert_list(holder: str | None, type_code: str | None) -> None:
 @click.option("--svg", "svg_path", type=click.Path(dir_okay=False, path_type=Path))
 def cert_show(cert_id: str, field_names: str, png_path: Path | None, svg_path: Path | None) -> None:
     """Sign a short-lived show code carrying only the chosen fields and print its text."""
-    from codeservice.certificates import CertificateError, disclosable, get_certificate, show_code
-    from codeservice.models import CertType
-    from codeservice.residents import get_resident
+    from codeservice.certificates.models import CertType
+    from codeservice.certificates.service import CertificateError, disclosable, get_certificate, show_code
+    from codeservice.identity.residents import get_resident
     from issuers import render
 
-    names = _names(field_names, "--fields")
-    with _registry() as (services, session):
+    names = names_option(field_names, "--fields")
+    with registry() as (services, session):
         found = get_certificate(session, _cert_id(cert_id))
         if found.holder_kind == "resident":
             holder = get_resident(session, found.holder)
             if holder is not None and holder.frozen:
-                _fail(f"the holder's identity ({found.holder}) is frozen; no codes are shown for it", "frozen")
+                fail(f"the holder's identity ({found.holder}) is frozen; no codes are shown for it", "frozen")
         cert_type = session.get(CertType, found.type_code)
         assert cert_type is not None
         allowed = [item["name"] for item in disclosable(cert_type)]
@@ -285,17 +240,17 @@ def cert_show(cert_id: str, field_names: str, png_path: Path | None, svg_path: P
         if svg_path is not None:
             svg_path.write_text(render.svg(text))
     except OSError as exc:
-        _fail(f"cannot write image: {exc.strerror}")
+        fail(f"cannot write image: {exc.strerror}")
     click.echo(text)
 
 
 def _set_status(cert_id: str, status: str) -> None:
-    from codeservice.certificates import set_status
+    from codeservice.certificates.service import set_status
 
-    with _registry() as (_services, session):
+    with registry() as (_, session):
         changed = set_status(session, _cert_id(cert_id), status)
         out = {"id": changed.id, "status": changed.status}
-    _out(out)
+    echo_json(out)
 
 
 @cert.command("suspend")
@@ -320,7 +275,7 @@ def cert_revoke(cert_id: str) -> None:
 
 
 # -- status lists --------------------------------------------------------------------------------
-@main.group()
+@click.group()
 def status() -> None:
     """Token Status Lists, one per issuing department."""
 
@@ -332,77 +287,17 @@ def status_export(issuer: str, output: Path) -> None:
     """Write ISSUER's current status list (a statuslist+jwt) to a file, as a gate would fetch it."""
     import jwt
 
-    with _registry() as (services, session):
+    with registry() as (services, session):
         token = services.status_list(session, issuer)
     try:
         output.write_text(token + "\n")
     except OSError as exc:
-        _fail(f"cannot write {output}: {exc.strerror}")
+        fail(f"cannot write {output}: {exc.strerror}")
     claims = jwt.decode(token, options={"verify_signature": False})  # we signed it a moment ago
-    _out({"written": str(output), "issuer": issuer, "uri": claims["sub"], "bits": claims["status_list"]["bits"],
+    echo_json({"written": str(output), "issuer": issuer, "uri": claims["sub"], "bits": claims["status_list"]["bits"],
           "size": services.settings.status_list_size, "issued_at": claims["iat"], "expires_at": claims.get("exp"),
           "ttl": claims.get("ttl")})
 
 
-# -- API keys ------------------------------------------------------------------------------------
-@main.group()
-def apikey() -> None:
-    """API keys of machine clients: administrators and authorised verifiers (核验)."""
-
-
-@apikey.command("add")
-@click.option("--role", required=True, type=click.Choice(["admin", "verifier"]))
-@click.option("--name", required=True)
-@click.option("--types", "type_codes", help="comma-separated certificate types a verifier may ask about")
-@click.option("--predicates", help="comma-separated predicates (or yes/no fields) of those types it may ask about")
-def apikey_add(role: str, name: str, type_codes: str | None, predicates: str | None) -> None:
-    """Create a client and print its key. The key is shown this once; only its hash is kept."""
-    from codeservice.certificates import CertificateError, NotFound, add_api_client
-    from codeservice.models import CertType
-
-    types = [t.upper() for t in _names(type_codes, "--types")]
-    asked = _names(predicates, "--predicates")
-    with _registry() as (_services, session):
-        answerable: set[str] = set()
-        for code in types:
-            cert_type = session.get(CertType, code)
-            if cert_type is None:
-                raise NotFound(f"no certificate type {code!r}")
-            answerable |= {p["name"] for p in cert_type.predicates}
-            answerable |= {f["name"] for f in cert_type.fields if f["type"] == "bool"}
-        unknown = [p for p in asked if p not in answerable]
-        if unknown:
-            raise CertificateError(f"--predicates: {', '.join(unknown)} is not a predicate or yes/no field of "
-                                   f"{', '.join(types) if types else 'the --types given (none)'}")
-        client, key = add_api_client(session, name.strip(), role, types, asked)
-        out = {"id": client.id, "name": client.name, "role": client.role, "key": key,
-               "types": client.allowed_types, "predicates": client.allowed_predicates}
-    _out(out)
-
-
-# -- frozen identities ---------------------------------------------------------------------------
-def _set_frozen(resident_id: str, frozen: bool) -> None:
-    from codeservice.certificates import NotFound
-    from codeservice.residents import get_resident, to_json
-
-    with _registry() as (_services, session):
-        found = get_resident(session, resident_id.strip())
-        if found is None:
-            raise NotFound(f"no resident {resident_id!r}")
-        found.frozen = frozen
-        out = to_json(found)
-    _out(out)
-
-
-@resident.command("freeze")
-@click.argument("resident_id")
-def resident_freeze(resident_id: str) -> None:
-    """Freeze an identity (lost phone): no new identity or certificate codes until unfrozen."""
-    _set_frozen(resident_id, True)
-
-
-@resident.command("unfreeze")
-@click.argument("resident_id")
-def resident_unfreeze(resident_id: str) -> None:
-    """Lift a freeze."""
-    _set_frozen(resident_id, False)
+#: The groups :mod:`codeservice.cli.main` adds to ``citycode``.
+COMMANDS = (dept, cert_type_group, cert, status,)

@@ -1,4 +1,5 @@
-"""The JSON API, version 1. Described in codeservice/openapi.json (served at /api/v1/openapi.json)."""
+"""The identity code over HTTP: verify, scenes, the trust list and its anchor, the resident's own code,
+health and the API description (codeservice/openapi.json, served at /api/v1/openapi.json)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,20 @@ import dataclasses
 import time
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from codeservice.app import services_of
-from codeservice.jsonapi import BadRequest, json_object, signed_in_resident
-from codeservice.residents import get_resident
+from codeservice.identity.residents import get_resident
+from codeservice.identity.session import signed_in_resident
+from codeservice.jsonapi import BadRequest, json_object
+from codeservice.services import current_services
 from issuers import render
 from sdk import Reason, Result
 from verifiers.scenes import SCENES, UnknownSceneError
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
-OPENAPI = Path(__file__).parent / "openapi.json"
+OPENAPI = Path(__file__).parent.parent / "openapi.json"
 
 
 @api.post("/verify")
@@ -34,7 +36,7 @@ def verify() -> tuple[Response, int]:
         raise BadRequest("invalid_body", "'code' must be a string")
     if scene is not None and not isinstance(scene, str):
         raise BadRequest("invalid_body", "'scene' must be a string")
-    services = services_of(current_app)
+    services = current_services()
 
     def not_frozen(passed: Result) -> Result | None:
         # Online, a frozen identity (lost phone) is refused at once, before a single-use scene spends
@@ -63,38 +65,20 @@ def scenes() -> Response:
 
 @api.get("/trust-list")
 def trust_list() -> Response:
-    token = services_of(current_app).trust_list_token()
+    token = current_services().trust_list_token()
     response = Response(token, mimetype="application/trustlist+jwt")
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
 
-@api.get("/status/<department>")
-def status_list(department: str) -> Response:
-    """The department's current Token Status List (statuslist+jwt)."""
-    from codeservice.certificates import NotFound
-
-    services = services_of(current_app)
-    try:
-        if "\x00" in department:  # no issuer id has one, and PostgreSQL cannot compare text with it
-            raise NotFound(department)
-        with services.db.session() as session:
-            token = services.status_list(session, department)
-    except NotFound:
-        raise BadRequest("not_found", f"no department {department!r}", 404) from None
-    response = Response(token, mimetype="application/statuslist+jwt")
-    response.headers["Cache-Control"] = f"public, max-age={services.settings.status_ttl}"
-    return response
-
-
 @api.get("/trust-anchor")
 def trust_anchor() -> Response:
-    return Response(services_of(current_app).keyring.anchor_public_pem(), mimetype="application/x-pem-file")
+    return Response(current_services().keyring.anchor_public_pem(), mimetype="application/x-pem-file")
 
 
 @api.get("/me/code")
 def my_code() -> tuple[Response, int]:
-    services = services_of(current_app)
+    services = current_services()
     with services.db.session() as db:
         pid = signed_in_resident(db)
     now = time.time()
@@ -115,7 +99,7 @@ def my_code() -> tuple[Response, int]:
 
 @api.get("/health")
 def health() -> tuple[Response, int]:
-    services = services_of(current_app)
+    services = current_services()
     try:
         with services.db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))

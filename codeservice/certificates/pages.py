@@ -18,20 +18,14 @@ import datetime as dt
 import time
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, session
+from flask import Blueprint, Response, abort, jsonify, render_template, session
 
-from codeservice.app import services_of
-from codeservice.certificates import (
-    CertificateError,
-    certificates_of,
-    city_today,
-    disclosable,
-    get_certificate,
-    show_code,
-)
-from codeservice.jsonapi import BadRequest, json_object, no_store, signed_in_resident
-from codeservice.models import Certificate, CertType, Department
-from codeservice.web import login_required
+from codeservice.certificates.models import Certificate, CertType, Department
+from codeservice.certificates.service import CertificateError, certificates_of, disclosable, get_certificate, show_code
+from codeservice.citytime import city_today
+from codeservice.identity.session import login_required, signed_in_resident
+from codeservice.jsonapi import BadRequest, json_object, no_store
+from codeservice.services import current_services
 from issuers import render
 
 resident_certs = Blueprint("resident_certs", __name__)
@@ -106,7 +100,7 @@ def _chosen_fields() -> list[str]:
 # -- JSON API ----------------------------------------------------------------------------------
 @resident_certs.get("/api/v1/me/certificates")
 def my_certificates() -> Response:
-    services = services_of(current_app)
+    services = current_services()
     today = city_today()
     with services.db.session() as db:
         pid = signed_in_resident(db)
@@ -116,7 +110,7 @@ def my_certificates() -> Response:
 
 @resident_certs.post("/api/v1/me/certificates/<cert_id>/show")
 def show_certificate(cert_id: str) -> Response:
-    services = services_of(current_app)
+    services = current_services()
     lifetime = services.settings.code_lifetime
     with services.db.session() as db:
         pid = signed_in_resident(db)
@@ -162,7 +156,7 @@ def _signed_in_pid() -> str:
 @resident_certs.get("/certificates")
 @login_required
 def certificates_page() -> Response:
-    services = services_of(current_app)
+    services = current_services()
     today = city_today()
     with services.db.session() as db:
         listed = [_describe(db, cert, today) for cert in certificates_of(db, _signed_in_pid())]
@@ -172,7 +166,7 @@ def certificates_page() -> Response:
 @resident_certs.get("/certificates/<cert_id>")
 @login_required
 def certificate_page(cert_id: str) -> Response:
-    services = services_of(current_app)
+    services = current_services()
     today = city_today()
     with services.db.session() as db:
         cert = _own_certificate(db, _signed_in_pid(), cert_id)

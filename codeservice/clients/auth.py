@@ -6,10 +6,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import current_app, g, jsonify, request
+from flask import g, jsonify, request
 
-from codeservice.app import services_of
-from codeservice.certificates import client_by_key
+from codeservice.clients.service import client_by_key
+from codeservice.services import current_services
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,7 +27,7 @@ def require_client(*roles: str) -> Callable[[F], F]:
             scheme, _, key = header.partition(" ")
             if scheme.lower() != "bearer" or not key.strip():
                 return _deny(401, "unauthorised", "send Authorization: Bearer <API key>")
-            with services_of(current_app).db.session() as session:
+            with current_services().db.session() as session:
                 client = client_by_key(session, key.strip())
                 if client is None:
                     return _deny(401, "unauthorised", "unknown or disabled API key")

@@ -23,17 +23,17 @@ import re
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, session
+from flask import Blueprint, Response, g, jsonify, request, session
 from sqlalchemy import func, select
 
-from codeservice.app import services_of
-from codeservice.auth import require_client
-from codeservice.certificates import city_today
-from codeservice.clearing import csv_rows, day_is_over, parse_day, run_clearing, statement_json, trips_of_day
-from codeservice.jsonapi import BadRequest, json_body, json_object, no_store, signed_in_resident
-from codeservice.models import ClearingStatement, GateRecord, Operator, TransitAccount, Trip
-from codeservice.services import Services
-from codeservice.transit import (
+from codeservice.citytime import city_today
+from codeservice.clients.auth import require_client
+from codeservice.identity.session import signed_in_resident
+from codeservice.jsonapi import BadRequest, json_body, json_object, no_store
+from codeservice.services import Services, current_services
+from codeservice.transit.clearing import csv_rows, day_is_over, parse_day, run_clearing, statement_json, trips_of_day
+from codeservice.transit.models import ClearingStatement, GateRecord, Operator, TransitAccount, Trip
+from codeservice.transit.service import (
     OPERATOR_ID,
     TransitError,
     TransitNotFound,
@@ -62,9 +62,6 @@ PAGE_MAX = 1000
 _AFTER = re.compile(r"[0-9a-f]{0,32}")
 
 
-def _services() -> Services:
-    return services_of(current_app)
-
 
 #: HTTP status of each transit refusal; any other is a 400.
 _STATUS = {"frozen": 403, "forbidden": 403, "too_many_devices": 409, "key_in_use": 409, "device_revoked": 409,
@@ -85,7 +82,7 @@ def _ride_timing(services: Services) -> dict[str, int]:
 
 @transit_api.get("/me/ride")
 def my_ride() -> Response:
-    services = _services()
+    services = current_services()
     with services.db.session() as db:
         pid = signed_in_resident(db)
         account = ensure_account(db, pid, fare_limit=services.settings.ride_fare_limit, today=city_today())
@@ -95,7 +92,7 @@ def my_ride() -> Response:
 
 @transit_api.post("/me/ride/challenge")
 def ride_challenge() -> tuple[Response, int]:
-    services = _services()
+    services = current_services()
     with services.db.session() as db:
         signed_in_resident(db)
     challenge = new_challenge()
@@ -115,7 +112,7 @@ def _take_challenge() -> bytes:
 
 @transit_api.post("/me/ride/devices")
 def register() -> tuple[Response, int]:
-    services = _services()
+    services = current_services()
     s = services.settings
     with services.db.session() as db:
         pid = signed_in_resident(db)  # the session first, then the body, as every resident endpoint
@@ -138,7 +135,7 @@ def register() -> tuple[Response, int]:
 
 @transit_api.post("/me/ride/devices/<device_id>/credential")
 def renew(device_id: str) -> Response:
-    services = _services()
+    services = current_services()
     s = services.settings
     with services.db.session() as db:
         pid = signed_in_resident(db)
@@ -157,7 +154,7 @@ def renew(device_id: str) -> Response:
 
 @transit_api.delete("/me/ride/devices/<device_id>")
 def remove_device(device_id: str) -> Response:
-    services = _services()
+    services = current_services()
     with services.db.session() as db:
         pid = signed_in_resident(db)
         try:
@@ -187,7 +184,7 @@ def _iso(moment: dt.datetime | None) -> str | None:
 
 @transit_api.get("/me/trips")
 def my_trips() -> Response:
-    services = _services()
+    services = current_services()
     with services.db.session() as db:
         pid = signed_in_resident(db)
         account = db.scalars(select(TransitAccount).where(TransitAccount.resident == pid)).one_or_none()
@@ -219,7 +216,7 @@ def gate_setup() -> Response:
     for name, value in (("station", station), ("line", line)):
         if value is not None and not 0 < len(value) <= 64:
             raise BadRequest("invalid_query", f"{name}: 1 to 64 characters")
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         operator = _gate_operator(db)
         rules = rules_of(operator)
         if (operator.kind in ("metro", "scenic") and station is None) or (operator.kind == "bus" and line is None):
@@ -242,7 +239,7 @@ def upload_records() -> Response:
     body = json_object()
     if set(body) != {"records"} or not isinstance(body["records"], list):
         raise BadRequest("invalid_body", "the body is {\"records\": [...]}")
-    services = _services()
+    services = current_services()
     with services.db.session() as db:
         _gate_operator(db)
         try:
@@ -274,7 +271,7 @@ def _day(text: str) -> dt.date:
 @require_client("admin")
 def create_operator() -> tuple[Response, int]:
     body = json_body(("id", "name", "kind", "fares"), ("discounts",))
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         try:
             operator = add_operator(db, body["id"], body["name"], body["kind"], body["fares"],
                                     body.get("discounts", {}))
@@ -289,7 +286,7 @@ def create_operator() -> tuple[Response, int]:
 @transit_api.get("/operators/<operator_id>")
 @require_client("operator", "admin")
 def get_operator(operator_id: str) -> Response:
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         return jsonify(operator_json(_own_operator(db, operator_id)))
 
 
@@ -303,7 +300,7 @@ def operator_records(operator_id: str) -> Response:
     limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else -1
     if not 1 <= limit <= PAGE_MAX or not _AFTER.fullmatch(after):
         raise BadRequest("invalid_query", f"limit: 1 to {PAGE_MAX}; after: a record id (lowercase hex)")
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         _own_operator(db, operator_id)
         rows = db.scalars(select(GateRecord).where(
             GateRecord.operator_id == operator_id, GateRecord.service_day == day, GateRecord.record_id > after)
@@ -323,7 +320,7 @@ def clear_day(operator_id: str, day: str) -> Response:
     if not day_is_over(moment):
         raise BadRequest("day_not_over", "clear a day once it is over (operating days end at 04:00 city time)",
                          409)
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         operator = _own_operator(db, operator_id)
         statement = run_clearing(db, operator_id, moment)
         return no_store(jsonify(statement_json(statement, operator)))
@@ -341,7 +338,7 @@ def _statement(db: Any, operator_id: str, day: str) -> tuple[Operator, ClearingS
 @transit_api.get("/operators/<operator_id>/clearing/<day>")
 @require_client("operator", "admin")
 def get_statement(operator_id: str, day: str) -> Response:
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         operator, statement = _statement(db, operator_id, day)
         return no_store(jsonify(statement_json(statement, operator)))
 
@@ -350,7 +347,7 @@ def get_statement(operator_id: str, day: str) -> Response:
 @require_client("operator", "admin")
 def statement_csv(operator_id: str, day: str) -> Response:
     moment = _day(day)
-    with _services().db.session() as db:
+    with current_services().db.session() as db:
         _statement(db, operator_id, day)
         text = "".join(csv_rows(operator_id, moment, trips_of_day(db, operator_id, moment)))
     response = Response(text, mimetype="text/csv")

@@ -17,10 +17,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from codeservice import accesslog
-from codeservice.certificates import CITY_TZ, CertificateError, certificates_of, disclosable, disclosed_values
-from codeservice.models import AccessLogEntry, ApiClient, Certificate, CertType, ConsentRequest, Office, QueueTicket
-from codeservice.residents import get_resident
+from codeservice.accesslog import service as accesslog
+from codeservice.accesslog.models import AccessLogEntry
+from codeservice.certificates.models import Certificate, CertType
+from codeservice.certificates.service import CertificateError, certificates_of, disclosable, disclosed_values
+from codeservice.citytime import CITY_TZ
+from codeservice.clients.models import ApiClient
+from codeservice.consent.models import ConsentRequest, Office, QueueTicket
+from codeservice.identity.residents import get_resident
 from issuers.keyring import Keyring, Signer
 from issuers.sdjwt import issue_sd_jwt
 

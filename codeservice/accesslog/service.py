@@ -27,7 +27,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from codeservice.models import AccessLogEntry, AuditCheckpoint
+from codeservice.accesslog.models import AccessLogEntry, AuditCheckpoint
 from issuers.keyring import Signer
 from sdk.keys import b64u_encode
 

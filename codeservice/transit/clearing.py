@@ -35,9 +35,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from codeservice.fares import FareRules
-from codeservice.models import ClearingStatement, GateRecord, Operator, Trip
-from codeservice.transit import TransitNotFound, rules_of
+from codeservice.transit.fares import FareRules
+from codeservice.transit.models import ClearingStatement, GateRecord, Operator, Trip
+from codeservice.transit.service import TransitNotFound, rules_of
 from sdk.gate import service_day
 
 CSV_COLUMNS = (

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import secrets
-from functools import wraps
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from codeservice.app import services_of
-from codeservice.oidc import OIDCClient, OIDCError, pkce_pair
-from codeservice.residents import add_resident, by_external_subject, get_resident, list_residents
+from codeservice.identity.oidc import OIDCClient, OIDCError, pkce_pair
+from codeservice.identity.residents import add_resident, by_external_subject, get_resident, list_residents
+from codeservice.identity.session import _signed_in, login_required
+from codeservice.services import current_services
 
 web = Blueprint("web", __name__)
 
@@ -34,24 +34,9 @@ def _inject() -> dict[str, Any]:
     return {"csrf_token": _csrf_token}
 
 
-def _signed_in() -> str | None:
-    pid = session.get("resident")
-    return pid if isinstance(pid, str) else None
-
-
-def login_required(view):  # type: ignore[no-untyped-def]
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not _signed_in():
-            return redirect(url_for("web.signin"))
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
 def _oidc() -> OIDCClient | None:
     app = current_app
-    settings = services_of(app).settings
+    settings = current_services(app).settings
     if settings.oidc is None:
         return None
     client = app.extensions.get("citycode_oidc")
@@ -73,7 +58,7 @@ def index() -> Response:
 
 @web.get("/signin")
 def signin() -> str:
-    services = services_of(current_app)
+    services = current_services()
     demo = []
     if services.settings.dev_signin:
         with services.db.session() as db:
@@ -89,7 +74,7 @@ def signin() -> str:
 
 @web.post("/signin/dev")
 def signin_dev() -> Response:
-    services = services_of(current_app)
+    services = current_services()
     if not services.settings.dev_signin:
         abort(404)
     _check_csrf()
@@ -134,7 +119,7 @@ def oidc_callback() -> Response:
         )
     except OIDCError as exc:
         return redirect(url_for("web.signin", error=str(exc)))
-    services = services_of(current_app)
+    services = current_services()
     with services.db.session() as db:
         resident = by_external_subject(db, subject) or add_resident(db, external_subject=subject)
         pid = resident.pid
@@ -152,7 +137,7 @@ def signout() -> Response:
 @web.get("/code")
 @login_required
 def code_page() -> str:
-    services = services_of(current_app)
+    services = current_services()
     with services.db.session() as db:
         resident = get_resident(db, _signed_in() or "")
         name = resident.display_name if resident else None
@@ -163,5 +148,5 @@ def code_page() -> str:
 @login_required
 def rides_page() -> str:
     """The ride code: the page makes a device key, registers it, and signs codes itself, also offline."""
-    settings = services_of(current_app).settings
+    settings = current_services().settings
     return render_template("rides.html", refresh=settings.ride_refresh, validity=settings.ride_code_validity)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -13,7 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from codeservice.models import ApiClient, Certificate, CertType, CheckRecord, Department, Office, Resident
+from codeservice import errors
+from codeservice.certificates.models import Certificate, CertType, CheckRecord, Department
+from codeservice.citytime import CITY_TZ, age_on, city_today
+from codeservice.clients.models import ApiClient
+from codeservice.errors import Refused
+from codeservice.identity.models import Resident
 from issuers.certificates import issue_show_code
 from issuers.keyring import IssuerInfo, Keyring
 from issuers.statuslist import sign_status_list
@@ -21,15 +25,8 @@ from sdk.certid import CertificateId, IdentifierError, validate_uscc
 from sdk.claims import subject_from_text
 from sdk.statuslist import INVALID, SUSPENDED
 
-#: Certificates are valid from and until local dates: China Standard Time (UTC+8, no daylight saving).
-CITY_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
 FIELD_TYPES = ("text", "date", "int", "bool")
 HOLDER_KINDS = ("resident", "company")
-
-
-def city_today() -> dt.date:
-    """Today's date in the city (China Standard Time): the date certificates are valid from and until."""
-    return dt.datetime.now(CITY_TZ).date()
 
 
 STATUS_VALUES = {"valid": 0, "revoked": INVALID, "suspended": SUSPENDED}
@@ -40,12 +37,12 @@ _SLUG = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
 _TYPE_CODE = re.compile(r"^[0-9A-Z]{2,32}$")
 
 
-class CertificateError(ValueError):
+class CertificateError(Refused):
     """A request the certificate registry cannot carry out; the message says why."""
 
 
-class NotFound(CertificateError):
-    pass
+class NotFound(CertificateError, errors.NotFound):
+    """A department, type, certificate or holder that does not exist."""
 
 
 # -- departments and types ---------------------------------------------------------------------
@@ -277,11 +274,6 @@ def status_list_token(
                             now=now)
 
 
-# -- showing -----------------------------------------------------------------------------------
-def age_on(birth: dt.date, day: dt.date) -> int:
-    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
-
-
 def disclosable(cert_type: CertType) -> list[dict[str, Any]]:
     """What a holder may choose to show: disclosable fields and derived predicates."""
     items = [{"name": f["name"], "label": f["label"], "kind": "field"} for f in cert_type.fields if f["disclosable"]]
@@ -328,58 +320,6 @@ def show_code(
     )
 
 
-# -- API clients and yes/no checks ---------------------------------------------------------------
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-ROLES = ("admin", "verifier", "clerk", "device", "auditor", "operator")
-
-
-def add_api_client(
-    session: Session, name: str, role: str, types: Iterable[str] = (), predicates: Iterable[str] = (),
-    *, office: str | None = None, rate_per_minute: int = 60, operator: str | None = None,
-) -> tuple[ApiClient, str]:
-    """Create a client; the key is returned once and only its hash is kept.
-
-    Clerks belong to an office (whose purposes and certificate types bound them); a device to an office
-    (a queue kiosk) or to a transport or scenic-site operator (a gate); operator staff to their operator.
-    """
-    from codeservice.models import Operator
-
-    if role not in ROLES:
-        raise CertificateError(f"role must be one of {', '.join(ROLES)}")
-    if role == "device":
-        if (office is None) == (operator is None):
-            raise CertificateError("a device belongs to an office (a kiosk) or to an operator (a gate)")
-    elif (role == "clerk") != (office is not None) or (role == "operator") != (operator is not None):
-        raise CertificateError("clerks belong to an office, operator staff to an operator, other clients to neither")
-    if office is not None and session.get(Office, office) is None:
-        raise NotFound(f"no office {office!r}")
-    if operator is not None and session.get(Operator, operator) is None:
-        raise NotFound(f"no operator {operator!r}")
-    if type(rate_per_minute) is not int or not 1 <= rate_per_minute <= 100_000:
-        raise CertificateError("rate per minute: 1 to 100000")
-    if not name or len(name) > 200:
-        raise CertificateError("client name: 1 to 200 characters")
-    types, predicates = list(types), list(predicates)
-    for code in types:
-        if session.get(CertType, code) is None:
-            raise NotFound(f"no certificate type {code!r}")
-    key = f"cc_{role[0]}_{secrets.token_urlsafe(32)}"
-    client = ApiClient(name=name, role=role, key_hash=hash_key(key), allowed_types=types,
-                       allowed_predicates=predicates, active=True, office_id=office, rate_per_minute=rate_per_minute,
-                       operator_id=operator)
-    session.add(client)
-    session.flush()
-    return client, key
-
-
-def client_by_key(session: Session, key: str) -> ApiClient | None:
-    client = session.scalars(select(ApiClient).where(ApiClient.key_hash == hash_key(key))).first()
-    return client if client is not None and client.active else None
-
-
 def check(
     session: Session, client: ApiClient, *, subject: str, type_code: str, predicate: str | None,
     now: dt.datetime | None = None,
@@ -417,7 +357,7 @@ def check(
                          answer=answer, receipt_id=secrets.token_hex(8), at=moment)
     session.add(record)
     session.flush()
-    from codeservice import accesslog
+    from codeservice.accesslog import service as accesslog
 
     accesslog.append(session, actor=f"{client.role}:{client.id}", actor_label=client.name, subject=subject,
                      action="check", what=[{"type": type_code, "fields": [predicate] if predicate else []}],

@@ -24,11 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from codeservice.cli import EXIT_REFUSED, _fail, _out, _parse_time, _services, main
-
-_entry = sys.modules.get("__main__")
-if getattr(getattr(_entry, "__spec__", None), "name", None) == "codeservice.cli":
-    main = _entry.main  # type: ignore[union-attr]
+from codeservice.cli.common import EXIT_REFUSED, echo_json, fail, load_services, parse_time
 
 if TYPE_CHECKING:
     from codeservice.services import Services
@@ -38,18 +34,18 @@ def _transit_errors(block: Any) -> Any:
     """Run *block*; transit and database errors become exit 2 with their message."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from codeservice.transit import TransitError
+    from codeservice.transit.service import TransitError
 
     try:
         return block()
     except TransitError as exc:
-        _fail(str(exc), exc.reason)
+        fail(str(exc), exc.reason)
     except SQLAlchemyError as exc:
-        _fail(f"database error: {exc.__class__.__name__}", "database_error")
+        fail(f"database error: {exc.__class__.__name__}", "database_error")
 
 
 # -- operators and accounts --------------------------------------------------------------------------------
-@main.group("operator")
+@click.group("operator")
 def operator_group() -> None:
     """Transport and scenic-site operators and their fare rules."""
 
@@ -63,39 +59,39 @@ def operator_group() -> None:
 @click.option("--discount", "discounts", multiple=True, help="CARD=PERCENT paid, e.g. student=50 (repeat)")
 def operator_add(operator_id: str, name: str, kind: str, fares_path: Path, discounts: tuple[str, ...]) -> None:
     """Register an operator; its fares are checked (a bad file is exit 2 naming the problem)."""
-    from codeservice.transit import add_operator, operator_json
+    from codeservice.transit.service import add_operator, operator_json
 
     try:
         fares = json.loads(fares_path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
-        _fail(f"cannot read fares from {fares_path}: {exc}")
+        fail(f"cannot read fares from {fares_path}: {exc}")
     percents: dict[str, Any] = {}
     for item in discounts:
         card, _, percent = item.partition("=")
         if not percent.isdigit():
-            _fail(f"--discount takes CARD=PERCENT, got {item!r}", "usage")
+            fail(f"--discount takes CARD=PERCENT, got {item!r}", "usage")
         percents[card] = int(percent)
-    services = _services()
+    services = load_services()
 
     def add() -> dict[str, Any]:
         with services.db.session() as db:
             return operator_json(add_operator(db, operator_id, name, kind, fares, percents))
 
-    _out(_transit_errors(add))
+    echo_json(_transit_errors(add))
 
 
 @operator_group.command("list")
 def operator_list() -> None:
     from sqlalchemy import select
 
-    from codeservice.models import Operator
-    from codeservice.transit import operator_json
+    from codeservice.transit.models import Operator
+    from codeservice.transit.service import operator_json
 
-    with _services().db.session() as db:
-        _out([operator_json(o) for o in db.scalars(select(Operator).order_by(Operator.id))])
+    with load_services().db.session() as db:
+        echo_json([operator_json(o) for o in db.scalars(select(Operator).order_by(Operator.id))])
 
 
-@main.group("transit")
+@click.group("transit")
 def transit_group() -> None:
     """Residents' transit accounts."""
 
@@ -106,10 +102,10 @@ def transit_group() -> None:
 @click.option("--fare-limit", type=click.IntRange(0, 1_000_000), help="per-ride limit in cents")
 def transit_account(resident_id: str, card_type: str | None, fare_limit: int | None) -> None:
     """Show (and set) a resident's transit account. New credentials carry the change."""
-    from codeservice.certificates import city_today
-    from codeservice.transit import account_json, devices_json, set_account
+    from codeservice.citytime import city_today
+    from codeservice.transit.service import account_json, devices_json, set_account
 
-    services = _services()
+    services = load_services()
 
     def run() -> dict[str, Any]:
         with services.db.session() as db:
@@ -117,11 +113,11 @@ def transit_account(resident_id: str, card_type: str | None, fare_limit: int | N
                                   default_limit=services.settings.ride_fare_limit, today=city_today())
             return {**account_json(account), "devices": devices_json(db, account)}
 
-    _out(_transit_errors(run))
+    echo_json(_transit_errors(run))
 
 
 # -- a software phone ------------------------------------------------------------------------------------------
-@main.group("ride")
+@click.group("ride")
 def ride_group() -> None:
     """Ride codes made by a software phone (to try gates without a browser)."""
 
@@ -131,12 +127,12 @@ def _phone(services: Services, resident_id: str, now: float) -> tuple[Any, bytes
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from codeservice.transit import device_of, register_device, renew_credential
+    from codeservice.transit.service import device_of, register_device, renew_credential
     from issuers.rides import compressed_point
     from sdk.keys import b64u_encode
 
     if not resident_id.isalnum() or len(resident_id) > 32:
-        _fail(f"not a resident id: {resident_id!r}", "usage")
+        fail(f"not a resident id: {resident_id!r}", "usage")
     folder = services.settings.home / "phones"
     folder.mkdir(mode=0o700, exist_ok=True)
     key_file = folder / f"{resident_id}.key.pem"
@@ -154,7 +150,7 @@ def _phone(services: Services, resident_id: str, now: float) -> tuple[Any, bytes
     def certify() -> bytes:
         from sqlalchemy import select
 
-        from codeservice.models import RideDevice
+        from codeservice.transit.models import RideDevice
 
         with services.db.session() as db:
             point = b64u_encode(compressed_point(key.public_key()))
@@ -183,8 +179,8 @@ def ride_codes(resident_id: str, count: int, png: Path | None, at_text: str | No
     from issuers import render
     from issuers.rides import make_ride_code
 
-    services = _services()
-    at = _parse_time(at_text)
+    services = load_services()
+    at = parse_time(at_text)
     now = time.time() if at is None else at
     key, credential = _phone(services, resident_id, now)
     for number in range(1, count + 1):
@@ -196,7 +192,7 @@ def ride_codes(resident_id: str, count: int, png: Path | None, at_text: str | No
 
 
 # -- the gate simulator ---------------------------------------------------------------------------------------
-@main.group("gate")
+@click.group("gate")
 def gate_group() -> None:
     """A gate simulator: scan codes, keep records, upload them exactly once."""
 
@@ -220,7 +216,7 @@ def _uploader(store: Any, url: str | None, device_key: str | None) -> Any:
     if url is None:
         return None
     if not device_key:
-        _fail("--upload needs --device-key (a device key of the operator: citycode client add --role device)",
+        fail("--upload needs --device-key (a device key of the operator: citycode client add --role device)",
               "usage")
     from sdk.upload import Uploader
 
@@ -252,36 +248,36 @@ def gate_run(
     """Scan codes as a gate: one JSON decision per line; exit 0 when every scan opened, 1 when one did not."""
     from contextlib import suppress
 
-    from codeservice.models import Operator
-    from codeservice.transit import rules_of
+    from codeservice.transit.models import Operator
+    from codeservice.transit.service import rules_of
     from sdk import TrustList, Verifier, load_anchor
     from sdk.gate import Gate, GateConfig, GateConfigError, GateStore
     from sdk.statuslist import StatusCache, StatusListError
     from verifiers.scenes import SCENES
     from verifiers.transit import StateSharedGuard
 
-    services = _services()
+    services = load_services()
     with services.db.session() as db:
         operator = db.get(Operator, operator_id)
         if operator is None:
-            _fail(f"no operator {operator_id!r}; see 'citycode operator list'", "not_found")
+            fail(f"no operator {operator_id!r}; see 'citycode operator list'", "not_found")
         rules = rules_of(operator)
         kind = operator.kind
     scene_name = scene_name or {"metro": "metro-gate", "bus": "bus", "scenic": "scenic-gate"}[kind]
     if scene_name not in SCENES:
-        _fail(f"unknown scene {scene_name!r}; known: {', '.join(SCENES)}", "usage")
+        fail(f"unknown scene {scene_name!r}; known: {', '.join(SCENES)}", "usage")
     if kind == "metro" and station not in rules.stations():
-        _fail(f"--station must be a station of {operator_id}: {', '.join(rules.stations())}", "usage")
+        fail(f"--station must be a station of {operator_id}: {', '.join(rules.stations())}", "usage")
     if kind == "scenic" and rules.entry_price(station) is None:
-        _fail(f"--station must be a site of {operator_id}: {', '.join(sorted(rules.raw['sites']))}", "usage")
+        fail(f"--station must be a site of {operator_id}: {', '.join(sorted(rules.raw['sites']))}", "usage")
     try:
         config = GateConfig(gate_id=gate_id, operator=operator_id, kind=kind, scene=SCENES[scene_name],
                             station=station, line=line, direction=direction,
                             fares=rules.fare_for_gate(station=station, line=line),
                             daily_capacity=rules.capacity(station) if kind == "scenic" and station else None)
     except GateConfigError as exc:
-        _fail(str(exc), "usage")
-    at = _parse_time(at_text)
+        fail(str(exc), "usage")
+    at = parse_time(at_text)
     # The gate holds what a sync gives it: the trust list and every status list, verified with the anchor.
     anchor = load_anchor(services.keyring.anchor_public_pem())
     trust = TrustList.load(services.trust_list_token(now=at), anchor, at=at)
@@ -320,7 +316,7 @@ def gate_upload(store_path: Path, upload_url: str, device_key: str) -> None:
 
     store = GateStore(store_path)
     report = _uploader(store, upload_url, device_key).upload()
-    _out({**report.to_dict(), "store": store.counts()})
+    echo_json({**report.to_dict(), "store": store.counts()})
     store.close()
     sys.exit(EXIT_REFUSED if report.errors else 0)
 
@@ -338,7 +334,7 @@ def gate_records(store_path: Path) -> None:
 
 
 # -- clearing ------------------------------------------------------------------------------------------------
-@main.group("clearing")
+@click.group("clearing")
 def clearing_group() -> None:
     """Daily clearing statements (清分)."""
 
@@ -352,15 +348,22 @@ def clearing_run(day_text: str, operator_id: str | None, csv_path: Path | None) 
     """Clear a day: trips, fares, and what the account platform owes each operator; print the statements."""
     from sqlalchemy import select
 
-    from codeservice.clearing import csv_rows, day_is_over, parse_day, run_clearing, statement_json, trips_of_day
-    from codeservice.models import Operator
+    from codeservice.transit.clearing import (
+        csv_rows,
+        day_is_over,
+        parse_day,
+        run_clearing,
+        statement_json,
+        trips_of_day,
+    )
+    from codeservice.transit.models import Operator
 
     day = parse_day(day_text)
     if day is None:
-        _fail(f"--date must be YYYY-MM-DD, got {day_text!r}", "usage")
+        fail(f"--date must be YYYY-MM-DD, got {day_text!r}", "usage")
     if not day_is_over(day):
-        _fail(f"{day} is not over yet: operating days end at 04:00 city time", "day_not_over")
-    services = _services()
+        fail(f"{day} is not over yet: operating days end at 04:00 city time", "day_not_over")
+    services = load_services()
 
     def run() -> list[dict[str, Any]]:
         out = []
@@ -378,4 +381,8 @@ def clearing_run(day_text: str, operator_id: str | None, csv_path: Path | None) 
         return out
 
     statements = _transit_errors(run)
-    _out(statements[0] if operator_id else statements)
+    echo_json(statements[0] if operator_id else statements)
+
+
+#: The groups :mod:`codeservice.cli.main` adds to ``citycode``.
+COMMANDS = (operator_group, transit_group, ride_group, gate_group, clearing_group,)

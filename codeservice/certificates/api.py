@@ -23,14 +23,13 @@ import datetime as dt
 from typing import Any
 
 import jwt
-from flask import Blueprint, Response, current_app, g, jsonify
+from flask import Blueprint, Response, g, jsonify
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from codeservice import accesslog
-from codeservice.app import services_of
-from codeservice.auth import require_client
-from codeservice.certificates import (
+from codeservice.accesslog import service as accesslog
+from codeservice.certificates.models import Certificate, CertType, Department
+from codeservice.certificates.service import (
     STATUS_VALUES,
     CertificateError,
     NotFound,
@@ -42,10 +41,11 @@ from codeservice.certificates import (
     set_status,
     subject_kind,
 )
+from codeservice.clients.auth import require_client
+from codeservice.clients.models import ApiClient
+from codeservice.identity.residents import get_resident
 from codeservice.jsonapi import BadRequest, json_body, text
-from codeservice.models import ApiClient, Certificate, CertType, Department
-from codeservice.residents import get_resident
-from codeservice.services import CHECKS_OFFICE
+from codeservice.services import CHECKS_OFFICE, current_services
 from sdk.certid import CertificateId, IdentifierError
 from sdk.keys import b64u_encode
 
@@ -96,7 +96,7 @@ def create_department() -> tuple[Response, int]:
     name = _text(body, "name", 200)
     org_code = _text(body, "org_code", 18)
     assert dept_id is not None and name is not None and org_code is not None
-    services = services_of(current_app)
+    services = current_services()
     if dept_id in services.keyring.issuers():
         # A department is an issuer: it must not take over the keys of another (city-id, city-checks).
         raise BadRequest("conflict", f"issuer {dept_id!r} exists already", 409)
@@ -146,7 +146,7 @@ def create_cert_type() -> tuple[Response, int]:
                 raise BadRequest("invalid_body", f"a predicate's '{member}' must be a string")
     if type(validity_days) is not int:
         raise BadRequest("invalid_body", "'validity_days' must be a whole number")
-    services = services_of(current_app)
+    services = current_services()
     try:
         with services.db.session() as session:
             if session.get(CertType, code) is not None:
@@ -180,7 +180,7 @@ def create_certificate() -> tuple[Response, int]:
         # Floats would be truncated silently into whole-number fields; null, lists and objects are no values.
         if isinstance(value, float) or not isinstance(value, str | int):
             raise BadRequest("invalid_value", f"field {name}: a string, a whole number or true/false")
-    services = services_of(current_app)
+    services = current_services()
     try:
         with services.db.session() as session:
             if session.get(CertType, type_code) is None:
@@ -200,7 +200,7 @@ def create_certificate() -> tuple[Response, int]:
 @require_client("admin")
 def show_certificate(cert_id: str) -> Response:
     cert_id = _certificate_id(cert_id)
-    with services_of(current_app).db.session() as session:
+    with current_services().db.session() as session:
         try:
             cert = get_certificate(session, cert_id)
         except NotFound as exc:
@@ -216,7 +216,7 @@ def change_status(cert_id: str) -> Response:
     status = body["status"]
     if not isinstance(status, str) or status not in STATUS_VALUES:
         raise BadRequest("invalid_body", "'status' must be valid, suspended or revoked")
-    with services_of(current_app).db.session() as session:
+    with current_services().db.session() as session:
         try:
             cert = get_certificate(session, cert_id)
         except NotFound as exc:
@@ -232,7 +232,7 @@ def change_status(cert_id: str) -> Response:
 
 # -- residents ---------------------------------------------------------------------------------------
 def _set_frozen(pid: str, frozen: bool) -> Response:
-    with services_of(current_app).db.session() as session:
+    with current_services().db.session() as session:
         resident = get_resident(session, pid)
         if resident is None:
             raise BadRequest("not_found", f"no resident {pid!r}", 404)
@@ -265,7 +265,7 @@ class _CodeRefused(BadRequest):
 
 def _subject_from_code(code: str) -> str:
     """The resident named by a scanned identity code, or the company holding a shown certificate."""
-    services = services_of(current_app)
+    services = current_services()
     result = services.online.verify(code, None)
     if not result.accepted:
         detail = f": {result.detail}" if result.detail else ""
@@ -294,7 +294,7 @@ def _named_subject(body: dict[str, Any]) -> str | None:
     verifies; or a company's code sent as ``subject``. None when nobody is named for certain."""
     code, subject = body.get("code"), body.get("subject")
     if isinstance(code, str):
-        result = services_of(current_app).online.verify(code, None)
+        result = current_services().online.verify(code, None)
         if result.kind == "id":
             return result.subject
         return result.holder if result.kind == "cert" and result.accepted else None
@@ -309,7 +309,7 @@ def _named_subject(body: dict[str, Any]) -> str | None:
 def _log_check_refusal(client: ApiClient, subject: str | None, type_code: str, predicate: str | None,
                        reason: str) -> None:
     """A refused yes/no check, in the access log (its own transaction: the refusal is kept)."""
-    services = services_of(current_app)
+    services = current_services()
     with services.db.session() as session:
         accesslog.append(session, actor=f"{client.role}:{client.id}", actor_label=client.name,
                          office=client.office_id, subject=subject, action="check",
@@ -358,7 +358,7 @@ def yes_no_check() -> Response:
             raise BadRequest("invalid_subject", str(exc)) from None
         if kind != "company":
             raise BadRequest("invalid_subject", "a resident is identified only by a scanned identity code")
-    services = services_of(current_app)
+    services = current_services()
     now = dt.datetime.now(dt.UTC)
     try:
         with services.db.session() as session:
@@ -382,3 +382,22 @@ def yes_no_check() -> Response:
     response = jsonify(answer=answer, receipt_id=receipt_id, receipt=receipt)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@certs_api.get("/status/<department>")
+def status_list(department: str) -> Response:
+    """The department's current Token Status List (statuslist+jwt)."""
+    from codeservice.certificates.service import NotFound
+
+    services = current_services()
+    try:
+        if "\x00" in department:  # no issuer id has one, and PostgreSQL cannot compare text with it
+            raise NotFound(department)
+        with services.db.session() as session:
+            token = services.status_list(session, department)
+    except NotFound:
+        raise BadRequest("not_found", f"no department {department!r}", 404) from None
+    response = Response(token, mimetype="application/statuslist+jwt")
+    response.headers["Cache-Control"] = f"public, max-age={services.settings.status_ttl}"
+    return response
+

@@ -1,0 +1,5 @@
+"""``python -m codeservice.cli``: the same ``citycode`` command."""
+
+from codeservice.cli.main import main
+
+main()
