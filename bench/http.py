@@ -34,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from codeservice.config import Settings
+from codeservice.identity.residents import list_residents
 from codeservice.services import Services
 
 CITYCODE = str(Path(sys.executable).with_name("citycode"))
@@ -120,7 +121,6 @@ def main() -> None:
             [CITYCODE, "client", "add", "--role", "clerk", "--name", "Bench clerk", "--office", "central-hall-w3",
              "--rate", "100000"], env=env, check=True, capture_output=True, text=True).stdout)
         services = Services(Settings.from_env(env))
-        from codeservice.identity.residents import list_residents
 
         with services.db.session() as session:
             elder = list_residents(session)[0].pid

@@ -49,11 +49,12 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench.http import Client
-from bench.run import emit
+from bench.run import emit, machine
 from codeservice.clients.service import add_api_client
 from codeservice.config import Settings
 from codeservice.demo import DEMO_OPERATORS
 from codeservice.services import Services
+from codeservice.transit.clearing import _RECORD_COLUMNS, run_clearing
 from codeservice.transit.models import GateRecord
 from codeservice.transit.service import _record_row
 from issuers.rides import issue_credential, make_ride_code
@@ -415,8 +416,6 @@ def child(kind: str, env: dict[str, str], day: dt.date) -> dict[str, Any]:
 
 
 def run_child(kind: str, day: dt.date) -> dict[str, Any]:
-    from codeservice.transit.clearing import _RECORD_COLUMNS, run_clearing
-
     services = Services(Settings.from_env(os.environ))
     rss_before = peak_rss_mb()
     started = time.perf_counter()
@@ -490,7 +489,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     trips = args.trips if args.trips is not None else 20_000 if args.quick else 1_000_000
     records = args.records if args.records is not None else 3_000 if args.quick else 20_000
     rounds = args.rounds if args.rounds is not None else 3 if args.quick else 5
-    from bench.run import machine  # not at the top: the child processes need none of its imports
 
     started = time.perf_counter()
     doc: dict[str, Any] = {

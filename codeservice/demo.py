@@ -6,7 +6,14 @@ from sqlalchemy.orm import Session
 
 from codeservice.certificates.models import CertType, Department
 from codeservice.certificates.service import add_cert_type, add_department, certificates_of, issue_certificate
+from codeservice.citytime import city_today
+from codeservice.clients.models import ApiClient
+from codeservice.clients.service import add_api_client
+from codeservice.consent.models import Office
+from codeservice.consent.service import add_office
 from codeservice.identity.models import Resident
+from codeservice.transit.models import Operator, TransitAccount
+from codeservice.transit.service import add_operator, ensure_account
 from issuers.keyring import Keyring
 from sdk.certid import uscc_check
 
@@ -90,10 +97,6 @@ def ensure_demo_office(session: Session) -> None:
     embedded default, clerks use the development sign-in of the console)."""
     from sqlalchemy import select
 
-    from codeservice.clients.models import ApiClient
-    from codeservice.clients.service import add_api_client
-    from codeservice.consent.models import Office
-    from codeservice.consent.service import add_office
 
     if session.get(Office, DEMO_OFFICE) is None:
         add_office(session, DEMO_OFFICE, "Window 3, Central Service Hall",
@@ -127,8 +130,6 @@ DEMO_OPERATORS: list[dict[str, object]] = [
 def ensure_demo_transit(session: Session, residents: list[Resident], *, fare_limit: int) -> None:
     """Three operators (metro, bus, scenic site) and transit accounts for the demo residents: the elder's
     card is elderly by age, the youngest's a student card (idempotent)."""
-    from codeservice.transit.models import Operator
-    from codeservice.transit.service import add_operator, ensure_account
 
     for spec in DEMO_OPERATORS:
         if session.get(Operator, str(spec["id"])) is None:
@@ -136,8 +137,6 @@ def ensure_demo_transit(session: Session, residents: list[Resident], *, fare_lim
                          spec["discounts"])
     from sqlalchemy import select
 
-    from codeservice.citytime import city_today
-    from codeservice.transit.models import TransitAccount
 
     today = city_today()
     had = set(session.scalars(select(TransitAccount.resident)))

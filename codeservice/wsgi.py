@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Flask
 
+from codeservice.app import create_app
+
 # Access log without query strings: sign-in callbacks carry one-time codes there.
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
@@ -28,8 +30,6 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            from codeservice.app import create_app
-
             return create_app(initialise=False)
 
     _App().run()
@@ -37,8 +37,6 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 
 def __getattr__(name: str) -> Flask:
     if name == "app":
-        from codeservice.app import create_app
-
         application = create_app(initialise=False)
         globals()["app"] = application
         return application

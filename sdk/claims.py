@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdk.certid import CertificateId, IdentifierError
 from sdk.cose import CoseError, loads_exact
 
 CLAIM_SUB = 2
@@ -133,8 +134,6 @@ def parse_certificate(extra: Mapping[Any, Any]) -> CertificateClaims:
     fields = body.get(CERT_FIELDS, {})
     if not isinstance(cert_id, str) or not isinstance(type_code, str):
         raise ClaimsError("certificate id and type must be text")
-    from sdk.certid import CertificateId, IdentifierError
-
     try:
         ident = CertificateId.parse(cert_id)
     except IdentifierError as exc:

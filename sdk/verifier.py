@@ -94,6 +94,8 @@ class Verifier:
     @staticmethod
     def read_image(image: Any, *, decoder: str = "auto") -> str | Result:
         """The text of the QR code in an image (ours when there are several), or the ``no_code_found`` refusal."""
+        # lazy: sdk.image needs the optional [image] extra (pillow, zxing-cpp, pyzbar); a gate that reads no
+        # images does not install it, and the rest of the SDK must import without it.
         from sdk.image import ImageError, decode_image
 
         try:

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("codeservice", "issuers", "verifiers", "sdk")
+PACKAGES = ("codeservice", "issuers", "verifiers", "sdk", "bench")
 
 
 def _module_name(path: Path) -> str:
@@ -66,3 +66,38 @@ def test_no_project_module_imports_itself_back_through_others() -> None:
     graph = _graph()
     assert graph.get("codeservice.app")
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def _unexplained_local_imports(source: str, modules: set[str]) -> list[int]:
+    """Lines of imports of project modules inside a function that no comment (on or above it) calls lazy."""
+    lines = source.splitlines()
+    found = []
+    for fn in ast.walk(ast.parse(source)):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level == 0 else ["."]
+            else:
+                continue
+            if not any(n == "." or n.split(".")[0] in modules for n in names):
+                continue
+            said = " ".join(lines[max(0, node.lineno - 3):node.lineno]).lower()
+            if "lazy" not in said:
+                found.append(node.lineno)
+    return found
+
+
+def test_the_local_import_finder_wants_a_reason() -> None:
+    source = "def f():\n    import sdk.keys\n\ndef g():\n    # lazy: optional extra\n    import sdk.image\n"
+    assert _unexplained_local_imports(source, set(PACKAGES)) == [2]
+    assert _unexplained_local_imports("def f():\n    import json\n", set(PACKAGES)) == []
+
+
+def test_a_function_imports_a_project_module_only_when_a_comment_says_why_it_must_be_lazy() -> None:
+    offenders = [f"{path.relative_to(ROOT)}:{line}"
+                 for pkg in PACKAGES for path in sorted((ROOT / pkg).rglob("*.py"))
+                 for line in _unexplained_local_imports(path.read_text("utf-8"), set(PACKAGES))]
+    assert offenders == []

@@ -9,8 +9,12 @@ from contextlib import contextmanager
 import click
 from sqlalchemy.orm import Session
 
+from codeservice.accesslog.service import checkpoint_head, verify_chain
 from codeservice.cli.common import EXIT_REFUSED, echo_json, fail, load_services
+from codeservice.consent.service import signer_for_audit
 from codeservice.services import Services
+from issuers.keyring import KeyringError
+from sdk.keys import b64u_encode
 
 
 # -- the access log ------------------------------------------------------------------------------------
@@ -37,7 +41,6 @@ def audit() -> None:
 @audit.command("verify")
 def audit_verify() -> None:
     """Walk the whole log; exit 0 when intact, 1 naming the first altered, missing or misplaced entry."""
-    from codeservice.accesslog.service import verify_chain
 
     with _log_session() as (services, session):
         report = verify_chain(session, services.audit_key)
@@ -48,10 +51,6 @@ def audit_verify() -> None:
 @audit.command("checkpoint")
 def audit_checkpoint() -> None:
     """Sign a checkpoint at the newest entry (for example at the end of each day)."""
-    from codeservice.accesslog.service import checkpoint_head
-    from codeservice.consent.service import signer_for_audit
-    from issuers.keyring import KeyringError
-    from sdk.keys import b64u_encode
 
     with _log_session() as (services, session):
         try:

@@ -387,7 +387,6 @@ def yes_no_check() -> Response:
 @certs_api.get("/status/<department>")
 def status_list(department: str) -> Response:
     """The department's current Token Status List (statuslist+jwt)."""
-    from codeservice.certificates.service import NotFound
 
     services = current_services()
     try:

@@ -11,7 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from codeservice.certificates.models import Certificate, CertType, Department
+from codeservice.certificates.service import (
+    FIELD_TYPES,
+    CertificateError,
+    add_cert_type,
+    add_department,
+    disclosable,
+    get_certificate,
+    issue_certificate,
+    set_status,
+    show_code,
+)
 from codeservice.cli.common import echo_json, fail, names_option, registry
+from codeservice.identity.residents import get_resident
+from issuers import render
+from sdk.certid import CertificateId, IdentifierError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -26,7 +41,6 @@ _NUMBER = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 
 def _cert_id(text: str) -> str:
     """A GB/T 36904 identifier, validated here so that a typo gets a precise message."""
-    from sdk.certid import CertificateId, IdentifierError
 
     try:
         CertificateId.parse(text)
@@ -40,7 +54,6 @@ def _cert_id(text: str) -> str:
 
 def certificate_json(session: Session, cert: Certificate) -> dict[str, Any]:
     """A certificate with its GB/T 36903 metadata."""
-    from codeservice.certificates.models import CertType, Department
 
     cert_type = session.get(CertType, cert.type_code)
     department = session.get(Department, cert.department_id)
@@ -76,7 +89,6 @@ def dept() -> None:
 @click.option("--org-code", required=True, help="the department's unified social credit code (18 characters)")
 def dept_add(dept_id: str, name: str, org_code: str) -> None:
     """Add a department and create its signing key."""
-    from codeservice.certificates.service import add_department
 
     with registry() as (services, session):
         department = add_department(session, services.keyring, dept_id, name.strip(), org_code.strip().upper())
@@ -92,7 +104,6 @@ def cert_type_group() -> None:
 
 def _field_spec(text: str) -> dict[str, Any]:
     """NAME[:TYPE][:private]"""
-    from codeservice.certificates.service import FIELD_TYPES
 
     name, *rest = text.split(":")
     ftype, private = "text", False
@@ -130,7 +141,6 @@ def cert_type_add(
     field_specs: tuple[str, ...], predicate_specs: tuple[str, ...],
 ) -> None:
     """Add a certificate type to a department."""
-    from codeservice.certificates.service import add_cert_type, disclosable
 
     name = name.strip()
     if not 0 < len(name) <= 200:
@@ -174,7 +184,6 @@ def _field_values(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--number", help="the certificate number printed on it (default: generated)")
 def cert_issue(type_code: str, holder: str, field_pairs: tuple[str, ...], number: str | None) -> None:
     """Issue a certificate and print it as JSON."""
-    from codeservice.certificates.service import issue_certificate
 
     if number is not None and not _NUMBER.match(number.strip()):
         fail("--number: 1 to 64 printable characters")
@@ -194,7 +203,6 @@ def cert_list(holder: str | None, type_code: str | None) -> None:
     """List certificates (metadata and fields) as a JSON array."""
     from sqlalchemy import select
 
-    from codeservice.certificates.models import Certificate
 
     query = select(Certificate).order_by(Certificate.type_code, Certificate.id)
     if holder is not None:
@@ -214,10 +222,6 @@ def cert_list(holder: str | None, type_code: str | None) -> None:
 @click.option("--svg", "svg_path", type=click.Path(dir_okay=False, path_type=Path))
 def cert_show(cert_id: str, field_names: str, png_path: Path | None, svg_path: Path | None) -> None:
     """Sign a short-lived show code carrying only the chosen fields and print its text."""
-    from codeservice.certificates.models import CertType
-    from codeservice.certificates.service import CertificateError, disclosable, get_certificate, show_code
-    from codeservice.identity.residents import get_resident
-    from issuers import render
 
     names = names_option(field_names, "--fields")
     with registry() as (services, session):
@@ -245,8 +249,6 @@ def cert_show(cert_id: str, field_names: str, png_path: Path | None, svg_path: P
 
 
 def _set_status(cert_id: str, status: str) -> None:
-    from codeservice.certificates.service import set_status
-
     with registry() as (_, session):
         changed = set_status(session, _cert_id(cert_id), status)
         out = {"id": changed.id, "status": changed.status}

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from codeservice import errors
+from codeservice.accesslog import service as accesslog
 from codeservice.certificates.models import Certificate, CertType, CheckRecord, Department
 from codeservice.citytime import CITY_TZ, age_on, city_today
 from codeservice.clients.models import ApiClient
@@ -357,7 +358,6 @@ def check(
                          answer=answer, receipt_id=secrets.token_hex(8), at=moment)
     session.add(record)
     session.flush()
-    from codeservice.accesslog import service as accesslog
 
     accesslog.append(session, actor=f"{client.role}:{client.id}", actor_label=client.name, subject=subject,
                      action="check", what=[{"type": type_code, "fields": [predicate] if predicate else []}],

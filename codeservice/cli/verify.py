@@ -9,11 +9,14 @@ from pathlib import Path
 import click
 
 from codeservice.cli.common import EXIT_REFUSED, echo_json, fail, load_services, load_settings, parse_time
+from sdk import TrustList, TrustListError, Verifier, load_anchor
+from sdk.scene import Scene, SceneError
+from sdk.statuslist import StatusCache, StatusListError
+from verifiers.scenes import SCENES
 
 
 def _scene_from_file(path: Path):  # type: ignore[no-untyped-def]
     """The scene a JSON file defines (``sdk.scene.Scene.from_dict``); exit 2 with the reason otherwise."""
-    from sdk.scene import Scene, SceneError
 
     try:
         data = json.loads(path.read_text("utf-8"))
@@ -55,9 +58,6 @@ def verify(
     status_paths: tuple[Path, ...],
 ) -> None:
     """Verify codes offline, as a gate does, and print one JSON result per code."""
-    from sdk import TrustList, TrustListError, Verifier, load_anchor
-    from sdk.statuslist import StatusCache, StatusListError
-    from verifiers.scenes import SCENES
 
     sources = [s for s in (text, image_path, batch_path) if s is not None]
     if len(sources) != 1:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import click
 
+from codeservice.certificates.models import CertType
+from codeservice.certificates.service import CertificateError, NotFound
 from codeservice.cli.common import echo_json, fail, names_option, registry
+from codeservice.clients.service import add_api_client
 
 
 # -- clerks, devices, auditors ---------------------------------------------------------------------
@@ -23,7 +26,6 @@ def client() -> None:
               help="requests a minute the client may make")
 def client_add(role: str, name: str, office_id: str | None, operator_id: str | None, rate: int) -> None:
     """Create a client and print its key. The key is shown this once; only its hash is kept."""
-    from codeservice.clients.service import add_api_client
 
     if role == "clerk" and not office_id:
         fail("a clerk belongs to an office: give --office", "usage")
@@ -56,9 +58,6 @@ def apikey() -> None:
 @click.option("--predicates", help="comma-separated predicates (or yes/no fields) of those types it may ask about")
 def apikey_add(role: str, name: str, type_codes: str | None, predicates: str | None) -> None:
     """Create a client and print its key. The key is shown this once; only its hash is kept."""
-    from codeservice.certificates.models import CertType
-    from codeservice.certificates.service import CertificateError, NotFound
-    from codeservice.clients.service import add_api_client
 
     types = [t.upper() for t in names_option(type_codes, "--types")]
     asked = names_option(predicates, "--predicates")

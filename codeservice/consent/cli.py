@@ -6,7 +6,11 @@ from typing import TYPE_CHECKING
 
 import click
 
+from codeservice.certificates.service import CertificateError
 from codeservice.cli.common import echo_json, fail, registry
+from codeservice.clients.models import ApiClient
+from codeservice.consent.models import Office
+from codeservice.consent.service import add_office
 
 if TYPE_CHECKING:
 
@@ -33,8 +37,6 @@ def _office_json(found) -> dict[str, object]:  # type: ignore[no-untyped-def]
 def office_add(office_id: str, name: str, purposes: tuple[str, ...], type_codes: tuple[str, ...],
                services: tuple[str, ...]) -> None:
     """Register an office."""
-    from codeservice.certificates.service import CertificateError
-    from codeservice.consent.service import add_office
 
     clean_services = [s.strip() for s in services]
     if any(not s or len(s) > 64 for s in clean_services):
@@ -53,8 +55,6 @@ def office_list() -> None:
     """Every office, with its clerks and devices (names and ids, never keys)."""
     from sqlalchemy import select
 
-    from codeservice.clients.models import ApiClient
-    from codeservice.consent.models import Office
 
     with registry() as (_, session):
         out = []

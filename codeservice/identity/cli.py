@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
+from codeservice.certificates.service import NotFound
+from codeservice.citytime import city_today
 from codeservice.cli.common import echo_json, fail, load_services, registry
+from codeservice.identity.residents import ResidentError, add_resident, get_resident, to_json
+from issuers import render
+from issuers.keyring import KeyringError
+from sdk.trustlist import TrustList, describe, load_anchor
 
 
 # -- keys and trust ------------------------------------------------------------------------
@@ -26,7 +32,6 @@ def keys_list() -> None:
 @click.option("--issuer", default="city-id", show_default=True)
 def keys_rotate(issuer: str) -> None:
     """Start signing with a new key; the old one stays trusted until its codes have expired."""
-    from issuers.keyring import KeyringError
 
     services = load_services()
     try:
@@ -55,7 +60,6 @@ def trust_export(output: Path, anchor_out: Path | None) -> None:
             anchor_out.write_bytes(services.keyring.anchor_public_pem())
     except OSError as exc:
         fail(f"cannot write: {exc.strerror}")
-    from sdk.trustlist import TrustList, describe, load_anchor
 
     summary = describe(TrustList.load(token, load_anchor(services.keyring.anchor_public_pem())))
     echo_json({"written": str(output), "anchor_file": str(anchor_out) if anchor_out else None, **summary})
@@ -72,8 +76,6 @@ def resident() -> None:
 @click.option("--birth-date", help="YYYY-MM-DD")
 def resident_add(name: str | None, birth_date: str | None) -> None:
     """Add a resident and print it, with its new pseudonymous id."""
-    from codeservice.citytime import city_today
-    from codeservice.identity.residents import ResidentError, add_resident, to_json
 
     born = None
     if birth_date is not None:
@@ -110,8 +112,6 @@ def code_issue(resident_id: str, count: int, png_path: Path | None, svg_path: Pa
 
     With --count above 1, image files are numbered: code-1.png, code-2.png, ...
     """
-    from codeservice.identity.residents import get_resident
-    from issuers import render
 
     services = load_services()
     with services.db.session() as db:
@@ -134,9 +134,6 @@ def code_issue(resident_id: str, count: int, png_path: Path | None, svg_path: Pa
 
 # -- frozen identities ---------------------------------------------------------------------------
 def _set_frozen(resident_id: str, frozen: bool) -> None:
-    from codeservice.certificates.service import NotFound
-    from codeservice.identity.residents import get_resident, to_json
-
     with registry() as (_, session):
         found = get_resident(session, resident_id.strip())
         if found is None:

@@ -24,7 +24,38 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from codeservice.citytime import city_today
 from codeservice.cli.common import EXIT_REFUSED, echo_json, fail, load_services, parse_time
+from codeservice.transit.clearing import (
+    csv_rows,
+    day_is_over,
+    parse_day,
+    run_clearing,
+    statement_json,
+    trips_of_day,
+)
+from codeservice.transit.models import Operator, RideDevice
+from codeservice.transit.service import (
+    TransitError,
+    account_json,
+    add_operator,
+    device_of,
+    devices_json,
+    operator_json,
+    register_device,
+    renew_credential,
+    rules_of,
+    set_account,
+)
+from issuers import render
+from issuers.rides import compressed_point, make_ride_code
+from sdk import TrustList, Verifier, load_anchor
+from sdk.gate import Gate, GateConfig, GateConfigError, GateStore
+from sdk.keys import b64u_encode
+from sdk.statuslist import StatusCache, StatusListError
+from sdk.upload import Uploader
+from verifiers.scenes import SCENES
+from verifiers.transit import StateSharedGuard
 
 if TYPE_CHECKING:
     from codeservice.services import Services
@@ -34,7 +65,6 @@ def _transit_errors(block: Any) -> Any:
     """Run *block*; transit and database errors become exit 2 with their message."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from codeservice.transit.service import TransitError
 
     try:
         return block()
@@ -59,7 +89,6 @@ def operator_group() -> None:
 @click.option("--discount", "discounts", multiple=True, help="CARD=PERCENT paid, e.g. student=50 (repeat)")
 def operator_add(operator_id: str, name: str, kind: str, fares_path: Path, discounts: tuple[str, ...]) -> None:
     """Register an operator; its fares are checked (a bad file is exit 2 naming the problem)."""
-    from codeservice.transit.service import add_operator, operator_json
 
     try:
         fares = json.loads(fares_path.read_text("utf-8"))
@@ -84,8 +113,6 @@ def operator_add(operator_id: str, name: str, kind: str, fares_path: Path, disco
 def operator_list() -> None:
     from sqlalchemy import select
 
-    from codeservice.transit.models import Operator
-    from codeservice.transit.service import operator_json
 
     with load_services().db.session() as db:
         echo_json([operator_json(o) for o in db.scalars(select(Operator).order_by(Operator.id))])
@@ -102,8 +129,6 @@ def transit_group() -> None:
 @click.option("--fare-limit", type=click.IntRange(0, 1_000_000), help="per-ride limit in cents")
 def transit_account(resident_id: str, card_type: str | None, fare_limit: int | None) -> None:
     """Show (and set) a resident's transit account. New credentials carry the change."""
-    from codeservice.citytime import city_today
-    from codeservice.transit.service import account_json, devices_json, set_account
 
     services = load_services()
 
@@ -127,9 +152,6 @@ def _phone(services: Services, resident_id: str, now: float) -> tuple[Any, bytes
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from codeservice.transit.service import device_of, register_device, renew_credential
-    from issuers.rides import compressed_point
-    from sdk.keys import b64u_encode
 
     if not resident_id.isalnum() or len(resident_id) > 32:
         fail(f"not a resident id: {resident_id!r}", "usage")
@@ -150,7 +172,6 @@ def _phone(services: Services, resident_id: str, now: float) -> tuple[Any, bytes
     def certify() -> bytes:
         from sqlalchemy import select
 
-        from codeservice.transit.models import RideDevice
 
         with services.db.session() as db:
             point = b64u_encode(compressed_point(key.public_key()))
@@ -176,8 +197,6 @@ def _phone(services: Services, resident_id: str, now: float) -> tuple[Any, bytes
 @click.option("--at", "at_text", help="make the codes as if at this time (ISO 8601)")
 def ride_codes(resident_id: str, count: int, png: Path | None, at_text: str | None) -> None:
     """Print ride codes of the resident's software phone, one per line."""
-    from issuers import render
-    from issuers.rides import make_ride_code
 
     services = load_services()
     at = parse_time(at_text)
@@ -218,7 +237,6 @@ def _uploader(store: Any, url: str | None, device_key: str | None) -> Any:
     if not device_key:
         fail("--upload needs --device-key (a device key of the operator: citycode client add --role device)",
               "usage")
-    from sdk.upload import Uploader
 
     return Uploader(store, url, device_key, batch_size=100)
 
@@ -248,13 +266,6 @@ def gate_run(
     """Scan codes as a gate: one JSON decision per line; exit 0 when every scan opened, 1 when one did not."""
     from contextlib import suppress
 
-    from codeservice.transit.models import Operator
-    from codeservice.transit.service import rules_of
-    from sdk import TrustList, Verifier, load_anchor
-    from sdk.gate import Gate, GateConfig, GateConfigError, GateStore
-    from sdk.statuslist import StatusCache, StatusListError
-    from verifiers.scenes import SCENES
-    from verifiers.transit import StateSharedGuard
 
     services = load_services()
     with services.db.session() as db:
@@ -312,7 +323,6 @@ def gate_run(
 @click.option("--device-key", envvar="CITYCODE_DEVICE_KEY", required=True)
 def gate_upload(store_path: Path, upload_url: str, device_key: str) -> None:
     """Upload a gate store's pending records; exit 1 when some could not be delivered."""
-    from sdk.gate import GateStore
 
     store = GateStore(store_path)
     report = _uploader(store, upload_url, device_key).upload()
@@ -325,7 +335,6 @@ def gate_upload(store_path: Path, upload_url: str, device_key: str) -> None:
 @click.option("--store", "store_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def gate_records(store_path: Path) -> None:
     """Print every record a gate store holds, one JSON line each, with its upload state."""
-    from sdk.gate import GateStore
 
     store = GateStore(store_path)
     for record in store.records():
@@ -348,15 +357,6 @@ def clearing_run(day_text: str, operator_id: str | None, csv_path: Path | None) 
     """Clear a day: trips, fares, and what the account platform owes each operator; print the statements."""
     from sqlalchemy import select
 
-    from codeservice.transit.clearing import (
-        csv_rows,
-        day_is_over,
-        parse_day,
-        run_clearing,
-        statement_json,
-        trips_of_day,
-    )
-    from codeservice.transit.models import Operator
 
     day = parse_day(day_text)
     if day is None:

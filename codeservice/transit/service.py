@@ -27,6 +27,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from codeservice.certificates.service import covering_size
+from codeservice.citytime import age_on
 from codeservice.clients.models import ApiClient
 from codeservice.identity.models import Resident
 from codeservice.transit.fares import FareError, FareRules, load_rules
@@ -77,7 +79,6 @@ class RecordError(ValueError):
 def card_type_for(resident: Resident, today: dt.date) -> str:
     """The default card type: elderly from 60 (by the birth date the identity platform verified), else adult.
     Student and disability cards are set by an administrator (``citycode transit account``)."""
-    from codeservice.citytime import age_on
 
     return "elderly" if resident.birth_date is not None and age_on(resident.birth_date, today) >= 60 else "adult"
 
@@ -269,7 +270,6 @@ def transit_status_list(session: Session, keyring: Keyring, *, size: int, uri: s
     )
     for index, status, frozen in rows:
         statuses[index] = INVALID if status == "revoked" else SUSPENDED if frozen else 0
-    from codeservice.certificates.service import covering_size
 
     size = covering_size(size, session.scalar(select(func.max(RideDevice.status_index))))
     return sign_status_list(keyring.signer(TRANSIT_PLATFORM.id), statuses, size=size, uri=uri, ttl=ttl,
