@@ -60,8 +60,9 @@ from codeservice.transit.service import _record_row
 from issuers.rides import issue_credential, make_ride_code
 from issuers.trustlist import sign_trust_list
 from sdk import Reason, TrustList, Verifier, load_anchor
+from sdk.citytime import CITY_TZ, DAY_START_HOUR
 from sdk.claims import CARD_TYPE_IDS, subject_to_text
-from sdk.gate import CITY_TZ, DAY_START_HOUR, Gate, GateConfig, GateStore
+from sdk.gate import Gate, GateConfig, GateStore
 from sdk.result import refused_like
 from verifiers.scenes import SCENES
 

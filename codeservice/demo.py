@@ -6,7 +6,6 @@ from sqlalchemy.orm import Session
 
 from codeservice.certificates.models import CertType, Department
 from codeservice.certificates.service import add_cert_type, add_department, certificates_of, issue_certificate
-from codeservice.citytime import city_today
 from codeservice.clients.models import ApiClient
 from codeservice.clients.service import add_api_client
 from codeservice.consent.models import Office
@@ -16,6 +15,7 @@ from codeservice.transit.models import Operator, TransitAccount
 from codeservice.transit.service import add_operator, ensure_account
 from issuers.keyring import Keyring
 from sdk.certid import uscc_check
+from sdk.citytime import city_today
 
 
 def _uscc(first17: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -15,10 +17,11 @@ from cryptography.hazmat.primitives import serialization
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
-from codeservice.accesslog.service import checkpoint_if_due
+from codeservice.accesslog.service import AUDIT_OFFICE, checkpoint_fell_due, checkpoint_if_due
 from codeservice.certificates.models import Department
 from codeservice.certificates.service import record_org_codes, status_list_token
 from codeservice.config import Settings
+from codeservice.consent.service import ConsentService
 from codeservice.db import Database, migrate
 from codeservice.demo import ensure_demo_certificates, ensure_demo_office, ensure_demo_transit
 from codeservice.identity.residents import ensure_demo_residents
@@ -26,7 +29,7 @@ from codeservice.state import StateReplayGuard, StateStore, make_state
 from codeservice.transit.service import TRANSIT_PLATFORM, transit_status_list
 from issuers.codes import issue_code
 from issuers.keyring import IssuerInfo, Keyring, KeyringError
-from issuers.trustlist import sign_trust_list
+from issuers.trustlist import KeyringKeys, sign_trust_list
 from sdk import TrustList, Verifier
 from sdk.claims import subject_from_text
 from sdk.keys import b64u_encode
@@ -35,8 +38,6 @@ from verifiers.online import OnlineVerifier
 IDENTITY_OFFICE = IssuerInfo("city-id", "City Identity Office", ("id",))
 #: Signs the receipts of yes/no checks (核验); its public key is in the trust list like any other.
 CHECKS_OFFICE = IssuerInfo("city-checks", "City Verification Service", ("receipt",))
-#: Signs the access log's checkpoints.
-AUDIT_OFFICE = IssuerInfo("city-audit", "City Access Log", ("audit",))
 
 
 #: Codes a gate record carries are checked against the scan's time with this much more than the clock
@@ -62,12 +63,15 @@ class Services:
         return make_state(self.settings.redis_url, self.settings.redis_prefix)
 
     @cached_property
+    def consent(self) -> ConsentService:
+        return ConsentService(self)
+
+    @cached_property
     def online(self) -> OnlineVerifier:
         return OnlineVerifier(
-            self.keyring,
+            KeyringKeys(self.keyring, validity=self.settings.trust_validity),
             StateReplayGuard(self.state),
             leeway=self.settings.leeway,
-            trust_validity=self.settings.trust_validity,
             status_source=self.status_tokens,
         )
 
@@ -137,6 +141,17 @@ class Services:
                 return serialization.load_pem_public_key(
                     (self.keyring.path / f"{entry['kid']}.pub.pem").read_bytes())
         return None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work, committed on success; after the commit, the access log's checkpoint when this
+        work appended the entry it falls on (signed over the committed chain, in its own transaction)."""
+        with self.db.session() as session:
+            yield session
+            due = checkpoint_fell_due(session)
+        if due:
+            with self.db.session() as session:
+                self.checkpoint_if_due(session)
 
     def checkpoint_if_due(self, session: Session) -> None:
         """After writing to the access log: sign its checkpoint when one is due."""

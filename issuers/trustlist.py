@@ -57,3 +57,18 @@ def current_trust_list(keyring: Keyring, *, validity: int, now: float | None = N
         keyring.trusted_keys(now, issued + validity), issued_at=issued, expires_at=issued + validity, seq=issued,
         anchor=ANCHOR_NAME,
     )
+
+
+class KeyringKeys:
+    """The keyring's public side as a key source for online verification (``verifiers.online.KeySource``):
+    its trust list, rebuilt when the keyring changes, valid *validity* seconds."""
+
+    def __init__(self, keyring: Keyring, *, validity: int) -> None:
+        self._keyring = keyring
+        self._validity = validity
+
+    def version(self) -> object:
+        return self._keyring.version()
+
+    def trust_list(self, now: float) -> TrustList:
+        return current_trust_list(self._keyring, validity=self._validity, now=now)

@@ -18,7 +18,6 @@ each exactly once and acknowledges it; only then are they marked sent.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import sqlite3
@@ -31,24 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from sdk.citytime import service_day
 from sdk.reasons import Reason
 from sdk.result import Result, refused_like
 from sdk.scene import Scene
 from sdk.verifier import Verifier
 
-#: Operating days start at 04:00 city time (China Standard Time, UTC+8): a ride at 01:00 belongs to
-#: the day before, as in the metro's timetable and the operators' clearing.
-CITY_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
-DAY_START_HOUR = 4
 DIRECTIONS = ("in", "out")
 #: What a gate is: a metro gate (tap in, tap out), a bus reader (one tap a ride), a scenic turnstile.
 GATE_KINDS = ("metro", "bus", "scenic")
-
-
-def service_day(at: float) -> str:
-    """The operating day (YYYY-MM-DD) a moment belongs to."""
-    local = dt.datetime.fromtimestamp(at, CITY_TZ) - dt.timedelta(hours=DAY_START_HOUR)
-    return local.date().isoformat()
 
 
 class GateConfigError(ValueError):

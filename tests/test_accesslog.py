@@ -10,7 +10,8 @@ from sqlalchemy import select, update
 
 from codeservice.accesslog import service as accesslog
 from codeservice.accesslog.models import AccessLogEntry, AuditCheckpoint
-from codeservice.services import AUDIT_OFFICE, Services
+from codeservice.accesslog.service import AUDIT_OFFICE
+from codeservice.services import Services
 from tests.conftest import clear_database, make_settings
 
 

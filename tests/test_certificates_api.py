@@ -13,13 +13,13 @@ from sqlalchemy import func, select
 
 from codeservice.certificates.models import Certificate, CheckRecord
 from codeservice.certificates.service import certificates_of, show_code
-from codeservice.citytime import city_today
 from codeservice.clients.models import ApiClient
 from codeservice.clients.service import add_api_client
 from codeservice.demo import DEMO_COMPANY
 from codeservice.identity.residents import get_resident, list_residents
 from sdk import TrustList, load_anchor
 from sdk.certid import CertificateId, uscc_check
+from sdk.citytime import city_today
 from sdk.keys import b64u_decode
 from sdk.statuslist import StatusList
 

@@ -27,8 +27,8 @@ from codeservice.transit.clearing import csv_rows, run_clearing, trips_of_day
 from codeservice.transit.fares import FareError, load_rules
 from codeservice.transit.service import ingest_records
 from issuers.rides import issue_credential, make_ride_code
+from sdk.citytime import service_day
 from sdk.claims import CARD_TYPE_IDS, subject_from_text
-from sdk.gate import service_day
 
 CST = dt.timezone(dt.timedelta(hours=8))
 DISCOUNTS = {"adult": 100, "student": 50, "elderly": 0, "disabled": 0}

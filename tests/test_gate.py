@@ -18,7 +18,8 @@ from issuers.rides import issue_credential, make_ride_code
 from issuers.statuslist import sign_status_list
 from issuers.trustlist import sign_trust_list
 from sdk import Reason, TrustList, Verifier, load_anchor
-from sdk.gate import Gate, GateConfig, GateConfigError, GateStore, service_day
+from sdk.citytime import service_day
+from sdk.gate import Gate, GateConfig, GateConfigError, GateStore
 from sdk.statuslist import StatusCache
 from sdk.upload import Uploader, UploadError
 from verifiers.scenes import SCENES

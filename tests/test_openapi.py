@@ -73,7 +73,7 @@ from issuers.statuslist import sign_status_list
 from issuers.trustlist import current_trust_list
 from sdk import KINDS, MemoryReplayGuard, Reason, Result, Scene, TrustList, Verifier, base45, load_anchor
 from sdk.certid import CertificateId
-from sdk.gate import service_day
+from sdk.citytime import service_day
 from sdk.keys import b64u_decode
 from sdk.sdjwt import verify_sd_jwt
 from sdk.statuslist import INVALID, SUSPENDED, StatusCache
@@ -305,6 +305,9 @@ def _error_codes_in_code() -> set[str]:
                     continue  # ConsentError(reason, ...) inside refuse() itself, whose callers are read
                 assert isinstance(first, ast.Constant) and isinstance(first.value, str), ast.unparse(node)
                 codes.add(first.value)
+            elif (isinstance(node.func, ast.Attribute) and node.func.attr == "__init__" and node.args
+                  and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                codes.add(node.args[0].value)  # a ConsentError subclass naming its reason: CodeRefused
             elif name == "jsonify":
                 for keyword in node.keywords:
                     if keyword.arg == "error" and isinstance(keyword.value, ast.Constant):

@@ -20,8 +20,9 @@ from codeservice.clients.service import add_api_client
 from codeservice.identity.residents import get_resident, list_residents
 from issuers.rides import issue_credential, make_ride_code
 from sdk import Reason, TrustList, Verifier, load_anchor
+from sdk.citytime import service_day
 from sdk.claims import subject_from_text
-from sdk.gate import Gate, GateConfig, GateStore, service_day
+from sdk.gate import Gate, GateConfig, GateStore
 from sdk.keys import b64u_decode, b64u_encode
 from sdk.statuslist import StatusCache
 from sdk.upload import Uploader

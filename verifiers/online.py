@@ -1,8 +1,12 @@
 """Online verification: the SDK verifier over the service's own trust list and a shared replay guard.
 
-Every worker process verifies alike: the trust list is rebuilt from the keyring when it
+Every worker process verifies alike: the trust list is rebuilt from its key source when that
 changes (after a rotation), and single-use scenes share one replay guard across workers
 through the state store (Redis in production).
+
+The verifier sees public keys only: a ``KeySource`` (``issuers.trustlist.KeyringKeys`` over the
+service's keyring, or ``FixedKeys`` over a trust list fetched and checked elsewhere) hands it a trust
+list, never the keyring that holds the private keys.
 """
 
 from __future__ import annotations
@@ -11,11 +15,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
-from issuers.keyring import Keyring
-from issuers.trustlist import current_trust_list
-from sdk import Result, Verifier
+from sdk import Result, TrustList, Verifier
 from sdk.replay import ReplayGuard
 from sdk.statuslist import StatusCache
 from sdk.verifier import Veto
@@ -27,29 +29,52 @@ log = logging.getLogger("citycode.verify")
 StatusSource = Callable[[], Iterable[str]]
 
 
+class KeySource(Protocol):
+    """Where the public keys come from: a trust list for a moment, and a version that changes with the keys."""
+
+    def version(self) -> object:
+        """Changes whenever the keys may have (a rotation, a new issuer), in any process."""
+        ...
+
+    def trust_list(self, now: float) -> TrustList:
+        """The keys trusted at *now*, as a trust list valid from *now*."""
+        ...
+
+
+class FixedKeys:
+    """A key source that never changes: one trust list (for instance one fetched and verified by a gate)."""
+
+    def __init__(self, trust: TrustList) -> None:
+        self._trust = trust
+
+    def version(self) -> object:
+        return self._trust.seq
+
+    def trust_list(self, now: float) -> TrustList:
+        return self._trust
+
+
 class OnlineVerifier:
     def __init__(
         self,
-        keyring: Keyring,
+        keys: KeySource,
         replay_guard: ReplayGuard,
         *,
         leeway: int,
-        trust_validity: int,
         status_source: StatusSource | None = None,
         status_refresh: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._keyring = keyring
-        self._trust_validity = trust_validity
+        self._keys = keys
         self._clock = clock
         self._lock = threading.Lock()
-        self._keyring_version: int | None = None
+        self._keys_version: object = None
         self._refresh_after = 0.0
         self._status_source = status_source
         self._status_refresh = status_refresh
         self._status_after = 0.0
         self._verifier = Verifier(
-            current_trust_list(keyring, validity=trust_validity, now=clock()),
+            keys.trust_list(clock()),
             leeway=leeway,
             replay_guard=replay_guard,
             clock=clock,
@@ -57,13 +82,13 @@ class OnlineVerifier:
 
     def _current(self) -> Verifier:
         now = self._clock()
-        version = self._keyring.version()
-        if version != self._keyring_version or now >= self._refresh_after:
+        version = self._keys.version()
+        if version != self._keys_version or now >= self._refresh_after:
             with self._lock:
-                trust = current_trust_list(self._keyring, validity=self._trust_validity, now=now)
+                trust = self._keys.trust_list(now)
                 self._verifier.replace_trust_list(trust)
-                self._keyring_version = version
-                self._refresh_after = now + min(3600, self._trust_validity / 2)
+                self._keys_version = version
+                self._refresh_after = now + min(3600, max(1.0, (trust.expires_at - now) / 2))
                 self._status_after = 0.0
         if self._status_source is not None and now >= self._status_after:
             with self._lock:

@@ -9,9 +9,8 @@ from contextlib import contextmanager
 import click
 from sqlalchemy.orm import Session
 
-from codeservice.accesslog.service import checkpoint_head, verify_chain
+from codeservice.accesslog.service import AUDIT_OFFICE, checkpoint_head, verify_chain
 from codeservice.cli.common import EXIT_REFUSED, echo_json, fail, load_services
-from codeservice.consent.service import signer_for_audit
 from codeservice.services import Services
 from issuers.keyring import KeyringError
 from sdk.keys import b64u_encode
@@ -54,7 +53,7 @@ def audit_checkpoint() -> None:
 
     with _log_session() as (services, session):
         try:
-            signer = signer_for_audit(services.keyring)
+            signer = services.keyring.signer(AUDIT_OFFICE.id)
         except KeyringError as exc:
             fail(f"no audit key: {exc}; run 'citycode init'", "keyring_error")
         mark = checkpoint_head(session, signer)

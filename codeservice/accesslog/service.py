@@ -28,11 +28,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from codeservice.accesslog.models import AccessLogEntry, AuditCheckpoint
-from issuers.keyring import Signer
+from issuers.keyring import IssuerInfo, Signer
 from sdk.keys import b64u_encode
 
 GENESIS = "0" * 64
 CHECKPOINT_EVERY = 1000
+#: Signs the access log's checkpoints; its public key is in the trust list like any other.
+AUDIT_OFFICE = IssuerInfo("city-audit", "City Access Log", ("audit",))
+#: ``session.info`` key: the seqs a transaction appended (see ``checkpoint_fell_due``).
+APPENDED = "citycode.accesslog.appended"
 CHECKPOINT_TYPE = "auditcheckpoint+jwt"
 #: PostgreSQL advisory lock key (per database) held from an append to the end of its transaction.
 APPEND_LOCK = int.from_bytes(b"cc-alog", "big")
@@ -81,10 +85,16 @@ def append(
                 session.flush()
         except IntegrityError:
             continue  # another writer took this seq: read the new head and try again
+        session.info.setdefault(APPENDED, []).append(seq)
         if signer is not None:
             checkpoint_if_due(session, signer)
         return entry
     raise RuntimeError("access log is too busy; try again")
+
+
+def checkpoint_fell_due(session: Session) -> bool:
+    """Whether *session* appended the entry at a multiple of ``CHECKPOINT_EVERY`` (its checkpoint is due)."""
+    return any(seq % CHECKPOINT_EVERY == 0 for seq in session.info.get(APPENDED, ()))
 
 
 def checkpoint(session: Session, signer: Signer, seq: int, chain_hash: str) -> AuditCheckpoint:

@@ -310,12 +310,11 @@ def _log_check_refusal(client: ApiClient, subject: str | None, type_code: str, p
                        reason: str) -> None:
     """A refused yes/no check, in the access log (its own transaction: the refusal is kept)."""
     services = current_services()
-    with services.db.session() as session:
+    with services.transaction() as session:
         accesslog.append(session, actor=f"{client.role}:{client.id}", actor_label=client.name,
                          office=client.office_id, subject=subject, action="check",
                          what=[{"type": type_code[:32], "fields": [predicate[:64]] if predicate else []}],
                          purpose=None, outcome=f"refused: {reason}"[:64])
-        services.checkpoint_if_due(session)
 
 
 @certs_api.post("/checks")
@@ -361,10 +360,9 @@ def yes_no_check() -> Response:
     services = current_services()
     now = dt.datetime.now(dt.UTC)
     try:
-        with services.db.session() as session:
+        with services.transaction() as session:
             record = check(session, client, subject=subject, type_code=type_code, predicate=predicate, now=now)
             receipt_id, answer = record.receipt_id, record.answer
-            services.checkpoint_if_due(session)
     except PermissionError as exc:
         _log_check_refusal(client, subject, type_code, predicate, "forbidden")
         raise BadRequest("forbidden", str(exc), 403) from None

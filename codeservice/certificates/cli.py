@@ -15,6 +15,7 @@ from codeservice.certificates.models import Certificate, CertType, Department
 from codeservice.certificates.service import (
     FIELD_TYPES,
     CertificateError,
+    NotFound,
     add_cert_type,
     add_department,
     disclosable,
@@ -24,6 +25,7 @@ from codeservice.certificates.service import (
     show_code,
 )
 from codeservice.cli.common import echo_json, fail, names_option, registry
+from codeservice.clients.service import add_api_client
 from codeservice.identity.residents import get_resident
 from issuers import render
 from sdk.certid import CertificateId, IdentifierError
@@ -301,5 +303,39 @@ def status_export(issuer: str, output: Path) -> None:
           "ttl": claims.get("ttl")})
 
 
+# -- API keys ------------------------------------------------------------------------------------
+@click.group()
+def apikey() -> None:
+    """API keys of machine clients: administrators and authorised verifiers (核验)."""
+
+
+@apikey.command("add")
+@click.option("--role", required=True, type=click.Choice(["admin", "verifier"]))
+@click.option("--name", required=True)
+@click.option("--types", "type_codes", help="comma-separated certificate types a verifier may ask about")
+@click.option("--predicates", help="comma-separated predicates (or yes/no fields) of those types it may ask about")
+def apikey_add(role: str, name: str, type_codes: str | None, predicates: str | None) -> None:
+    """Create a client and print its key. The key is shown this once; only its hash is kept."""
+
+    types = [t.upper() for t in names_option(type_codes, "--types")]
+    asked = names_option(predicates, "--predicates")
+    with registry() as (_, session):
+        answerable: set[str] = set()
+        for code in types:
+            cert_type = session.get(CertType, code)
+            if cert_type is None:
+                raise NotFound(f"no certificate type {code!r}")
+            answerable |= {p["name"] for p in cert_type.predicates}
+            answerable |= {f["name"] for f in cert_type.fields if f["type"] == "bool"}
+        unknown = [p for p in asked if p not in answerable]
+        if unknown:
+            raise CertificateError(f"--predicates: {', '.join(unknown)} is not a predicate or yes/no field of "
+                                   f"{', '.join(types) if types else 'the --types given (none)'}")
+        client, key = add_api_client(session, name.strip(), role, types, asked)
+        out = {"id": client.id, "name": client.name, "role": client.role, "key": key,
+               "types": client.allowed_types, "predicates": client.allowed_predicates}
+    echo_json(out)
+
+
 #: The groups :mod:`codeservice.cli.main` adds to ``citycode``.
-COMMANDS = (dept, cert_type_group, cert, status,)
+COMMANDS = (dept, cert_type_group, cert, status, apikey)

@@ -22,11 +22,11 @@ from flask import Blueprint, Response, abort, jsonify, render_template, session
 
 from codeservice.certificates.models import Certificate, CertType, Department
 from codeservice.certificates.service import CertificateError, certificates_of, disclosable, get_certificate, show_code
-from codeservice.citytime import city_today
 from codeservice.identity.session import login_required, signed_in_resident
 from codeservice.jsonapi import BadRequest, json_object, no_store
 from codeservice.services import current_services
 from issuers import render
+from sdk.citytime import city_today
 
 resident_certs = Blueprint("resident_certs", __name__)
 

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from codeservice import errors
 from codeservice.accesslog import service as accesslog
 from codeservice.certificates.models import Certificate, CertType, CheckRecord, Department
-from codeservice.citytime import CITY_TZ, age_on, city_today
 from codeservice.clients.models import ApiClient
 from codeservice.errors import Refused
 from codeservice.identity.models import Resident
@@ -23,6 +22,7 @@ from issuers.certificates import issue_show_code
 from issuers.keyring import IssuerInfo, Keyring
 from issuers.statuslist import sign_status_list
 from sdk.certid import CertificateId, IdentifierError, validate_uscc
+from sdk.citytime import CITY_TZ, age_on, city_today
 from sdk.claims import subject_from_text
 from sdk.statuslist import INVALID, SUSPENDED
 

@@ -1,13 +1,11 @@
-"""``citycode client`` and ``citycode apikey``: machine clients (clerks, devices, auditors, operator
-staff, administrators and verifiers) and their keys, shown once."""
+"""``citycode client``: machine clients (clerks, devices, auditors, operator staff) and their keys, shown once.
+Administrators and verifiers, whose allowances name certificate types: ``citycode apikey`` (certificates/cli.py)."""
 
 from __future__ import annotations
 
 import click
 
-from codeservice.certificates.models import CertType
-from codeservice.certificates.service import CertificateError, NotFound
-from codeservice.cli.common import echo_json, fail, names_option, registry
+from codeservice.cli.common import echo_json, fail, registry
 from codeservice.clients.service import add_api_client
 
 
@@ -45,39 +43,5 @@ def client_add(role: str, name: str, office_id: str | None, operator_id: str | N
     echo_json(out)
 
 
-# -- API keys ------------------------------------------------------------------------------------
-@click.group()
-def apikey() -> None:
-    """API keys of machine clients: administrators and authorised verifiers (核验)."""
-
-
-@apikey.command("add")
-@click.option("--role", required=True, type=click.Choice(["admin", "verifier"]))
-@click.option("--name", required=True)
-@click.option("--types", "type_codes", help="comma-separated certificate types a verifier may ask about")
-@click.option("--predicates", help="comma-separated predicates (or yes/no fields) of those types it may ask about")
-def apikey_add(role: str, name: str, type_codes: str | None, predicates: str | None) -> None:
-    """Create a client and print its key. The key is shown this once; only its hash is kept."""
-
-    types = [t.upper() for t in names_option(type_codes, "--types")]
-    asked = names_option(predicates, "--predicates")
-    with registry() as (_, session):
-        answerable: set[str] = set()
-        for code in types:
-            cert_type = session.get(CertType, code)
-            if cert_type is None:
-                raise NotFound(f"no certificate type {code!r}")
-            answerable |= {p["name"] for p in cert_type.predicates}
-            answerable |= {f["name"] for f in cert_type.fields if f["type"] == "bool"}
-        unknown = [p for p in asked if p not in answerable]
-        if unknown:
-            raise CertificateError(f"--predicates: {', '.join(unknown)} is not a predicate or yes/no field of "
-                                   f"{', '.join(types) if types else 'the --types given (none)'}")
-        client, key = add_api_client(session, name.strip(), role, types, asked)
-        out = {"id": client.id, "name": client.name, "role": client.role, "key": key,
-               "types": client.allowed_types, "predicates": client.allowed_predicates}
-    echo_json(out)
-
-
 #: The groups :mod:`codeservice.cli.main` adds to ``citycode``.
-COMMANDS = (client, apikey,)
+COMMANDS = (client,)

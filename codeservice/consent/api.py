@@ -50,15 +50,12 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.orm import Session
 
-from codeservice.accesslog import service as accesslog
 from codeservice.clients.auth import require_client
-from codeservice.clients.models import ApiClient
 from codeservice.consent import service as consent
-from codeservice.consent.models import ConsentRequest, Office
+from codeservice.consent.models import ConsentRequest
 from codeservice.consent.service import ConsentError
-from codeservice.identity.residents import get_resident
 from codeservice.identity.session import signed_in_resident
-from codeservice.jsonapi import BadRequest, int_arg, json_body, text
+from codeservice.jsonapi import BadRequest, int_arg, json_body, no_store, text
 from codeservice.services import current_services
 from codeservice.state import StateError
 
@@ -94,26 +91,6 @@ def _fetch_minutes() -> int:
 
 
 # -- clients and rate limits -----------------------------------------------------------------------
-def _actor(session: Session, client: ApiClient) -> tuple[str, str]:
-    office = session.get(Office, client.office_id) if client.office_id else None
-    return consent.actor_of(client, office)
-
-
-def _rate_limit(client: ApiClient) -> None:
-    services = current_services()
-    used = services.state.count(f"rate:{client.id}", 60)  # StateError -> 503
-    if used <= client.rate_per_minute:
-        return
-    with services.db.session() as db:
-        actor, label = _actor(db, client)
-        accesslog.append(db, actor=actor, actor_label=label, office=client.office_id, action="rate_limited",
-                         what=[{"method": request.method, "path": _printable(request.path, 200)}], outcome="refused")
-        current_services().checkpoint_if_due(db)
-    raise BadRequest("rate_limited",
-                     f"more than {client.rate_per_minute} requests a minute from this {client.role}; "
-                     "the attempt was logged; try again in a minute", 403)
-
-
 def _client(role: str, *, limited: bool = True) -> Callable[[F], F]:
     """``require_client(role)``, then (for clerks and devices) the client's rate limit."""
 
@@ -121,7 +98,7 @@ def _client(role: str, *, limited: bool = True) -> Callable[[F], F]:
         @wraps(view)
         def limited_view(*args: Any, **kwargs: Any) -> Any:
             if limited:
-                _rate_limit(g.client)
+                current_services().consent.check_rate(g.client, method=request.method, path=request.path)
             return view(*args, **kwargs)
 
         return require_client(role)(limited_view)  # type: ignore[return-value]
@@ -155,39 +132,6 @@ def _items(value: Any, name: str) -> list[dict[str, Any]]:
     return clean
 
 
-def _plausible_id(request_id: str) -> bool:
-    """Request ids are 24 hex digits; anything else is answered 404 without asking the database."""
-    return 1 <= len(request_id) <= 32 and request_id.isascii() and request_id.isalnum()
-
-
-def _printable(text: str, limit: int) -> str:
-    """For the log: no control characters (PostgreSQL refuses NUL), bounded length."""
-    return "".join(c if c.isprintable() else "?" for c in text[:limit])
-
-
-def _verified_resident(db: Session, code: str) -> tuple[str | None, str | None]:
-    """(pid, None) for a valid identity code of an unfrozen resident, else (pid or None, refusal)."""
-    result = current_services().online.verify(code, "service-window")
-    subject = result.subject  # set only when the signature verified
-    if not result.accepted:
-        return subject, result.reason.value + (f": {result.detail}" if result.detail else "")
-    if result.kind != "id" or subject is None:
-        return None, "wrong_kind: not an identity code"
-    resident = get_resident(db, subject)
-    if resident is None:
-        return subject, "suspended: no such resident"
-    if resident.frozen:
-        return subject, "suspended: identity frozen"
-    return subject, None
-
-
-def _log_refusal(db: Session, client: ApiClient, *, action: str, reason: str, subject: str | None = None,
-                 purpose: str | None = None, what: list[Any] | None = None) -> None:
-    actor, label = _actor(db, client)
-    accesslog.append(db, actor=actor, actor_label=label, office=client.office_id, subject=subject, action=action,
-                     what=what or [], purpose=purpose[:300] if purpose else None, outcome=f"refused: {reason}"[:64])
-
-
 def _created(data: dict[str, Any], location: str | None = None) -> tuple[Response, int]:
     response = jsonify(data)
     if location:
@@ -199,7 +143,6 @@ def _created(data: dict[str, Any], location: str | None = None) -> tuple[Respons
 @consent_api.post("/consent/requests")
 @_client("clerk")
 def create_request() -> tuple[Response, int]:
-    clerk: ApiClient = g.client
     body = json_body({"code", "purpose", "items"}, {"keep_minutes"})
     code = text(body, "code", MAX_CODE_CHARS)
     purpose = text(body, "purpose", 300)
@@ -207,29 +150,10 @@ def create_request() -> tuple[Response, int]:
     keep_minutes = body.get("keep_minutes", 30)
     if type(keep_minutes) is not int or not 1 <= keep_minutes <= 7 * 24 * 60:
         raise BadRequest("invalid_body", "'keep_minutes' must be a whole number from 1 to 10080")
-    error: Exception | None = None
-    out: dict[str, Any] = {}
-    with current_services().db.session() as db:
-        subject, refusal = _verified_resident(db, code)
-        if refusal is not None:
-            _log_refusal(db, clerk, action="request", reason=f"code {refusal}", subject=subject, purpose=purpose,
-                         what=items)
-            error = BadRequest("code_refused", f"the identity code was refused: {refusal}")
-        else:
-            assert subject is not None
-            try:
-                made = consent.create_request(db, clerk, resident=subject, purpose=purpose, items=items,
-                                              keep_minutes=keep_minutes, answer_minutes=_answer_minutes())
-                out = {"id": made.id, "status": made.status, "answer_by": consent._aware(made.answer_by).isoformat()}
-            except ConsentError as exc:
-                if exc.reason != "purpose_not_allowed":  # create_request logged that one itself
-                    _log_refusal(db, clerk, action="request", reason=exc.reason, subject=subject, purpose=purpose,
-                                 what=items)
-                error = exc
-        current_services().checkpoint_if_due(db)
-    if error is not None:
-        raise error  # after the commit: the refusal stays in the log
-    return _created(out, f"/api/v1/consent/requests/{out['id']}")
+    made = current_services().consent.request(g.client, code=code, purpose=purpose, items=items,
+                                              keep_minutes=keep_minutes)
+    out = {"id": made.id, "status": made.status, "answer_by": consent._aware(made.answer_by).isoformat()}
+    return _created(out, f"/api/v1/consent/requests/{made.id}")
 
 
 def _clerk_view(db: Session, made: ConsentRequest) -> dict[str, Any]:
@@ -246,104 +170,46 @@ def _clerk_view(db: Session, made: ConsentRequest) -> dict[str, Any]:
 @consent_api.get("/consent/requests/<request_id>")
 @_client("clerk")
 def show_request(request_id: str) -> Response:
-    clerk: ApiClient = g.client
-    with current_services().db.session() as db:
-        made = db.get(ConsentRequest, request_id) if _plausible_id(request_id) else None
-        if made is None or made.clerk_id != clerk.id:
-            raise BadRequest("not_found", "no such request", 404)
-        if made.status == "pending" and consent.expire_overdue(db, resident=made.resident):
-            db.refresh(made)
-        out = _clerk_view(db, made)
-        current_services().checkpoint_if_due(db)
-    response = jsonify(out)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return no_store(jsonify(current_services().consent.clerk_request(g.client, request_id, _clerk_view)))
 
 
 @consent_api.post("/consent/requests/<request_id>/fetch")
 @_client("clerk")
 def fetch_request(request_id: str) -> Response:
-    clerk: ApiClient = g.client
     body = json_body((), {"items"}, may_be_empty=True)
     items = _items(body["items"], "items") if body.get("items") is not None else None
-    services = current_services()
-    error: ConsentError | None = None
-    released: list[dict[str, Any]] = []
-    with services.db.session() as db:
-        try:
-            if not _plausible_id(request_id):
-                raise ConsentError("not_found", "no such request", 404)
-            released = consent.fetch(db, services.keyring, clerk, request_id, items=items)
-        except ConsentError as exc:
-            if exc.reason == "not_found":  # fetch() logs every other refusal itself (a frozen identity too)
-                _log_refusal(db, clerk, action="fetch", reason="not_found",
-                             what=[{"request": _printable(request_id, 64)}])
-            error = exc
-        current_services().checkpoint_if_due(db)
-    if error is not None:
-        raise error  # after the commit: the refusal stays in the log
-    response = jsonify(certificates=released)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    released = current_services().consent.fetch(g.client, request_id, items)
+    return no_store(jsonify(certificates=released))
 
 
 # -- queue tickets (取号) ---------------------------------------------------------------------------
 @consent_api.post("/queue/tickets")
 @_client("device")
 def issue_ticket() -> tuple[Response, int]:
-    device: ApiClient = g.client
     body = json_body({"code", "service"})
     code = text(body, "code", MAX_CODE_CHARS)
     service = text(body, "service", 64)
-    error: Exception | None = None
-    out: dict[str, Any] = {}
-    with current_services().db.session() as db:
-        subject, refusal = _verified_resident(db, code)
-        if refusal is not None:
-            _log_refusal(db, device, action="ticket", reason=f"code {refusal}", subject=subject,
-                         purpose="queue number", what=[{"service": service}])
-            error = BadRequest("code_refused", f"the identity code was refused: {refusal}")
-        else:
-            assert subject is not None
-            try:
-                ticket = consent.issue_ticket(db, device, subject, service)
-                office = db.get(Office, ticket.office_id)
-                out = {"number": ticket.number, "service": ticket.service, "office": ticket.office_id,
-                       "office_name": office.name if office else ticket.office_id, "day": ticket.day.isoformat()}
-            except ConsentError as exc:  # an unknown service, a device of no office, a busy queue
-                _log_refusal(db, device, action="ticket", reason=exc.reason, subject=subject,
-                             purpose="queue number", what=[{"service": _printable(service, 64)}])
-                error = exc
-        current_services().checkpoint_if_due(db)
-    if error is not None:
-        raise error  # after the commit: the refusal stays in the log
-    return _created(out)
+    ticket, office = current_services().consent.ticket(g.client, code=code, service=service)
+    return _created({"number": ticket.number, "service": ticket.service, "office": ticket.office_id,
+                     "office_name": office.name if office else ticket.office_id, "day": ticket.day.isoformat()})
 
 
 @consent_api.post("/queue/next")
 @_client("clerk")
 def call_next() -> Response | tuple[str, int]:
-    clerk: ApiClient = g.client
     body = json_body({"service"})
-    service = text(body, "service", 64)
-    with current_services().db.session() as db:
-        ticket = consent.call_next(db, clerk, service)
-        out = {"number": ticket.number, "service": ticket.service, "office": ticket.office_id} if ticket else None
-    if out is None:
+    ticket = current_services().consent.call_next(g.client, text(body, "service", 64))
+    if ticket is None:
         return "", 204
-    return jsonify(out)
+    return jsonify(number=ticket.number, service=ticket.service, office=ticket.office_id)
 
 
 # -- the resident ----------------------------------------------------------------------------------
 @consent_api.get("/me/consent-requests")
 def my_requests() -> Response:
-    pid = _resident()
-    with current_services().db.session() as db:
-        out = [consent.describe_request(db, r) for r in consent.pending_for(db, pid)]
-        current_services().checkpoint_if_due(db)
-    response = jsonify(requests=out)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    out = current_services().consent.pending(
+        _resident(), lambda db, pending: [consent.describe_request(db, r) for r in pending])
+    return no_store(jsonify(requests=out))
 
 
 @consent_api.post("/me/consent-requests/<request_id>")
@@ -356,25 +222,12 @@ def answer_request(request_id: str) -> Response:
     if decision == "refuse" and body.get("approve") is not None:
         raise BadRequest("invalid_body", "a refusal approves nothing: leave out 'approve'")
     approve = _items(body["approve"], "approve") if body.get("approve") is not None else None
+    answered = current_services().consent.answer(pid, request_id, approve if decision == "approve" else None,
+                                                 everything=decision == "approve" and approve is None)
     with current_services().db.session() as db:
-        made = db.get(ConsentRequest, request_id) if _plausible_id(request_id) else None
-        if made is None or made.resident != pid:
-            raise BadRequest("not_found", "no such request", 404)
-        if decision == "approve" and approve is None:
-            approve = [{"type": i["type"], "fields": list(i["fields"])} for i in made.items]
-        error: ConsentError | None = None
-        out: dict[str, Any] = {}
-        try:
-            answered = consent.decide(db, pid, request_id, approve=approve if decision == "approve" else None,
-                                      fetch_minutes=_fetch_minutes())
-            out = consent.describe_request(db, answered)
-            out["approved"] = [{"type": i["type"], "fields": list(i["fields"])} for i in answered.approved or []]
-            out["fetch_by"] = consent._aware(answered.fetch_by).isoformat() if answered.fetch_by else None
-        except ConsentError as exc:
-            error = exc  # an expiry found on the way is still committed
-        current_services().checkpoint_if_due(db)
-    if error is not None:
-        raise error
+        out = consent.describe_request(db, answered)
+    out["approved"] = [{"type": i["type"], "fields": list(i["fields"])} for i in answered.approved or []]
+    out["fetch_by"] = consent._aware(answered.fetch_by).isoformat() if answered.fetch_by else None
     return jsonify(out)
 
 
@@ -382,9 +235,4 @@ def answer_request(request_id: str) -> Response:
 def my_access_log() -> Response:
     pid = _resident()
     limit = int_arg("limit", 100, 1, 500)
-    with current_services().db.session() as db:
-        entries = consent.history(db, pid, limit=limit)  # overdue requests are expired first, as on /history
-        current_services().checkpoint_if_due(db)
-    response = jsonify(entries=entries)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return no_store(jsonify(entries=current_services().consent.history(pid, limit)))

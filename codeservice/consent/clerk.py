@@ -10,7 +10,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as WResponse
 
-from codeservice.accesslog import service as accesslog
 from codeservice.certificates.models import CertType, Department
 from codeservice.certificates.service import disclosable
 from codeservice.clients.models import ApiClient
@@ -33,8 +32,7 @@ from codeservice.consent.pages import (
     start_session,
     utcnow,
 )
-from codeservice.consent.service import ConsentError
-from codeservice.identity.residents import get_resident
+from codeservice.consent.service import CodeRefused, ConsentError
 from codeservice.services import Services, current_services
 from codeservice.state import StateError
 from issuers.trustlist import current_trust_list
@@ -153,7 +151,7 @@ def _render_console(db: Session, clerk: ApiClient, *, error: str | None = None, 
 @console.get("/console")
 def console_page() -> WResponse:
     services = current_services()
-    with services.db.session() as db:
+    with services.transaction() as db:
         clerk = _clerk(db)
         if clerk is None:
             return _to_signin()
@@ -166,25 +164,8 @@ def console_page() -> WResponse:
             if shown is not None:
                 consent.expire_overdue(db, resident=shown.resident)
                 db.refresh(shown)
-                services.checkpoint_if_due(db)
         last = session.get("console_form")
         return _render_console(db, clerk, shown=shown, form=last if isinstance(last, dict) else None)
-
-
-def _resident_from_code(services: Services, db: Session, text: str) -> tuple[str | None, str | None]:
-    """(pid, None) for a genuine, unexpired identity code of an unfrozen resident, else (pid or None, refusal)."""
-    if len(text) > MAX_CODE_CHARS:
-        return None, "not_a_citycode: too long"
-    result = services.online.verify(text, SCENE)
-    subject = result.subject  # set only when the signature verified
-    if not result.accepted:
-        return subject, result.reason.value
-    if result.kind != "id" or subject is None:
-        return None, "wrong_kind"
-    resident = get_resident(db, subject)
-    if resident is None or resident.frozen:
-        return subject, "suspended: identity frozen or unknown"
-    return subject, None
 
 
 def _code_message(refusal: str) -> str:
@@ -196,36 +177,6 @@ def _code_message(refusal: str) -> str:
     except ValueError:
         description = reason.replace("_", " ")
     return f"The code was not accepted: {description}. Ask the resident to show their code again."
-
-
-def _log_refusal(db: Session, clerk: ApiClient, *, action: str, reason: str, subject: str | None = None,
-                 purpose: str | None = None, what: list[Any] | None = None) -> None:
-    """As the JSON API logs a refused step (codeservice/consent_api.py)."""
-    office = db.get(Office, clerk.office_id) if clerk.office_id else None
-    actor, label = consent.actor_of(clerk, office)
-    accesslog.append(db, actor=actor, actor_label=label, office=clerk.office_id, subject=subject, action=action,
-                     what=what or [], purpose=purpose[:300] if purpose else None, outcome=f"refused: {reason}"[:64])
-
-
-def _within_rate(services: Services, clerk: ApiClient) -> None:
-    """The clerk's allowance a minute, shared with the JSON API (same counter); the refused attempt is logged.
-
-    Only sending and receiving count: the console's status polls do not."""
-    try:
-        used = services.state.count(f"rate:{clerk.id}", 60)
-    except StateError:
-        raise ConsentError("unavailable", "The service cannot check the request allowance now; try again.",
-                           503) from None
-    if used <= clerk.rate_per_minute:
-        return
-    with services.db.session() as db:
-        office = db.get(Office, clerk.office_id) if clerk.office_id else None
-        actor, label = consent.actor_of(clerk, office)
-        accesslog.append(db, actor=actor, actor_label=label, office=clerk.office_id, action="rate_limited",
-                         what=[{"method": request.method, "path": request.path[:200]}], outcome="refused")
-        services.checkpoint_if_due(db)
-    raise ConsentError("rate_limited", f"More than {clerk.rate_per_minute} requests a minute: the attempt was "
-                                       "logged; wait a minute and try again.", 403)
 
 
 def _signed_in_clerk(services: Services) -> ApiClient | None:
@@ -251,48 +202,42 @@ def send_request() -> WResponse:
     signed_in = _signed_in_clerk(services)
     if signed_in is None:
         return _to_signin()
+    chosen = fields_from_form(fields)
     error: ConsentError | None = None
-    if not code:
-        error = ConsentError("no_code", "Scan the resident's code first.")
-    else:
-        try:
-            _within_rate(services, signed_in)  # in its own transaction: the refusal stays logged
-        except ConsentError as exc:
-            error = exc
-    with services.db.session() as db:
-        clerk = _clerk(db)
-        if clerk is None:
-            return _to_signin()
-        chosen = fields_from_form(fields)
-        items = [{"type": t, "fields": names} for t, names in chosen.items()]
-        request_id = None
-        if error is None:
-            subject, refusal = _resident_from_code(services, db, code)
-            if refusal is not None:
-                _log_refusal(db, clerk, action="request", reason=f"code {refusal}", subject=subject,
-                             purpose=purpose, what=items)
-                error = ConsentError("code_refused", _code_message(refusal))
-            elif not chosen:
-                error = ConsentError("invalid_body", "Tick at least one field to ask for.")
-            elif keep not in dict(KEEP_CHOICES):
-                error = ConsentError("invalid_body", "Choose how long you will keep the data.")
-            else:
-                assert subject is not None
-                try:
-                    request_id = consent.create_request(
-                        db, clerk, resident=subject, purpose=purpose, items=items, keep_minutes=keep,
-                        answer_minutes=services.settings.consent_answer_minutes).id
-                except ConsentError as exc:
-                    if exc.reason != "purpose_not_allowed":  # create_request logged that one itself
-                        _log_refusal(db, clerk, action="request", reason=exc.reason, subject=subject,
-                                     purpose=purpose, what=items)
-                    error = exc
-            services.checkpoint_if_due(db)
-        if error is not None:
-            # Inside the transaction, which commits: the logged refusal is kept.
+    request_id = None
+    try:
+        if not code:
+            raise ConsentError("no_code", "Scan the resident's code first.")
+        _checked_rate(services, signed_in)
+        if not chosen:
+            raise ConsentError("invalid_body", "Tick at least one field to ask for.")
+        if keep not in dict(KEEP_CHOICES):
+            raise ConsentError("invalid_body", "Choose how long you will keep the data.")
+        request_id = services.consent.request(
+            signed_in, code=code, purpose=purpose, keep_minutes=keep,
+            items=[{"type": t, "fields": names} for t, names in chosen.items()]).id
+    except CodeRefused as exc:
+        error = ConsentError(exc.reason, _code_message(exc.refusal), exc.status)
+    except ConsentError as exc:
+        error = exc
+    if error is not None:
+        with services.db.session() as db:
+            clerk = _clerk(db)
+            if clerk is None:
+                return _to_signin()
             return _render_console(db, clerk, error=error.message, status=error.status, form=form)
     session["console_form"] = {"purpose": purpose, "fields": fields[:MAX_FIELDS], "keep": keep}  # the next resident
     return redirect(url_for("console.console_page", request=request_id), 303)
+
+
+def _checked_rate(services: Services, clerk: ApiClient) -> None:
+    """The clerk's allowance a minute, shared with the JSON API (same counter). Only sending and receiving
+    count: the console's status polls do not."""
+    try:
+        services.consent.check_rate(clerk, method=request.method, path=request.path)
+    except StateError:
+        raise ConsentError("unavailable", "The service cannot check the request allowance now; try again.",
+                           503) from None
 
 
 def _clerk_view(db: Session, req: ConsentRequest) -> dict[str, Any]:
@@ -320,17 +265,13 @@ def _clerk_view(db: Session, req: ConsentRequest) -> dict[str, Any]:
 @console.get("/console/requests/<request_id>")
 def request_status(request_id: str) -> WResponse:
     services = current_services()
-    with services.db.session() as db:
-        clerk = _clerk(db)
-        if clerk is None:
-            return json_error(401, "unauthorised", "sign in to the console")
-        req = db.get(ConsentRequest, request_id)
-        if req is None or req.clerk_id != clerk.id:
-            return json_error(404, "not_found", "no such request")
-        consent.expire_overdue(db, resident=req.resident)
-        db.refresh(req)
-        services.checkpoint_if_due(db)
-        return no_store(jsonify(_clerk_view(db, req)))
+    clerk = _signed_in_clerk(services)
+    if clerk is None:
+        return json_error(401, "unauthorised", "sign in to the console")
+    try:
+        return no_store(jsonify(services.consent.clerk_request(clerk, request_id[:64], _clerk_view)))
+    except ConsentError as exc:
+        return json_error(exc.status, exc.reason, "no such request")
 
 
 def _value_text(value: Any) -> str:
@@ -378,24 +319,14 @@ def receive(request_id: str) -> WResponse:
     services = current_services()
     if not csrf_header_ok():
         return json_error(400, "csrf", f"send the page's token in {CSRF_HEADER}; reload the page")
-    signed_in = _signed_in_clerk(services)
-    if signed_in is None:
+    clerk = _signed_in_clerk(services)
+    if clerk is None:
         return json_error(401, "unauthorised", "sign in to the console")
     try:
-        _within_rate(services, signed_in)
+        _checked_rate(services, clerk)
+        released = services.consent.fetch(clerk, request_id[:64])
     except ConsentError as exc:
         return json_error(exc.status, exc.reason, exc.message)
     with services.db.session() as db:
-        clerk = _clerk(db)
-        if clerk is None:
-            return json_error(401, "unauthorised", "sign in to the console")
-        try:
-            released = consent.fetch(db, services.keyring, clerk, request_id[:64])
-        except ConsentError as exc:  # caught inside the transaction: the refusal stays logged
-            if exc.reason == "not_found":  # fetch() logs every other refusal itself
-                _log_refusal(db, clerk, action="fetch", reason="not_found", what=[{"request": request_id[:64]}])
-            services.checkpoint_if_due(db)
-            return json_error(exc.status, exc.reason, exc.message)
-        services.checkpoint_if_due(db)
         received = _verified(db, services, released)
     return no_store(jsonify(id=request_id, status="fetched", received=received))

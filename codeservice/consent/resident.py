@@ -36,10 +36,10 @@ def _pid() -> str:
     return pid
 
 
-def _cards(db: Session, pid: str) -> list[dict[str, Any]]:
+def _cards(db: Session, pending: list[ConsentRequest]) -> list[dict[str, Any]]:
     cards = []
     now = utcnow()
-    for req in consent.pending_for(db, pid, now):
+    for req in pending:
         described = consent.describe_request(db, req)
         for item in described["items"]:
             labels = labels_of(db.get(CertType, item["type"]))
@@ -69,19 +69,20 @@ def _answered_message(db: Session, pid: str, request_id: str) -> str | None:
     return f"You let {where} take {'; '.join(shared)} for {req.purpose}. They can take it once."
 
 
-def _render_requests(db: Session, pid: str, *, error: str | None = None, status: int = 200) -> WResponse:
+def _render_requests(pid: str, *, error: str | None = None, status: int = 200) -> WResponse:
     answered = request.args.get("answered")
-    notice = _answered_message(db, pid, answered) if answered else None
-    cards = _cards(db, pid)
-    current_services().checkpoint_if_due(db)  # _cards may have expired requests (and logged that)
-    return html_page(render_template("requests.html", cards=cards, notice=notice, error=error), status)
+
+    def page(db: Session, pending: list[ConsentRequest]) -> str:
+        notice = _answered_message(db, pid, answered) if answered else None
+        return render_template("requests.html", cards=_cards(db, pending), notice=notice, error=error)
+
+    return html_page(current_services().consent.pending(pid, page), status)
 
 
 @resident_requests.get("/requests")
 @login_required
 def requests_page() -> WResponse:
-    with current_services().db.session() as db:
-        return _render_requests(db, _pid())
+    return _render_requests(_pid())
 
 
 @resident_requests.get("/requests/pending")
@@ -89,10 +90,8 @@ def pending_json() -> WResponse:
     pid = session.get("resident")
     if not isinstance(pid, str) or not pid:
         return json_error(401, "unauthorised", "sign in first")
-    with current_services().db.session() as db:
-        cards = _cards(db, pid)
-        current_services().checkpoint_if_due(db)
-        listed = [{"id": c["id"], "html": render_template("_request_card.html", r=c)} for c in cards]
+    listed = current_services().consent.pending(pid, lambda db, pending: [
+        {"id": c["id"], "html": render_template("_request_card.html", r=c)} for c in _cards(db, pending)])
     return no_store(jsonify(requests=listed))
 
 
@@ -102,23 +101,20 @@ def answer(request_id: str) -> WResponse:
     check_csrf_form()
     decision = request.form.get("decision")
     pid = _pid()
-    with current_services().db.session() as db:
-        approve: list[dict[str, Any]] | None = None
-        try:
-            if decision == "approve":
-                chosen = fields_from_form(request.form.getlist("fields"))
-                if not chosen:
-                    raise ConsentError("nothing_chosen", "Tick at least one item to share, or press Refuse.")
-                approve = [{"type": t, "fields": names} for t, names in chosen.items()]
-            elif decision != "refuse":
-                raise ConsentError("invalid_body", "Choose Approve selected or Refuse.")
-            consent.decide(db, pid, request_id, approve=approve,
-                           fetch_minutes=current_services().settings.consent_fetch_minutes)
-            current_services().checkpoint_if_due(db)
-        except ConsentError as exc:
-            message = exc.message if exc.reason != "not_pending" else \
-                "That request is no longer waiting for an answer (it was answered or has expired)."
-            return _render_requests(db, pid, error=message, status=exc.status)
+    approve: list[dict[str, Any]] | None = None
+    try:
+        if decision == "approve":
+            chosen = fields_from_form(request.form.getlist("fields"))
+            if not chosen:
+                raise ConsentError("nothing_chosen", "Tick at least one item to share, or press Refuse.")
+            approve = [{"type": t, "fields": names} for t, names in chosen.items()]
+        elif decision != "refuse":
+            raise ConsentError("invalid_body", "Choose Approve selected or Refuse.")
+        current_services().consent.answer(pid, request_id[:64], approve)
+    except ConsentError as exc:
+        message = exc.message if exc.reason != "not_pending" else \
+            "That request is no longer waiting for an answer (it was answered or has expired)."
+        return _render_requests(pid, error=message, status=exc.status)
     return redirect(url_for("requests.requests_page", answered=request_id), 303)
 
 
@@ -126,10 +122,7 @@ def answer(request_id: str) -> WResponse:
 @login_required
 def history_page() -> WResponse:
     pid = _pid()
-    services = current_services()
-    with services.db.session() as db:
-        entries = consent.history(db, pid)
-        services.checkpoint_if_due(db)
+    entries = current_services().consent.history(pid)
     for entry in entries:
         # The sentence ends with the time of day; the page shows the date and time (city time) beside it.
         moment = consent.city_time(entry["at"])

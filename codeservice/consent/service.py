@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -21,12 +22,15 @@ from codeservice.accesslog import service as accesslog
 from codeservice.accesslog.models import AccessLogEntry
 from codeservice.certificates.models import Certificate, CertType
 from codeservice.certificates.service import CertificateError, certificates_of, disclosable, disclosed_values
-from codeservice.citytime import CITY_TZ
 from codeservice.clients.models import ApiClient
+from codeservice.config import Settings
 from codeservice.consent.models import ConsentRequest, Office, QueueTicket
 from codeservice.identity.residents import get_resident
-from issuers.keyring import Keyring, Signer
+from codeservice.state import StateStore
+from issuers.keyring import Keyring
 from issuers.sdjwt import issue_sd_jwt
+from sdk.citytime import CITY_TZ
+from verifiers.online import OnlineVerifier
 
 _SLUG = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
 ANSWER_MINUTES = 5
@@ -445,5 +449,213 @@ def history(session: Session, subject: str, limit: int = 100, now: dt.datetime |
              "outcome": e.outcome, "text": sentence(e, names, labels)} for e in entries]
 
 
-def signer_for_audit(keyring: Keyring) -> Signer:
-    return keyring.signer("city-audit")
+# -- the consent service: every step in its own unit of work, with every rule ---------------------------------
+MAX_CODE_CHARS = 4096
+T = TypeVar("T")
+
+
+class Wiring(Protocol):
+    """What the consent service needs of the service's parts; ``codeservice.services.Services`` has it all."""
+
+    @property
+    def state(self) -> StateStore: ...
+
+    @property
+    def online(self) -> OnlineVerifier: ...
+
+    @property
+    def keyring(self) -> Keyring: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def transaction(self) -> AbstractContextManager[Session]: ...
+
+
+class CodeRefused(ConsentError):
+    """The identity code shown was not accepted; ``refusal`` is the verifier's reason (and its detail)."""
+
+    def __init__(self, refusal: str) -> None:
+        super().__init__("code_refused", f"the identity code was refused: {refusal}", 400)
+        self.refusal = refusal
+
+
+def plausible_id(request_id: str) -> bool:
+    """Request ids are 24 hex digits; anything else is not found without asking the database."""
+    return 1 <= len(request_id) <= 32 and request_id.isascii() and request_id.isalnum()
+
+
+def printable(text: str, limit: int) -> str:
+    """For the log: no control characters (PostgreSQL refuses NUL), bounded length."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
+class ConsentService:
+    """The consented pull and the queue as steps of clerks, devices and residents.
+
+    The JSON API (consent/api.py) and the pages (consent/clerk.py, consent/resident.py) are adapters over
+    it; the rules live here once: the client's allowance a minute (the refused attempt is logged), a
+    refused step logged in the access log and committed although the step raises, the identity code
+    verified as at a service window, and the access log's checkpoint signed after the commit
+    (``Wiring.transaction``). A refusal is raised as ``ConsentError`` after its transaction has committed.
+    """
+
+    scene = "service-window"  # a clerk may scan a code again while it lives
+
+    def __init__(self, wiring: Wiring) -> None:
+        self._wiring = wiring
+
+    # -- rules every step of a clerk or a device obeys --------------------------------------------------
+    def check_rate(self, client: ApiClient, *, method: str, path: str) -> None:
+        """Count one step against the client's allowance a minute. Raises ``state.StateError`` when the
+        state store cannot count, and ``ConsentError('rate_limited')`` beyond it, once the attempt is logged."""
+        used = self._wiring.state.count(f"rate:{client.id}", 60)
+        if used <= client.rate_per_minute:
+            return
+        with self._wiring.transaction() as db:
+            actor, label = self._actor(db, client)
+            accesslog.append(db, actor=actor, actor_label=label, office=client.office_id, action="rate_limited",
+                             what=[{"method": method, "path": printable(path, 200)}], outcome="refused")
+        raise ConsentError("rate_limited", f"more than {client.rate_per_minute} requests a minute from this "
+                                           f"{client.role}; the attempt was logged; try again in a minute", 403)
+
+    @staticmethod
+    def _actor(db: Session, client: ApiClient) -> tuple[str, str]:
+        office = db.get(Office, client.office_id) if client.office_id else None
+        return actor_of(client, office)
+
+    def _log_refusal(self, db: Session, client: ApiClient, *, action: str, reason: str, subject: str | None = None,
+                     purpose: str | None = None, what: list[Any] | None = None) -> None:
+        actor, label = self._actor(db, client)
+        accesslog.append(db, actor=actor, actor_label=label, office=client.office_id, subject=subject, action=action,
+                         what=what or [], purpose=purpose[:300] if purpose else None,
+                         outcome=f"refused: {reason}"[:64])
+
+    def _resident_of(self, db: Session, code: str) -> tuple[str | None, str | None]:
+        """(pid, None) for a valid identity code of an unfrozen resident, else (pid or None, refusal)."""
+        if len(code) > MAX_CODE_CHARS:
+            return None, "not_a_citycode: too long"
+        result = self._wiring.online.verify(code, self.scene)
+        subject = result.subject  # set only when the signature verified
+        if not result.accepted:
+            return subject, result.reason.value + (f": {result.detail}" if result.detail else "")
+        if result.kind != "id" or subject is None:
+            return None, "wrong_kind: not an identity code"
+        resident = get_resident(db, subject)
+        if resident is None:
+            return subject, "suspended: no such resident"
+        if resident.frozen:
+            return subject, "suspended: identity frozen"
+        return subject, None
+
+    # -- the clerk ------------------------------------------------------------------------------------
+    def request(self, clerk: ApiClient, *, code: str, purpose: str, items: list[dict[str, Any]],
+                keep_minutes: int) -> ConsentRequest:
+        """Ask the resident whose identity *code* this is for *items*; the request, pending."""
+        error: ConsentError | None = None
+        with self._wiring.transaction() as db:
+            subject, refusal = self._resident_of(db, code)
+            if refusal is not None:
+                self._log_refusal(db, clerk, action="request", reason=f"code {refusal}", subject=subject,
+                                  purpose=purpose, what=items)
+                error = CodeRefused(refusal)
+            else:
+                assert subject is not None
+                try:
+                    made = create_request(db, clerk, resident=subject, purpose=purpose, items=items,
+                                          keep_minutes=keep_minutes,
+                                          answer_minutes=self._wiring.settings.consent_answer_minutes)
+                except ConsentError as exc:
+                    if exc.reason != "purpose_not_allowed":  # create_request logged that one itself
+                        self._log_refusal(db, clerk, action="request", reason=exc.reason, subject=subject,
+                                          purpose=purpose, what=items)
+                    error = exc
+        if error is not None:
+            raise error
+        return made
+
+    def clerk_request(self, clerk: ApiClient, request_id: str, view: Callable[[Session, ConsentRequest], T]) -> T:
+        """*view* of one of the clerk's own requests, an overdue one expired first; another's is not found."""
+        with self._wiring.transaction() as db:
+            made = db.get(ConsentRequest, request_id) if plausible_id(request_id) else None
+            if made is not None and made.clerk_id == clerk.id:
+                if made.status == "pending" and expire_overdue(db, resident=made.resident):
+                    db.refresh(made)
+                return view(db, made)
+        raise ConsentError("not_found", "no such request", 404)
+
+    def fetch(self, clerk: ApiClient, request_id: str, items: list[dict[str, Any]] | None = None
+              ) -> list[dict[str, Any]]:
+        """The approved certificates, once (see ``fetch``); a refusal is logged."""
+        error: ConsentError | None = None
+        with self._wiring.transaction() as db:
+            try:
+                if not plausible_id(request_id):
+                    raise ConsentError("not_found", "no such request", 404)
+                released = fetch(db, self._wiring.keyring, clerk, request_id, items=items)
+            except ConsentError as exc:
+                if exc.reason == "not_found":  # fetch() logs every other refusal itself (a frozen identity too)
+                    self._log_refusal(db, clerk, action="fetch", reason="not_found",
+                                      what=[{"request": printable(request_id, 64)}])
+                error = exc
+        if error is not None:
+            raise error
+        return released
+
+    def call_next(self, clerk: ApiClient, service: str) -> QueueTicket | None:
+        with self._wiring.transaction() as db:
+            return call_next(db, clerk, service)
+
+    # -- the kiosk --------------------------------------------------------------------------------------
+    def ticket(self, device: ApiClient, *, code: str, service: str) -> tuple[QueueTicket, Office | None]:
+        """A queue number for the resident whose identity *code* this is, and the office it is for."""
+        error: ConsentError | None = None
+        with self._wiring.transaction() as db:
+            subject, refusal = self._resident_of(db, code)
+            if refusal is not None:
+                self._log_refusal(db, device, action="ticket", reason=f"code {refusal}", subject=subject,
+                                  purpose="queue number", what=[{"service": service}])
+                error = CodeRefused(refusal)
+            else:
+                assert subject is not None
+                try:
+                    ticket = issue_ticket(db, device, subject, service)
+                    office = db.get(Office, ticket.office_id)
+                except ConsentError as exc:  # an unknown service, a device of no office, a busy queue
+                    self._log_refusal(db, device, action="ticket", reason=exc.reason, subject=subject,
+                                      purpose="queue number", what=[{"service": printable(service, 64)}])
+                    error = exc
+        if error is not None:
+            raise error
+        return ticket, office
+
+    # -- the resident ---------------------------------------------------------------------------------
+    def pending(self, resident: str, view: Callable[[Session, list[ConsentRequest]], T]) -> T:
+        """*view* of the resident's pending requests, overdue ones expired (and logged) first."""
+        with self._wiring.transaction() as db:
+            return view(db, pending_for(db, resident))
+
+    def answer(self, resident: str, request_id: str, approve: list[dict[str, Any]] | None, *,
+               everything: bool = False) -> ConsentRequest:
+        """Approve *approve* (a subset of what was asked), or with *everything* all that was asked, or refuse
+        with None; an expiry found on the way is committed although the answer is refused."""
+        error: ConsentError | None = None
+        with self._wiring.transaction() as db:
+            made = db.get(ConsentRequest, request_id) if plausible_id(request_id) else None
+            if made is None or made.resident != resident:
+                raise ConsentError("not_found", "no such request", 404)
+            if everything:
+                approve = [{"type": i["type"], "fields": list(i["fields"])} for i in made.items]
+            try:
+                answered = decide(db, resident, request_id, approve=approve,
+                                  fetch_minutes=self._wiring.settings.consent_fetch_minutes)
+            except ConsentError as exc:
+                error = exc
+        if error is not None:
+            raise error
+        return answered
+
+    def history(self, resident: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The resident's access-log entries in plain language, overdue requests expired (and logged) first."""
+        with self._wiring.transaction() as db:
+            return history(db, resident, limit=limit)

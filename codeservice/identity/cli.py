@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from codeservice.certificates.service import NotFound
-from codeservice.citytime import city_today
 from codeservice.cli.common import echo_json, fail, load_services, registry
+from codeservice.errors import NotFound
 from codeservice.identity.residents import ResidentError, add_resident, get_resident, to_json
 from issuers import render
 from issuers.keyring import KeyringError
+from sdk.citytime import city_today
 from sdk.trustlist import TrustList, describe, load_anchor
 
 

@@ -26,7 +26,6 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request, session
 from sqlalchemy import func, select
 
-from codeservice.citytime import city_today
 from codeservice.clients.auth import require_client
 from codeservice.identity.session import signed_in_resident
 from codeservice.jsonapi import BadRequest, json_body, json_object, no_store
@@ -52,6 +51,7 @@ from codeservice.transit.service import (
     revoke_device,
     rules_of,
 )
+from sdk.citytime import city_today
 from sdk.keys import b64u_decode, b64u_encode
 
 transit_api = Blueprint("transit_api", __name__, url_prefix="/api/v1")

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from codeservice.transit.fares import FareRules
 from codeservice.transit.models import ClearingStatement, GateRecord, Operator, Trip
 from codeservice.transit.service import TransitNotFound, rules_of
-from sdk.gate import service_day
+from sdk.citytime import service_day
 
 CSV_COLUMNS = (
     "operator", "service_day", "status", "account", "card_type", "origin", "destination", "line", "started_at",

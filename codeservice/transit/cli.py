@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from codeservice.citytime import city_today
 from codeservice.cli.common import EXIT_REFUSED, echo_json, fail, load_services, parse_time
 from codeservice.transit.clearing import (
     csv_rows,
@@ -50,6 +49,7 @@ from codeservice.transit.service import (
 from issuers import render
 from issuers.rides import compressed_point, make_ride_code
 from sdk import TrustList, Verifier, load_anchor
+from sdk.citytime import city_today
 from sdk.gate import Gate, GateConfig, GateConfigError, GateStore
 from sdk.keys import b64u_encode
 from sdk.statuslist import StatusCache, StatusListError

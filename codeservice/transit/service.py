@@ -28,7 +28,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from codeservice.certificates.service import covering_size
-from codeservice.citytime import age_on
 from codeservice.clients.models import ApiClient
 from codeservice.identity.models import Resident
 from codeservice.transit.fares import FareError, FareRules, load_rules
@@ -36,8 +35,8 @@ from codeservice.transit.models import GateRecord, Operator, RideDevice, Transit
 from issuers.keyring import IssuerInfo, Keyring
 from issuers.rides import compressed_point, issue_credential
 from issuers.statuslist import sign_status_list
+from sdk.citytime import age_on, service_day
 from sdk.claims import CARD_TYPE_IDS, KIND_IDS, subject_from_text, subject_to_text
-from sdk.gate import service_day
 from sdk.keys import b64u_decode, b64u_encode, verify_es256
 from sdk.reasons import Reason
 from sdk.statuslist import INVALID, SUSPENDED
