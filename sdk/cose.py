@@ -14,6 +14,16 @@ key, an integer or a length in a longer form than needed (alg -7 as ``38 06`` fo
 length, map keys out of order, trailing bytes, or a reference tag (28/29, 25/256) are refused: the same
 bytes can then mean one thing only, to this parser and to any other. cbor2 orders map keys length first
 (RFC 8949 section 4.2.3); for the keys this product uses that is the bytewise order of section 4.2.1.
+
+ECDSA signatures are malleable: when (r, s) verifies, so does its twin (r, n - s). Every ES256 signer of
+this product writes the low form, s <= n/2 (:func:`low_s`: the issuers through ``issuers.codes.cose_sign``,
+the phone's page in ``rides.js``). The parser does not refuse the high form, because codes and credentials
+signed before the signers wrote low s are still in the field (WebCrypto and ``cryptography`` give either,
+half the time each; a ride credential lives up to 30 days, and gates upload the codes they admitted for the
+service to check, days later); it takes a high-s signature as its low-s twin instead, so that both parse to
+one and the same :class:`Sign1`. Nothing that tells codes apart depends on which twin was shown: the replay
+guard keeps the signed code id (``cti``; for a ride code the credential's id and the nonce), which the twins
+share, so a twin of a spent code is ``replayed``.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ ALG_ES256 = -7
 ALG_EDDSA = -8
 ALG_NAMES: dict[int, str] = {ALG_ES256: "ES256", ALG_EDDSA: "EdDSA"}
 ALG_IDS: dict[str, int] = {name: alg for alg, name in ALG_NAMES.items()}
+#: The order n of the P-256 group (SEC 2): with (r, s), the ES256 signature (r, n - s) verifies too.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 #: Header labels that would let a code bring its own key (RFC 9360, RFC 9052).
 _KEY_CARRYING_LABELS = {33: "x5chain", 34: "x5t", 35: "x5u", 32: "x5bag", -1: "COSE_Key"}
@@ -57,10 +69,23 @@ class Sign1:
     #: Empty when the header names no key: the payload must certify the signing key (a ride code).
     kid: bytes
     payload: bytes
+    #: As received; for ES256 in its low-s form (see :func:`low_s`), whichever twin the code carried.
     signature: bytes
 
     def to_be_signed(self) -> bytes:
         return sig_structure(self.protected, self.payload)
+
+
+def low_s(signature: bytes) -> bytes:
+    """The raw ES256 *signature* ``r || s`` with s in its low form (s <= n/2): of the twins (r, s) and
+    (r, n - s), which both verify, the one every signer of this product writes and the parser keeps.
+    Anything that is not 64 bytes with 0 < s < n is returned as it is (it will not verify anyway)."""
+    if len(signature) != 64:
+        return signature
+    s = int.from_bytes(signature[32:], "big")
+    if P256_ORDER // 2 < s < P256_ORDER:
+        return signature[:32] + (P256_ORDER - s).to_bytes(32, "big")
+    return signature
 
 
 def loads_exact(data: bytes) -> Any:
@@ -175,6 +200,8 @@ def parse(data: bytes) -> Sign1:
     if _encode_sign1(protected, payload, signature, tagged) != data:  # not only the length: tags 28/29 shorten
         raise CoseError(f"trailing bytes, or the structure is {_NOT_DETERMINISTIC}")
     alg, kid = _parse_protected(protected)
+    if alg == ALG_ES256:  # the high-s twin of a signature is the same message (see the module docstring)
+        signature = low_s(signature)
     return Sign1(protected=protected, alg=alg, kid=kid, payload=payload, signature=signature)
 
 

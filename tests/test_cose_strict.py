@@ -212,3 +212,123 @@ def test_claims_the_issuer_encodes_parse_byte_for_byte(ring):
     payload = encode_claims("id", issued_at=T0, expires_at=T0 + 60, subject=os.urandom(10),
                             extra={-70000: {"b": 1, "aa": True, "c": "x" * 30}, 99: [1, -1, 2**40]})
     assert parse_claims(payload).extra[99] == [1, -1, 2**40]
+
+
+# -- high-s ECDSA signatures -------------------------------------------------------------------------------------
+# (r, s) and (r, n - s) both verify. The signers write the low one; the parser takes a high one as its low twin
+# (codes signed before the signers did are still in the field), and the replay guard keys on the signed code id,
+# which the twins share.
+def _s(signature: bytes) -> int:
+    return int.from_bytes(signature[32:], "big")
+
+
+def _transit(ring: Keyring) -> tuple[ec.EllipticCurvePrivateKey, bytes, Verifier]:
+    """A phone's key, a credential for it, and a verifier with the transit status list (index 1 valid)."""
+    from issuers.statuslist import sign_status_list
+    from sdk.statuslist import StatusCache
+
+    device = ec.generate_private_key(ec.SECP256R1())
+    credential = issue_credential(ring.signer("city-transit"), account=os.urandom(10), device_key=device.public_key(),
+                                  card_type="adult", fare_limit=2000, status_index=1, validity=60, lifetime=3600,
+                                  now=T0 - 60)
+    trust = TrustList.load(sign_trust_list(ring, validity=86400, now=T0 - 60), load_anchor(ring.anchor_public_pem()),
+                           at=T0)
+    status = StatusCache()
+    status.load(sign_status_list(ring.signer("city-transit"), {}, size=16384, uri="https://x/status/transit", ttl=300,
+                                 validity=86400, now=T0 - 10), trust, at=T0)
+    return device, credential, Verifier(trust, leeway=30, status=status,
+                                        replay_guard=MemoryReplayGuard(clock=lambda: T0))
+
+
+def test_every_es256_signer_writes_low_s(ring):
+    from issuers.codes import issue_code
+    from issuers.rides import make_ride_code
+
+    device, credential, _verifier = _transit(ring)
+    for _ in range(24):  # each signer writes a high s half the time unless it normalises
+        identity = cbor2.loads(forge.raw_of(issue_code(ring.signer("city-id"), "id", subject=os.urandom(10),
+                                                        lifetime=60))).value
+        cred = issue_credential(ring.signer("city-transit"), account=os.urandom(10), device_key=device.public_key(),
+                                card_type="adult", fare_limit=2000, status_index=1, validity=60, lifetime=3600)
+        ride = cbor2.loads(forge.raw_of(make_ride_code(device, credential))).value
+        for signature in (identity[3], cbor2.loads(cred)[3], ride[3], forge.es256(device, b"x")):
+            assert 0 < _s(signature) <= cose.P256_ORDER // 2
+
+
+def test_high_s_twin_of_a_signature_parses_as_the_same_message(ring):
+    from issuers.codes import issue_code
+
+    raw = forge.raw_of(issue_code(ring.signer("city-id"), "id", subject=os.urandom(10), lifetime=60))
+    protected, _unprotected, payload, signature = cbor2.loads(raw).value
+    twin = cose.assemble(protected, payload, forge.high_s_twin(signature))
+    assert _s(cbor2.loads(twin).value[3]) > cose.P256_ORDER // 2
+    assert cose.parse(twin) == cose.parse(raw)
+    assert cose.parse(twin).signature == signature  # the low one, as signed
+
+
+def test_high_s_twin_of_an_identity_code_is_that_code_to_the_replay_guard(ring, verifier):
+    from issuers.codes import issue_code
+
+    raw = forge.raw_of(issue_code(ring.signer("city-id"), "id", subject=os.urandom(10), lifetime=60, now=T0))
+    protected, _unprotected, payload, signature = cbor2.loads(raw).value
+    twin = to_text(cose.assemble(protected, payload, forge.high_s_twin(signature)))
+    first = verifier.verify(twin, BUS, at=T0)  # a code signed before the signers wrote low s still verifies
+    assert first.accepted
+    again = verifier.verify(to_text(raw), BUS, at=T0)
+    assert again.reason is Reason.REPLAYED and again.code_id == first.code_id
+
+
+def test_high_s_twin_of_a_ride_code_or_of_its_credential_is_that_code_to_the_replay_guard(ring):
+    from issuers.rides import make_ride_code
+
+    device, credential, verifier = _transit(ring)
+    nonce = os.urandom(8)
+    protected, _unprotected, payload, signature = cbor2.loads(forge.raw_of(
+        make_ride_code(device, credential, now=T0, nonce=nonce))).value
+    assert verifier.verify(to_text(cose.assemble(protected, payload, forge.high_s_twin(signature))), METRO,
+                           at=T0).accepted
+    assert verifier.verify(to_text(cose.assemble(protected, payload, signature)), METRO,
+                           at=T0).reason is Reason.REPLAYED
+    inner = cbor2.loads(credential)
+    twin_credential = cbor2.dumps([inner[0], inner[1], inner[2], forge.high_s_twin(inner[3])])
+    again = verifier.verify(make_ride_code(device, twin_credential, now=T0, nonce=nonce), METRO, at=T0)
+    assert again.reason is Reason.REPLAYED
+
+
+LOW_S_RUNNER = """
+const src = require("fs").readFileSync(process.argv[1], "utf8");
+const start = src.indexOf("  var P256_ORDER"), end = src.indexOf("  // The ride code: COSE_Sign1");
+if (start < 0 || end < start) throw new Error("no lowS in rides.js");
+const lowS = new Function(src.slice(start, end) + "; return lowS;")();
+const crypto = require("crypto");
+const out = [];
+for (let k = 0; k < 48; k++) {
+  const pair = crypto.generateKeyPairSync("ec", {namedCurve: "P-256"});
+  const data = crypto.randomBytes(40);
+  const signature = crypto.sign("sha256", data, {key: pair.privateKey, dsaEncoding: "ieee-p1363"});
+  out.push([pair.publicKey.export({type: "spki", format: "der"}).toString("hex"), data.toString("hex"),
+            signature.toString("hex"), Buffer.from(lowS(new Uint8Array(signature))).toString("hex")]);
+}
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def test_the_phone_page_writes_low_s():
+    """rides.js's lowS, run in Node.js on signatures as WebCrypto makes them (s or n - s at random)."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+
+    from sdk.keys import verify_es256
+    from tests.test_qr_js import node
+
+    rides_js = Path(__file__).resolve().parent.parent / "codeservice" / "static" / "rides.js"
+    done = subprocess.run([node(), "-e", LOW_S_RUNNER, str(rides_js)], capture_output=True, text=True, timeout=120,
+                          check=True)
+    for spki, data, signature, written in (map(bytes.fromhex, row) for row in json.loads(done.stdout)):
+        key = serialization.load_der_public_key(spki)
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        assert written == cose.low_s(signature) and _s(written) <= cose.P256_ORDER // 2
+        assert verify_es256(key, written, data)
