@@ -21,11 +21,13 @@ CODE_ID_LENGTH = 8
 
 def cose_sign(private_key: ec.EllipticCurvePrivateKey, payload: bytes, *, kid: bytes = b"",
               tagged: bool = True) -> bytes:
-    """A COSE_Sign1 over *payload* with an ES256 key (raw r||s signature); no kid for a key the payload names."""
+    """A COSE_Sign1 over *payload* with an ES256 key (raw r||s signature, low s); no kid for a key the payload
+    names."""
     protected = cose.encode_protected(cose.ALG_ES256, kid)
     der = private_key.sign(cose.sig_structure(protected, payload), ec.ECDSA(hashes.SHA256()))
-    r, s = decode_dss_signature(der)
-    return cose.assemble(protected, payload, r.to_bytes(32, "big") + s.to_bytes(32, "big"), tagged=tagged)
+    r, s = decode_dss_signature(der)  # cryptography gives s or n - s at random: write the low one
+    return cose.assemble(protected, payload, cose.low_s(r.to_bytes(32, "big") + s.to_bytes(32, "big")),
+                         tagged=tagged)
 
 
 def sign_payload(signer: Signer, payload: bytes, *, tagged: bool = True) -> bytes:

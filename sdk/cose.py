@@ -6,6 +6,24 @@ whose signing key the signed payload itself names), an empty unprotected header,
 an embedded payload and a raw signature. Anything else is refused, in particular
 headers that carry key material or a key location (x5chain, x5t, x5u, COSE_Key),
 because a verifier must take its keys from the trust list only.
+
+Deterministic encoding (RFC 8949 section 4.2.1) throughout: the outer structure, the protected header and
+(through :func:`loads_exact`) the claims must each be byte for byte the encoding that cbor2's canonical
+encoder writes for what they decode to, which is how the issuers and the phone write them. So a repeated map
+key, an integer or a length in a longer form than needed (alg -7 as ``38 06`` for ``26``), an indefinite
+length, map keys out of order, trailing bytes, or a reference tag (28/29, 25/256) are refused: the same
+bytes can then mean one thing only, to this parser and to any other. cbor2 orders map keys length first
+(RFC 8949 section 4.2.3); for the keys this product uses that is the bytewise order of section 4.2.1.
+
+ECDSA signatures are malleable: when (r, s) verifies, so does its twin (r, n - s). Every ES256 signer of
+this product writes the low form, s <= n/2 (:func:`low_s`: the issuers through ``issuers.codes.cose_sign``,
+the phone's page in ``rides.js``). The parser does not refuse the high form, because codes and credentials
+signed before the signers wrote low s are still in the field (WebCrypto and ``cryptography`` give either,
+half the time each; a ride credential lives up to 30 days, and gates upload the codes they admitted for the
+service to check, days later); it takes a high-s signature as its low-s twin instead, so that both parse to
+one and the same :class:`Sign1`. Nothing that tells codes apart depends on which twin was shown: the replay
+guard keeps the signed code id (``cti``; for a ride code the credential's id and the nonce), which the twins
+share, so a twin of a spent code is ``replayed``.
 """
 
 from __future__ import annotations
@@ -27,6 +45,8 @@ ALG_ES256 = -7
 ALG_EDDSA = -8
 ALG_NAMES: dict[int, str] = {ALG_ES256: "ES256", ALG_EDDSA: "EdDSA"}
 ALG_IDS: dict[str, int] = {name: alg for alg, name in ALG_NAMES.items()}
+#: The order n of the P-256 group (SEC 2): with (r, s), the ES256 signature (r, n - s) verifies too.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 #: Header labels that would let a code bring its own key (RFC 9360, RFC 9052).
 _KEY_CARRYING_LABELS = {33: "x5chain", 34: "x5t", 35: "x5u", 32: "x5bag", -1: "COSE_Key"}
@@ -49,14 +69,32 @@ class Sign1:
     #: Empty when the header names no key: the payload must certify the signing key (a ride code).
     kid: bytes
     payload: bytes
+    #: As received; for ES256 in its low-s form (see :func:`low_s`), whichever twin the code carried.
     signature: bytes
 
     def to_be_signed(self) -> bytes:
         return sig_structure(self.protected, self.payload)
 
 
+def low_s(signature: bytes) -> bytes:
+    """The raw ES256 *signature* ``r || s`` with s in its low form (s <= n/2): of the twins (r, s) and
+    (r, n - s), which both verify, the one every signer of this product writes and the parser keeps.
+    Anything that is not 64 bytes with 0 < s < n is returned as it is (it will not verify anyway)."""
+    if len(signature) != 64:
+        return signature
+    s = int.from_bytes(signature[32:], "big")
+    if P256_ORDER // 2 < s < P256_ORDER:
+        return signature[:32] + (P256_ORDER - s).to_bytes(32, "big")
+    return signature
+
+
 def loads_exact(data: bytes) -> Any:
-    """Decode one CBOR item and insist that it spans all of *data* (cbor2 ignores trailing bytes)."""
+    """Decode one CBOR item in deterministic encoding that spans all of *data*; raise :class:`CoseError` else.
+
+    Deterministic means byte for byte what ``cbor2.dumps(item, canonical=True)`` writes for the decoded item,
+    which is how the issuers and the phone write (see the module docstring). cbor2 alone would ignore
+    trailing bytes, keep the last of repeated map keys and take any integer or length in a longer form.
+    """
     stream = io.BytesIO(data)
     try:
         item = cbor2.CBORDecoder(stream).decode()
@@ -64,7 +102,19 @@ def loads_exact(data: bytes) -> Any:
         raise CoseError(f"not valid CBOR: {exc.__class__.__name__}") from None
     if stream.tell() != len(data):
         raise CoseError("trailing bytes after the CBOR item")
+    try:
+        canonical = cbor2.dumps(item, canonical=True)
+    except Exception:  # a decoded value cbor2 cannot write back: it was not written by us
+        canonical = b""
+    if canonical != data:
+        raise CoseError(_NOT_DETERMINISTIC)
     return item
+
+
+_NOT_DETERMINISTIC = (
+    "not in deterministic encoding (RFC 8949 section 4.2.1): a repeated map key, an integer or length longer "
+    "than needed, an indefinite length, map keys out of order or a reference tag"
+)
 
 
 def _bstr_header(length: int) -> bytes:
@@ -87,10 +137,10 @@ def sig_structure(protected: bytes, payload: bytes) -> bytes:
     )
 
 
-def _encoded_length(item: Any) -> int:
-    """Bytes a deterministic encoding of our four-item structure takes (to detect trailing bytes)."""
-    protected, _unprotected, payload, signature = item
-    return 2 + sum(len(_bstr_header(len(b))) + len(b) for b in (protected, payload, signature))
+def _encode_sign1(protected: bytes, payload: bytes, signature: bytes, tagged: bool) -> bytes:
+    """The deterministic encoding of a COSE_Sign1 with an empty unprotected header."""
+    return b"".join((b"\xd2\x84" if tagged else b"\x84", _bstr_header(len(protected)), protected, b"\xa0",
+                     _bstr_header(len(payload)), payload, _bstr_header(len(signature)), signature))
 
 
 _HEADER_CACHE: dict[bytes, tuple[int, bytes]] = {}
@@ -147,9 +197,11 @@ def parse(data: bytes) -> Sign1:
             raise CoseError(f"code carries its own key material ({_KEY_CARRYING_LABELS[label]})")
     if unprotected:
         raise CoseError("unprotected header must be empty")
-    if _encoded_length(item) + tagged != len(data):
-        raise CoseError("trailing bytes or non-deterministic encoding")
+    if _encode_sign1(protected, payload, signature, tagged) != data:  # not only the length: tags 28/29 shorten
+        raise CoseError(f"trailing bytes, or the structure is {_NOT_DETERMINISTIC}")
     alg, kid = _parse_protected(protected)
+    if alg == ALG_ES256:  # the high-s twin of a signature is the same message (see the module docstring)
+        signature = low_s(signature)
     return Sign1(protected=protected, alg=alg, kid=kid, payload=payload, signature=signature)
 
 
@@ -164,5 +216,4 @@ def encode_protected(alg: int, kid: bytes = b"") -> bytes:
 
 def assemble(protected: bytes, payload: bytes, signature: bytes, *, tagged: bool = True) -> bytes:
     """The COSE_Sign1 bytes, tagged unless said (a ride credential, nested in a ride code, goes untagged)."""
-    message = [protected, {}, payload, signature]
-    return cbor2.dumps(cbor2.CBORTag(TAG_SIGN1, message) if tagged else message)
+    return _encode_sign1(protected, payload, signature, tagged)

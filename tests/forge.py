@@ -28,8 +28,14 @@ def claims(
 
 
 def es256(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
+    """A raw ``r || s`` signature with low s, as the issuers and the phone write it."""
     r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return cose.low_s(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
+def high_s_twin(signature: bytes) -> bytes:
+    """The other ES256 signature that verifies as well: (r, n - s) for (r, s)."""
+    return signature[:32] + (cose.P256_ORDER - int.from_bytes(signature[32:], "big")).to_bytes(32, "big")
 
 
 def forge(

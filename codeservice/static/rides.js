@@ -59,6 +59,18 @@
   function bstr(bytes) { return concat([head(2, bytes.length), bytes]); }
   function tstr(text) { var b = new TextEncoder().encode(text); return concat([head(3, b.length), b]); }
 
+  // ECDSA signatures are malleable: with (r, s), (r, n - s) verifies too. WebCrypto gives either; the code
+  // carries the low one, s <= n/2, as every signer of ours does (sdk/cose.py low_s).
+  var P256_ORDER = BigInt("0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+  function lowS(signature) {
+    var s = BigInt(0), i;
+    for (i = 32; i < 64; i++) s = s * BigInt(256) + BigInt(signature[i]);
+    if (s * BigInt(2) <= P256_ORDER) return signature;
+    var out = new Uint8Array(signature), t = P256_ORDER - s;
+    for (i = 63; i >= 32; i--) { out[i] = Number(t % BigInt(256)); t = t / BigInt(256); }
+    return out;
+  }
+
   // The ride code: COSE_Sign1 {alg: ES256} over {6: iat, 7: nonce, -65537: 3 (ride), -65540: credential}.
   async function rideCode(now) {
     var nonce = crypto.getRandomValues(new Uint8Array(8));
@@ -67,8 +79,8 @@
     var protectedHeader = concat([head(5, 1), uint(1), nint(-7)]);
     var toBeSigned = concat([head(4, 4), tstr("Signature1"), bstr(protectedHeader), bstr(new Uint8Array(0)),
                              bstr(payload)]);
-    var signature = new Uint8Array(await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" },
-                                                            device.privateKey, toBeSigned));
+    var signature = lowS(new Uint8Array(await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" },
+                                                                 device.privateKey, toBeSigned)));
     var message = concat([new Uint8Array([0xd2]), head(4, 4), bstr(protectedHeader), head(5, 0), bstr(payload),
                           bstr(signature)]);
     return PREFIX + base45(message);
