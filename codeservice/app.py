@@ -19,13 +19,15 @@ from codeservice.identity.web import web
 from codeservice.jsonapi import BadRequest
 from codeservice.services import Services
 from codeservice.transit.api import transit_api
+from codeservice.transit.pages import rides
 
 log = logging.getLogger("citycode")
 
 MAX_BODY_BYTES = 64 * 1024
 
 #: Each domain's views: the JSON API under /api/v1 and the pages. Nothing imports this module back.
-BLUEPRINTS = (api, certs_api, resident_certs, consent_api, audit_api, console, resident_requests, transit_api, web)
+BLUEPRINTS = (api, certs_api, resident_certs, consent_api, audit_api, console, resident_requests, transit_api, rides,
+              web)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *, initialise: bool = True) -> Flask:

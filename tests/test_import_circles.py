@@ -101,3 +101,27 @@ def test_a_function_imports_a_project_module_only_when_a_comment_says_why_it_mus
                  for pkg in PACKAGES for path in sorted((ROOT / pkg).rglob("*.py"))
                  for line in _unexplained_local_imports(path.read_text("utf-8"), set(PACKAGES))]
     assert offenders == []
+
+
+DOMAINS = ("identity", "certificates", "consent", "accesslog", "transit", "clients")
+
+
+def _domain_graph() -> dict[str, set[str]]:
+    """The module graph collapsed to codeservice's domain packages (arrows between two different domains)."""
+    collapsed: dict[str, set[str]] = {d: set() for d in DOMAINS}
+    for source, targets in _graph().items():
+        parts = source.split(".")
+        if parts[0] != "codeservice" or len(parts) < 2 or parts[1] not in DOMAINS:
+            continue
+        for target in targets:
+            other = target.split(".")
+            if other[0] == "codeservice" and len(other) > 1 and other[1] in DOMAINS and other[1] != parts[1]:
+                collapsed[parts[1]].add(other[1])
+    return collapsed
+
+
+def test_domains_depend_on_each_other_one_way() -> None:
+    graph = _domain_graph()
+    assert graph["consent"] >= {"certificates", "accesslog"}  # the graph is really read
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+    assert graph["clients"] == set(), "clients (API keys, roles) is the ground floor of the domains"

@@ -230,29 +230,6 @@ def change_status(cert_id: str) -> Response:
         return jsonify(certificate_json(cert))
 
 
-# -- residents ---------------------------------------------------------------------------------------
-def _set_frozen(pid: str, frozen: bool) -> Response:
-    with current_services().db.session() as session:
-        resident = get_resident(session, pid)
-        if resident is None:
-            raise BadRequest("not_found", f"no resident {pid!r}", 404)
-        resident.frozen = frozen
-        return jsonify(id=resident.pid, frozen=resident.frozen)
-
-
-@certs_api.post("/admin/residents/<pid>/freeze")
-@require_client("admin")
-def freeze_resident(pid: str) -> Response:
-    """A lost phone: the resident gets no new identity code, and online checks refuse the ones in circulation."""
-    return _set_frozen(pid, True)
-
-
-@certs_api.post("/admin/residents/<pid>/unfreeze")
-@require_client("admin")
-def unfreeze_resident(pid: str) -> Response:
-    return _set_frozen(pid, False)
-
-
 # -- yes/no checks -----------------------------------------------------------------------------------
 class _CodeRefused(BadRequest):
     """A scanned code that does not verify, or names a frozen or unknown resident; ``subject`` whom it names

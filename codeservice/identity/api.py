@@ -11,6 +11,7 @@ from pathlib import Path
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
+from codeservice.clients.auth import require_client
 from codeservice.identity.residents import get_resident
 from codeservice.identity.session import signed_in_resident
 from codeservice.jsonapi import BadRequest, json_object
@@ -114,3 +115,26 @@ def health() -> tuple[Response, int]:
 @api.get("/openapi.json")
 def openapi() -> Response:
     return Response(OPENAPI.read_bytes(), mimetype="application/json")
+
+
+# -- residents ---------------------------------------------------------------------------------------
+def _set_frozen(pid: str, frozen: bool) -> Response:
+    with current_services().db.session() as session:
+        resident = get_resident(session, pid)
+        if resident is None:
+            raise BadRequest("not_found", f"no resident {pid!r}", 404)
+        resident.frozen = frozen
+        return jsonify(id=resident.pid, frozen=resident.frozen)
+
+
+@api.post("/admin/residents/<pid>/freeze")
+@require_client("admin")
+def freeze_resident(pid: str) -> Response:
+    """A lost phone: the resident gets no new identity code, and online checks refuse the ones in circulation."""
+    return _set_frozen(pid, True)
+
+
+@api.post("/admin/residents/<pid>/unfreeze")
+@require_client("admin")
+def unfreeze_resident(pid: str) -> Response:
+    return _set_frozen(pid, False)

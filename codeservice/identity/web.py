@@ -142,11 +142,3 @@ def code_page() -> str:
         resident = get_resident(db, _signed_in() or "")
         name = resident.display_name if resident else None
     return render_template("code.html", name=name, lifetime=services.settings.code_lifetime)
-
-
-@web.get("/rides")
-@login_required
-def rides_page() -> str:
-    """The ride code: the page makes a device key, registers it, and signs codes itself, also offline."""
-    settings = current_services().settings
-    return render_template("rides.html", refresh=settings.ride_refresh, validity=settings.ride_code_validity)
