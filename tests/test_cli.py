@@ -163,3 +163,27 @@ def test_non_image_file_is_no_code_found(env, tmp_path):
     bogus.write_bytes(os.urandom(2000))
     result = run(env, "verify", "--image", str(bogus))
     assert result.returncode == 1 and json.loads(result.stdout)["reason"] == "no_code_found"
+
+
+def test_every_domain_command_is_where_the_entry_point_looks_for_it() -> None:
+    import importlib
+
+    from codeservice.cli.main import DOMAIN_COMMANDS, main
+
+    for name, module in DOMAIN_COMMANDS.items():
+        assert name in [c.name for c in importlib.import_module(module).COMMANDS], (name, module)
+    found = {c.name for m in set(DOMAIN_COMMANDS.values()) for c in importlib.import_module(m).COMMANDS}
+    assert found == set(DOMAIN_COMMANDS)
+    assert {"init", "serve", *DOMAIN_COMMANDS} <= set(main.list_commands(None))  # type: ignore[arg-type]
+
+
+def test_a_gate_command_starts_without_the_web_app() -> None:
+    import subprocess
+    import sys
+
+    probe = ("import sys; from click.testing import CliRunner; from codeservice.cli.main import main; "
+             "CliRunner().invoke(main, ['gate', 'run', '--help']); "
+             "print(sorted(m for m in sys.modules if m == 'codeservice.app' or m.startswith('codeservice.') and "
+             "m.rsplit('.', 1)[-1] in ('api', 'pages', 'web', 'clerk', 'resident')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
