@@ -10,7 +10,7 @@ Resident (session cookie, as ``/api/v1/me/code``):
 - ``GET /api/v1/me/trips``: the resident's charged trips, newest first.
 
 Gates (``device`` key of an operator): ``GET /api/v1/gate/setup`` (fares and capacity at a station or line),
-``POST /api/v1/gate/records`` (upload; each record stored exactly once).
+``POST /api/v1/gate/records`` (upload; each record stored exactly once, each code charged once).
 
 Operators (``operator`` key of that operator, or ``admin``): the operator's rules, its ride and entry records,
 clearing statements (JSON), their trips (CSV); ``admin`` adds operators.
