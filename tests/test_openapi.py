@@ -18,6 +18,7 @@ import io
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -1557,7 +1558,12 @@ def test_gates_through_the_api(app: Flask, keys: dict[str, str], spec: dict[str,
     assert body["stored"] == [r["record_id"] for r in good] and body["duplicates"] == []
     assert [r["error"].split(":")[0] for r in body["rejected"]] == ["wrong_operator"] + ["invalid_record"] * 4
     body = check(spec, registry, call(client, metro, "POST", path, {"records": good[:2]}), path, "POST", status=200)
-    assert body == {"stored": [], "duplicates": [r["record_id"] for r in good[:2]], "rejected": []}
+    assert body == {"stored": [], "duplicates": [r["record_id"] for r in good[:2]], "rejected": [],
+                    "code_duplicates": []}
+    copy = {**good[0], "record_id": uuid.uuid4().hex}  # the same code under another record id: never charged twice
+    body = check(spec, registry, call(client, metro, "POST", path, {"records": [copy]}), path, "POST", status=200)
+    assert body == {"stored": [], "duplicates": [copy["record_id"]], "rejected": [],
+                    "code_duplicates": [{"record_id": copy["record_id"], "duplicate_of": good[0]["record_id"]}]}
     body = check(spec, registry, call(client, gate_key(app, OPERATOR), "POST", path, {"records": good[:1]}), path,
                  "POST", status=200)
     assert body["rejected"][0]["error"].startswith("record_id_conflict: ")

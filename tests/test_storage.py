@@ -89,3 +89,88 @@ def test_demo_residents_are_created_once(db):
     with db.session() as s:
         second = [r.pid for r in ensure_demo_residents(s)]
     assert first == second and len(first) == 3
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request, tmp_path):
+    """A database of its own with no schema (the shared PostgreSQL test database is at the newest revision)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    from tests.conftest import POSTGRES_URL, server_unavailable
+
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"citycode_migration_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        server_unavailable("PostgreSQL", exc)
+    yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_migration_0006_keys_stored_codes_and_makes_later_copies_duplicates_of_the_first(empty_database_url):
+    """Records stored before 0006 get the key of the code they carry; of the records that share one, the first
+    received stays the charged one and the others become its duplicates, so that clearing again charges once."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from codeservice.db import alembic_config
+    from codeservice.transit.service import code_key
+
+    database = Database(empty_database_url)
+    try:
+        with database.engine.begin() as conn:
+            cfg = alembic_config(empty_database_url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0005")
+        t0 = dt.datetime(2026, 11, 27, 4, 30, tzinfo=dt.UTC)
+        ride, identity = "00112233aabbccdd" + "ab" * 8, "cd" * 16
+
+        def record(record_id, minutes, kind="ride", code_id=ride, evidence="CC1:...", accepted=True):
+            return {"record_id": record_id, "device_id": 1, "operator_id": "qd-bus", "gate_id": "g", "scene": "bus",
+                    "at": t0, "service_day": dt.date(2026, 11, 27), "accepted": accepted,
+                    "reason": "ok" if accepted else "replayed", "kind": kind, "code_id": code_id, "online": False,
+                    "received_at": t0 + dt.timedelta(minutes=minutes), "evidence": evidence}
+
+        rows = [record("b" * 32, 5), record("a" * 32, 1), record("c" * 32, 1), record("d" * 32, 2, "id", identity),
+                record("e" * 32, 0, evidence=None, accepted=False)]
+        with database.engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO operators (id, name, kind, fares, discounts) "
+                                 "VALUES ('qd-bus', 'Bus', 'bus', '{}', '{}')"))
+            conn.execute(sa.text("INSERT INTO api_clients (id, name, role, key_hash, allowed_types, "
+                                 "allowed_predicates, active, rate_per_minute, operator_id) VALUES "
+                                 "(1, 'gate', 'device', 'h', '[]', '[]', true, 60, 'qd-bus')"))
+            records = sa.Table("gate_records", sa.MetaData(), autoload_with=conn)
+            conn.execute(records.insert(), rows)
+            conn.execute(sa.text("INSERT INTO clearing_statements (operator_id, service_day, records, trips, "
+                                 "fare_total, discount_total, capped_total, charged_total, by_status, by_card_type, "
+                                 "digest, computed_at) VALUES ('qd-bus', '2026-11-27', 4, 4, 0, 0, 0, 0, '{}', '{}', "
+                                 "'x', '2026-11-28 00:00:00+00')"))
+        migrate(database.engine)
+        with database.engine.connect() as conn:
+            held = {r.record_id: (r.code_key, r.duplicate_of) for r in conn.execute(
+                sa.text("SELECT record_id, code_key, duplicate_of FROM gate_records"))}
+            assert conn.scalar(sa.text("SELECT duplicates FROM clearing_statements")) == 0
+        first = "a" * 32  # received first (with c...: the smaller record id)
+        assert held == {first: (code_key("ride", ride), None), "c" * 32: (code_key("ride", ride), first),
+                        "b" * 32: (code_key("ride", ride), first), "d" * 32: (code_key("id", identity), None),
+                        "e" * 32: (None, None)}
+        with database.engine.begin() as conn, pytest.raises(IntegrityError):  # one charged record a code
+            conn.execute(sa.text(f"UPDATE gate_records SET duplicate_of = NULL WHERE record_id = '{'b' * 32}'"))
+        with database.engine.begin() as conn:  # and back
+            cfg = alembic_config(empty_database_url)
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0005")
+            assert "code_key" not in {c["name"] for c in inspect(conn).get_columns("gate_records")}
+        migrate(database.engine)
+    finally:
+        database.dispose()

@@ -282,7 +282,7 @@ def test_each_record_is_stored_once_however_often_it_is_sent(app, client):
     records = [_record() for _ in range(5)]
     first = upload(client, key, records[:3])
     assert first.status_code == 200 and first.json == {"stored": [r["record_id"] for r in records[:3]],
-                                                       "duplicates": [], "rejected": []}
+                                                       "duplicates": [], "rejected": [], "code_duplicates": []}
     again = upload(client, key, records)
     assert again.json["stored"] == [r["record_id"] for r in records[3:]]
     assert again.json["duplicates"] == [r["record_id"] for r in records[:3]]
@@ -533,3 +533,162 @@ def test_nul_characters_in_a_path_or_query_are_answered_not_a_500(app, client):
     assert client.delete("/api/v1/me/ride/devices/ab%00cd").status_code == 404
     client.post("/api/v1/me/ride/challenge")
     assert client.post("/api/v1/me/ride/devices/ab%00cd/credential", json={"proof": "AA"}).status_code == 404
+
+
+# -- one code, one charge: a code brought back under another record id ------------------------------------------------
+def _bus_ride(gate_id: str = "bus-301-a", **overrides) -> dict[str, Any]:
+    fields = {"operator": "qd-bus", "scene": "bus", "station": None, "line": "301", "direction": None,
+              "gate_id": gate_id, "account": "aaaaaaaaaaaaaaaa", "card_type": "adult", "at": yesterday_noon()}
+    return _record(**{**fields, **overrides})
+
+
+def _copy(record: dict[str, Any], **overrides) -> dict[str, Any]:
+    """The same scan, code and all, under a record id of its own: what a gate's key can make of one ride."""
+    return {**record, "record_id": uuid.uuid4().hex, **overrides}
+
+
+def _clear(client, admin: str, operator: str, at: float) -> dict[str, Any]:
+    response = client.post(f"/api/v1/operators/{operator}/clearing/{service_day(at)}", headers=bearer(admin))
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def test_a_ride_code_reuploaded_under_a_new_record_id_is_charged_once_and_answered_duplicate(app, client):
+    gate, admin = client_key(app, "device", operator="qd-bus"), client_key(app, "admin")
+    ride = _bus_ride()
+    assert upload(client, gate, [ride]).json["stored"] == [ride["record_id"]]
+    copy = _copy(ride, at=ride["at"] + 5)
+    answer = upload(client, gate, [copy]).json
+    # held, so that the gate marks it sent, and said to be a copy of the charged record
+    assert (answer["stored"], answer["duplicates"], answer["rejected"]) == ([], [copy["record_id"]], [])
+    assert answer["code_duplicates"] == [{"record_id": copy["record_id"], "duplicate_of": ride["record_id"]}]
+    # delivered again (the answer was lost), the copy is answered the same way, and still held once
+    assert upload(client, gate, [copy]).json == answer
+    statement = _clear(client, admin, "qd-bus", ride["at"])
+    assert (statement["trips"], statement["charged_total"], statement["by_status"]) == (1, 300, {"ride": 1})
+    assert (statement["records"], statement["duplicates"]) == (1, 1)
+
+
+@pytest.mark.parametrize("kind", ["ride", "id"])
+def test_a_code_brought_back_by_another_gate_batch_or_operator_is_never_charged_again(app, client, kind):
+    bus_a, bus_b = client_key(app, "device", operator="qd-bus"), client_key(app, "device", operator="qd-bus")
+    metro, admin = client_key(app, "device", operator="qd-metro"), client_key(app, "admin")
+    pid = residents(app)[2]
+    if kind == "id":
+        sign_in(client, pid)  # the resident's transit account, which an identity code is billed to
+        client.get("/api/v1/me/ride")
+        ride = _bus_ride(kind="id", account=pid, card_type=None, fare_limit=None, credential_id=None)
+    else:
+        ride = _bus_ride()
+    same_batch = _copy(ride, gate_id="bus-301-b")
+    first = upload(client, bus_a, [ride, same_batch]).json
+    assert (first["stored"], first["duplicates"]) == ([ride["record_id"]], [same_batch["record_id"]])
+    assert first["code_duplicates"] == [{"record_id": same_batch["record_id"], "duplicate_of": ride["record_id"]}]
+    other_gate = _copy(ride, gate_id="bus-11-c", line="11")
+    second = upload(client, bus_b, [other_gate]).json
+    assert (second["stored"], second["duplicates"]) == ([], [other_gate["record_id"]])
+    assert second["code_duplicates"] == [{"record_id": other_gate["record_id"], "duplicate_of": ride["record_id"]}]
+    # another operator's gate: still a copy, never charged, but not told which record of qd-bus holds the code
+    at_metro = _copy(ride, operator="qd-metro", scene="metro-gate", gate_id="g-101", station="101", line=None,
+                     direction="in")
+    third = upload(client, metro, [at_metro]).json
+    assert (third["stored"], third["duplicates"]) == ([], [at_metro["record_id"]])
+    assert third["code_duplicates"] == [{"record_id": at_metro["record_id"], "duplicate_of": None}]
+    bus = _clear(client, admin, "qd-bus", ride["at"])
+    assert (bus["records"], bus["trips"], bus["duplicates"]) == (1, 1, 2)
+    if kind == "ride":
+        assert bus["charged_total"] == 300
+    assert bus["charged_total"] == sum(t["charged"] for t in bus["by_card_type"].values())
+    metro_day = _clear(client, admin, "qd-metro", ride["at"])
+    assert (metro_day["records"], metro_day["trips"], metro_day["charged_total"], metro_day["duplicates"]) == (
+        0, 0, 0, 1)
+
+
+def test_the_operator_sees_a_copy_of_a_charged_code_among_its_records(app, client):
+    gate, operator = client_key(app, "device", operator="qd-bus"), client_key(app, "operator", operator="qd-bus")
+    metro, metro_staff = client_key(app, "device", operator="qd-metro"), client_key(app, "operator",
+                                                                                    operator="qd-metro")
+    ride = _bus_ride()
+    copy = _copy(ride, gate_id="bus-301-b")
+    at_metro = _copy(ride, operator="qd-metro", scene="metro-gate", gate_id="g-101", station="101", line=None,
+                     direction="in")
+    upload(client, gate, [ride, copy])
+    upload(client, metro, [at_metro])
+    day = service_day(ride["at"])
+    listed = {r["record_id"]: r for r in client.get(f"/api/v1/operators/qd-bus/records?day={day}",
+                                                    headers=bearer(operator)).json["records"]}
+    assert set(listed) == {ride["record_id"], copy["record_id"]}  # kept, not dropped
+    assert (listed[ride["record_id"]]["duplicate"], listed[ride["record_id"]]["duplicate_of"]) == (False, None)
+    assert (listed[copy["record_id"]]["duplicate"], listed[copy["record_id"]]["duplicate_of"]) == (
+        True, ride["record_id"])
+    assert listed[copy["record_id"]]["accepted"] is True  # what the gate decided, as it decided it
+    (other,) = client.get(f"/api/v1/operators/qd-metro/records?day={day}", headers=bearer(metro_staff)).json["records"]
+    assert (other["record_id"], other["duplicate"], other["duplicate_of"]) == (at_metro["record_id"], True, None)
+
+
+def test_the_sdk_uploader_counts_a_copy_of_a_charged_code_delivered_and_never_sends_it_again(app, client, tmp_path):
+    sign_in(client, residents(app)[2])
+    phone = BrowserPhone()
+    phone.register(client)
+    config = GateConfig(gate_id="g-101-1", operator="qd-metro", kind="metro", scene=SCENES["metro-gate"],
+                        station="101", direction="in")
+    gate = Gate(config, gate_verifier(client), GateStore(tmp_path / "gate.sqlite3"))
+    assert gate.scan(phone.code()).record
+    (record,) = gate.store.records()
+    record.pop("upload_state")
+    gate.store.add_record(_copy(record))  # the gate's store holds the code twice
+    key = client_key(app, "device", operator="qd-metro")
+
+    def post(url, body, device_key):
+        response = client.post("/" + url.split("/", 3)[3], json=body, headers=bearer(device_key))
+        return response.status_code, response.json
+
+    report = Uploader(gate.store, "http://citycode.test", key, post=post).upload()
+    assert (report.stored, report.duplicates, report.rejected, report.errors) == (1, 1, 0, [])
+    assert gate.store.counts()["sent"] == 2 and not gate.store.pending()
+
+
+def test_concurrent_uploads_of_one_code_under_two_record_ids_charge_it_once(app, monkeypatch):
+    """The second upload reaches its insert while the first, which took the code, has not committed: the unique
+    code key makes it wait, then skip the row, which goes in again as a copy of the first."""
+    import threading
+
+    from codeservice.clients.service import add_api_client as add
+    from codeservice.transit import service as transit
+
+    services = app.extensions["citycode"]
+    with services.db.session() as s:
+        gates = [add(s, f"bus {n}", "device", operator="qd-bus")[0] for n in range(2)]
+        s.flush()
+        for gate_client in gates:
+            s.expunge(gate_client)
+    ride = _bus_ride()
+    copy = _copy(ride, gate_id="bus-301-b")
+    answers: dict[str, Any] = {}
+    inserting, rounds = threading.Event(), []
+    real_insert = transit._insert_new
+
+    def insert_new(session, rows):
+        if threading.current_thread().name == "second":
+            rounds.append([r["duplicate_of"] for r in rows])
+            inserting.set()
+        return real_insert(session, rows)
+
+    monkeypatch.setattr(transit, "_insert_new", insert_new)
+
+    def second() -> None:
+        with services.db.session() as s:
+            answers["second"] = transit.ingest_records(s, gates[1], [copy], time.time(), services.evidence_verifier())
+
+    with services.db.session() as s:
+        answers["first"] = transit.ingest_records(s, gates[0], [ride], time.time(), services.evidence_verifier())
+        thread = threading.Thread(target=second, name="second")
+        thread.start()
+        assert inserting.wait(30)
+        time.sleep(0.5)
+        assert thread.is_alive()  # waiting for this transaction
+    thread.join(30)
+    assert answers["first"].stored == [ride["record_id"]]
+    assert answers["second"].stored == [] and answers["second"].duplicates == [copy["record_id"]]
+    assert answers["second"].code_duplicates == [{"record_id": copy["record_id"], "duplicate_of": ride["record_id"]}]
+    assert rounds == [[None], [ride["record_id"]]]  # skipped as a second original, then stored as the copy

@@ -10,7 +10,7 @@ Resident (session cookie, as ``/api/v1/me/code``):
 - ``GET /api/v1/me/trips``: the resident's charged trips, newest first.
 
 Gates (``device`` key of an operator): ``GET /api/v1/gate/setup`` (fares and capacity at a station or line),
-``POST /api/v1/gate/records`` (upload; each record stored exactly once).
+``POST /api/v1/gate/records`` (upload; each record stored exactly once, each code charged once).
 
 Operators (``operator`` key of that operator, or ``admin``): the operator's rules, its ride and entry records,
 clearing statements (JSON), their trips (CSV); ``admin`` adds operators.
@@ -293,7 +293,8 @@ def get_operator(operator_id: str) -> Response:
 @transit_api.get("/operators/<operator_id>/records")
 @require_client("operator", "admin")
 def operator_records(operator_id: str) -> Response:
-    """The operator's ride and entry records of a day, in pages (``after`` the last record id seen)."""
+    """The operator's ride and entry records of a day, in pages (``after`` the last record id seen); a record
+    whose code was charged under another record is listed too, as a ``duplicate``."""
     day = _day(request.args.get("day", ""))
     after = request.args.get("after", "")
     raw = request.args.get("limit", "500")  # ASCII digits only: int() also reads " 5", "+5", "5_0" and "５"
@@ -305,10 +306,15 @@ def operator_records(operator_id: str) -> Response:
         rows = db.scalars(select(GateRecord).where(
             GateRecord.operator_id == operator_id, GateRecord.service_day == day, GateRecord.record_id > after)
             .order_by(GateRecord.record_id).limit(limit)).all()
+        # a copy of a code charged under another record: that record is named when it is this operator's own
+        originals = {r.duplicate_of for r in rows if r.duplicate_of is not None}
+        own = set(db.scalars(select(GateRecord.record_id).where(
+            GateRecord.record_id.in_(originals), GateRecord.operator_id == operator_id))) if originals else set()
         records = [{
             "record_id": r.record_id, "gate_id": r.gate_id, "scene": r.scene, "station": r.station, "line": r.line,
             "direction": r.direction, "at": _iso(r.at), "accepted": r.accepted, "reason": r.reason, "kind": r.kind,
             "account": r.account, "card_type": r.card_type, "entitlement": r.entitlement, "online": r.online,
+            "duplicate": r.duplicate_of is not None, "duplicate_of": r.duplicate_of if r.duplicate_of in own else None,
         } for r in rows]
     return no_store(jsonify(records=records, next=records[-1]["record_id"] if len(records) == limit else None))
 

@@ -14,6 +14,9 @@ Each trip's fare is discounted by card type, then a ride's is capped at the cred
 ticket is not a ride: it is charged in full. A record with no
 transit account (an identity code of a resident without one) is *unbillable*: listed, charged nothing.
 
+A record whose code was charged under another record (``GateRecord.duplicate_of``: the same ride or identity code
+brought back under a new record id, by any gate) is no trip: the statement counts it in ``duplicates``.
+
 Running clearing again for the same day replaces that day's trips and statement (late uploads are
 included); the statement's digest is the SHA-256 of its trips CSV.
 """
@@ -32,7 +35,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from codeservice.transit.fares import FareRules
@@ -283,9 +286,11 @@ def run_clearing(session: Session, operator_id: str, day: dt.date, *, now: dt.da
     if operator is None:
         raise TransitNotFound("not_found", f"no operator {operator_id!r}")
     rules = rules_of(operator)
+    of_day = (GateRecord.operator_id == operator_id, GateRecord.service_day == day, GateRecord.accepted.is_(True))
+    duplicates = session.scalar(select(func.count()).select_from(GateRecord).where(
+        *of_day, GateRecord.duplicate_of.is_not(None)))
     records = session.execute(
-        select(*_RECORD_COLUMNS).where(GateRecord.operator_id == operator_id, GateRecord.service_day == day,
-                                       GateRecord.accepted.is_(True))
+        select(*_RECORD_COLUMNS).where(*of_day, GateRecord.duplicate_of.is_(None))
         .order_by(GateRecord.account, GateRecord.at, GateRecord.record_id)
         .execution_options(yield_per=_STREAM_ROWS)
     )
@@ -301,6 +306,7 @@ def run_clearing(session: Session, operator_id: str, day: dt.date, *, now: dt.da
         statement = ClearingStatement(operator_id=operator_id, service_day=day)
         session.add(statement)
     statement.records = counted.count
+    statement.duplicates = int(duplicates or 0)
     statement.trips = summary["trips"]
     statement.fare_total = summary["fare_total"]
     statement.discount_total = summary["discount_total"]
@@ -317,7 +323,7 @@ def run_clearing(session: Session, operator_id: str, day: dt.date, *, now: dt.da
 def statement_json(statement: ClearingStatement, operator: Operator) -> dict[str, Any]:
     return {
         "operator": operator.id, "operator_name": operator.name, "service_day": statement.service_day.isoformat(),
-        "records": statement.records, "trips": statement.trips,
+        "records": statement.records, "duplicates": statement.duplicates, "trips": statement.trips,
         "fare_total": statement.fare_total, "discount_total": statement.discount_total,
         "capped_total": statement.capped_total, "charged_total": statement.charged_total,
         # what the account platform pays the operator for the day: everything charged to the accounts

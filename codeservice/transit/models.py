@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -69,10 +70,16 @@ class RideDevice(Base):
 
 
 class GateRecord(Base):
-    """One scan at a gate, as the gate recorded it; stored once whatever the number of deliveries."""
+    """One scan at a gate, as the gate recorded it; stored once whatever the number of deliveries, and its code
+    charged once whatever the number of records that carry it."""
 
     __tablename__ = "gate_records"
-    __table_args__ = (Index("ix_gate_records_operator_day", "operator_id", "service_day"),)
+    __table_args__ = (
+        Index("ix_gate_records_operator_day", "operator_id", "service_day"),
+        # one charged record a code, across every operator: the copies name it in duplicate_of
+        Index("uq_gate_records_code_key", "code_key", unique=True, sqlite_where=text("duplicate_of IS NULL"),
+              postgresql_where=text("duplicate_of IS NULL")),
+    )
 
     record_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"), nullable=False)
@@ -99,6 +106,13 @@ class GateRecord(Base):
     #: The code an accepted ride or identity scan showed, as the gate read it: signed by the resident's phone
     #: (or the identity office), it proves the scan; checked when the record is stored.
     evidence: Mapped[str | None] = mapped_column(Text)
+    #: What makes that code one code (``codeservice.transit.service.code_key``): SHA-256 of its kind and its signed
+    #: code id, for a ride code the credential id and the nonce. Null for a record that carries no code.
+    code_key: Mapped[str | None] = mapped_column(String(64))
+    #: For a record whose code another record carried first: that record, the one that is charged. This one is
+    #: kept as the gate sent it, shown to the operator, and never charged.
+    duplicate_of: Mapped[str | None] = mapped_column(
+        ForeignKey("gate_records.record_id", name="fk_gate_records_duplicate_of"))
 
 
 class Trip(Base):
@@ -136,6 +150,9 @@ class ClearingStatement(Base):
     operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"), primary_key=True)
     service_day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     records: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: Accepted records of the day whose code was charged under another record (``GateRecord.duplicate_of``):
+    #: not in ``records``, charged nothing.
+    duplicates: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     trips: Mapped[int] = mapped_column(Integer, nullable=False)
     fare_total: Mapped[int] = mapped_column(BigInteger, nullable=False)
     discount_total: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -9,16 +9,21 @@
   status list (revoked, suspended), which gates refresh.
 - **Gate records** are stored exactly once: the record id is the primary key, and a record delivered again
   is acknowledged as a duplicate.
+- **A code is charged once**, whatever record id, gate, batch or operator brings it back: a record keeps the key
+  of the code it carries (``code_key``), unique among the records that are not copies, and a record whose code
+  another record carried first is stored as a duplicate of it (``duplicate_of``): held, so that the gate marks it
+  sent, shown to the operator, and never charged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -316,14 +321,33 @@ def operator_json(operator: Operator) -> dict[str, Any]:
 
 
 # -- gate records -----------------------------------------------------------------------------------
+#: Rounds of insertion a batch may take when concurrent uploads bring the same codes (one is enough alone).
+_ROUNDS = 4
+
+
 @dataclass
 class Ingested:
     stored: list[str]
     duplicates: list[str]
     rejected: list[dict[str, str]]
+    #: The records of ``duplicates`` that are copies of a code another record carried first: ``record_id`` and
+    #: ``duplicate_of``, the record that is charged (None when it is another operator's).
+    code_duplicates: list[dict[str, str | None]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"stored": self.stored, "duplicates": self.duplicates, "rejected": self.rejected}
+        return {"stored": self.stored, "duplicates": self.duplicates, "rejected": self.rejected,
+                "code_duplicates": self.code_duplicates}
+
+
+def code_key(kind: str, code_id: str) -> str:
+    """What makes a code one code, whatever the bytes it was written in: SHA-256 of its kind and its code id,
+    for a ride code the credential id and the nonce (``sdk.ride.replay_id``), for an identity code its cti.
+
+    Both are signed (the platform signs the credential id, the phone the nonce, the identity office the cti) and
+    checked against the code before a record is stored, so a gate cannot give one code a second key: not by a new
+    record id, nor by writing the code again in other CBOR or base45, nor by another signature over the same
+    payload (an ECDSA signature can be turned into a second valid one without the key)."""
+    return hashlib.sha256(f"citycode-code:{kind}:{code_id}".encode()).hexdigest()
 
 
 def _optional_text(record: Mapping[str, Any], name: str, limit: int = 64) -> str | None:
@@ -386,6 +410,7 @@ def _record_row(record: Any, device: ApiClient, now: float) -> dict[str, Any]:
         "entitlement": _optional_text(record, "entitlement"), "online": online,
         "received_at": dt.datetime.fromtimestamp(now, dt.UTC),
         "evidence": code if accepted and kind in ("ride", "id") else None,
+        "code_key": None, "duplicate_of": None,  # set once the code has proven the record
     }
 
 
@@ -415,7 +440,9 @@ def ingest_records(session: Session, device: ApiClient, records: list[Any], now:
                    evidence: Verifier) -> Ingested:
     """Store each record not stored before; answer what is now held and what is refused for good.
 
-    *evidence* checks the code an accepted ride or identity scan carries (``check_evidence``)."""
+    *evidence* checks the code an accepted ride or identity scan carries (``check_evidence``). A record whose
+    code is held already under another record id is stored as a duplicate of that record (``_store``) and
+    answered in ``duplicates`` and ``code_duplicates``."""
     if device.role != "device" or device.operator_id is None:
         raise TransitError("forbidden", "only an operator's gates upload records")
     if not isinstance(records, list) or len(records) > MAX_BATCH:
@@ -432,38 +459,101 @@ def ingest_records(session: Session, device: ApiClient, records: list[Any], now:
             rows[record_id] = _record_row(record, device, now)
         except RecordError as exc:
             rejected.append({"record_id": record_id, "error": f"{exc.reason}: {exc}"})
-    held = dict(session.execute(select(GateRecord.record_id, GateRecord.device_id)
-                                .where(GateRecord.record_id.in_(list(rows)))).all()) if rows else {}
+    held = _held(session, list(rows))
     for record_id in [r for r in rows if r not in held]:  # a resent record was proven when it was stored
-        problem = check_evidence(evidence, rows[record_id])
+        row = rows[record_id]
+        problem = check_evidence(evidence, row)
         if problem is not None:
             rejected.append({"record_id": record_id, "error": f"unproven: {problem}"})
             del rows[record_id]
+        elif row["evidence"] is not None:
+            row["code_key"] = code_key(row["kind"], row["code_id"])
     _resolve_identity_codes(session, rows.values())
-    fresh = [row for record_id, row in rows.items() if record_id not in held]
-    stored = _insert_new(session, fresh)
-    if len(stored) < len(fresh):  # delivered concurrently by another request of the same gate
-        held.update(session.execute(select(GateRecord.record_id, GateRecord.device_id).where(
-            GateRecord.record_id.in_([r["record_id"] for r in fresh if r["record_id"] not in stored]))).all())
-    duplicates = []
+    stored = _store(session, [row for record_id, row in rows.items() if record_id not in held], held)
+    duplicates, copies = [], {}
     for record_id in rows:
-        if record_id in stored:
-            continue
-        if held.get(record_id) == device.id:
-            duplicates.append(record_id)
-        else:
+        held_by, duplicate_of = held.get(record_id, (device.id, rows[record_id]["duplicate_of"]))
+        if held_by != device.id:
             rejected.append({"record_id": record_id, "error": "record_id_conflict: another gate's record has this id"})
-    return Ingested(stored=[r for r in rows if r in stored], duplicates=duplicates, rejected=rejected)
+            continue
+        if duplicate_of is not None:
+            copies[record_id] = duplicate_of
+        if record_id not in stored or duplicate_of is not None:
+            duplicates.append(record_id)
+    return Ingested(stored=[r for r in rows if r in stored and r not in copies], duplicates=duplicates,
+                    rejected=rejected, code_duplicates=_name_originals(session, device, copies))
+
+
+def _held(session: Session, record_ids: list[str]) -> dict[str, tuple[int, str | None]]:
+    """The records of these ids that are stored: by which device, and the record they are a copy of, if any."""
+    if not record_ids:
+        return {}
+    found = session.execute(select(GateRecord.record_id, GateRecord.device_id, GateRecord.duplicate_of)
+                            .where(GateRecord.record_id.in_(record_ids)))
+    return {record_id: (device_id, duplicate_of) for record_id, device_id, duplicate_of in found}
+
+
+def _store(session: Session, fresh: list[dict[str, Any]], held: dict[str, tuple[int, str | None]]) -> set[str]:
+    """Insert the fresh rows; the ids inserted (copies included). *held* gains the ids another request stored.
+
+    A row whose code key a stored record has is made a copy of that record. Of the rows of one batch with the
+    same key the first goes in as the original and the others in the next round, as copies of it. A row that
+    loses its key to a concurrent upload (the unique index, on PostgreSQL after that upload commits) comes back
+    in the next round too, as a copy; a row whose id another upload stored is held, as the record id's conflict
+    was before."""
+    stored: set[str] = set()
+    pending = fresh
+    for _ in range(_ROUNDS):
+        if not pending:
+            return stored
+        keys = {row["code_key"] for row in pending if row["code_key"] is not None}
+        originals = dict(session.execute(select(GateRecord.code_key, GateRecord.record_id).where(
+            GateRecord.code_key.in_(keys), GateRecord.duplicate_of.is_(None))).all()) if keys else {}
+        batch, later, claimed = [], [], set()
+        for row in pending:
+            key = row["code_key"]
+            if key in originals:
+                row["duplicate_of"] = originals[key]
+            elif key is not None and key in claimed:
+                later.append(row)
+                continue
+            elif key is not None:
+                claimed.add(key)
+            batch.append(row)
+        inserted = _insert_new(session, batch)
+        stored |= inserted
+        missed = [row for row in batch if row["record_id"] not in inserted]
+        taken = _held(session, [row["record_id"] for row in missed])
+        held.update(taken)
+        lost = [row for row in missed if row["record_id"] not in taken]  # its code went in concurrently
+        for row in lost:
+            row["duplicate_of"] = None
+        pending = later + lost
+    if pending:
+        raise TransitError("busy", "the same codes are being uploaded concurrently; send the records again")
+    return stored
+
+
+def _name_originals(session: Session, device: ApiClient, copies: dict[str, str]) -> list[dict[str, str | None]]:
+    """``code_duplicates``: each copy with the record that is charged, named only to that record's operator."""
+    if not copies:
+        return []
+    owners = dict(session.execute(select(GateRecord.record_id, GateRecord.operator_id)
+                                  .where(GateRecord.record_id.in_(set(copies.values())))).all())
+    return [{"record_id": record_id, "duplicate_of": original if owners.get(original) == device.operator_id else None}
+            for record_id, original in copies.items()]
 
 
 _INSERT_NEW: dict[str, Any] = {}
 
 
 def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert the rows whose record id is not held yet; the ids actually inserted.
+    """Insert the rows whose record id, and whose code key (of a record that is not a copy), are not held yet;
+    the ids actually inserted.
 
     One statement for every batch size, executed with the rows as parameters (SQLAlchemy batches them into
-    multi-row INSERTs with RETURNING), so that its compiled form is cached instead of built per batch."""
+    multi-row INSERTs with RETURNING), so that its compiled form is cached instead of built per batch. Its
+    ``ON CONFLICT DO NOTHING`` names no column: it skips a row that conflicts on either unique index."""
     if not rows:
         return set()
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
@@ -471,8 +561,7 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     if statement is None:
         table: Any = GateRecord.__table__
         insert: Any = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-        statement = _INSERT_NEW[dialect] = insert.on_conflict_do_nothing(index_elements=["record_id"]).returning(
-            table.c.record_id)
+        statement = _INSERT_NEW[dialect] = insert.on_conflict_do_nothing().returning(table.c.record_id)
     return set(session.scalars(statement, rows))
 
 
