@@ -14,6 +14,7 @@ from codeservice.config import Settings
 from codeservice.consent.api import consent_api
 from codeservice.consent.clerk import console
 from codeservice.consent.resident import resident_requests
+from codeservice.contract import Contract, install
 from codeservice.identity.api import api
 from codeservice.identity.web import web
 from codeservice.jsonapi import BadRequest
@@ -21,6 +22,9 @@ from codeservice.services import Services
 from codeservice.transit.api import transit_api
 
 log = logging.getLogger("citycode")
+
+#: The request and response rules of codeservice/openapi.json, compiled once per process (codeservice/contract.py).
+CONTRACT = Contract.load()
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -53,6 +57,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    install(app, CONTRACT)
 
     @app.errorhandler(BadRequest)
     def _refusal(exc: BadRequest):  # type: ignore[no-untyped-def]

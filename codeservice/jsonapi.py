@@ -9,7 +9,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from flask import Response, request
+from flask import Response, g, request
 
 
 class BadRequest(Exception):
@@ -27,7 +27,12 @@ def _no_constants(name: str) -> None:
 
 
 def json_object() -> dict[str, Any]:
-    """The body as a JSON object; NaN and Infinity are not JSON and are refused."""
+    """The body as a JSON object; NaN and Infinity are not JSON and are refused.
+
+    For an /api/v1 operation this is the body as the document's contract checked it (codeservice/contract.py):
+    ``{}`` when the operation's body may be left out and was."""
+    if g.get("contract_checked") and "contract_body" in g:
+        return g.contract_body if g.contract_body is not None else {}
     if not request.is_json:
         raise BadRequest("unsupported_media_type", "send a JSON body with Content-Type: application/json", 415)
     try:

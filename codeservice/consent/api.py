@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session
 
 from codeservice.accesslog import service as accesslog
 from codeservice.clients.auth import require_client
+from codeservice.contract import check_request
 from codeservice.clients.models import ApiClient
 from codeservice.consent import service as consent
 from codeservice.consent.models import ConsentRequest, Office
@@ -115,16 +116,18 @@ def _rate_limit(client: ApiClient) -> None:
 
 
 def _client(role: str, *, limited: bool = True) -> Callable[[F], F]:
-    """``require_client(role)``, then (for clerks and devices) the client's rate limit."""
+    """``require_client(role)``, then (for clerks and devices) the client's rate limit, then the document's check
+    of the request."""
 
     def decorator(view: F) -> F:
         @wraps(view)
         def limited_view(*args: Any, **kwargs: Any) -> Any:
             if limited:
                 _rate_limit(g.client)
+            check_request()  # after the rate limit: a malformed request counts too
             return view(*args, **kwargs)
 
-        return require_client(role)(limited_view)  # type: ignore[return-value]
+        return require_client(role, check=False)(limited_view)  # type: ignore[return-value]
 
     return decorator
 
