@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-from flask import Flask, Response, g, request
+from flask import Response, current_app, g, request
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -46,6 +46,19 @@ DOCUMENT_URI = "urn:citycode:openapi"
 METHODS = ("get", "put", "post", "delete", "patch")
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 _NUMBER = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?")
+
+
+def _is_integer(_checker: Any, instance: Any) -> bool:
+    """A JSON number written without a fraction: ``2.0`` is not one here (JSON Schema would take it), since
+    Python reads it as a float and a float is never a count, an id or a number of cents."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: JSON Schema 2020-12 with the strict ``integer`` above.
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
 
 
 class ContractBroken(AssertionError):
@@ -60,7 +73,7 @@ def _no_constants(name: str) -> None:
 class Check:
     """One compiled schema and what a refusal by it is answered with."""
 
-    validator: jsonschema.Draft202012Validator
+    validator: Any  # a Validator
     registry: Registry
     error: str
     status: int = 400
@@ -80,6 +93,7 @@ class Parameter:
     required: bool
     kind: str  # the JSON type the text of the parameter is read as: "integer", "number", "boolean" or "string"
     check: Check
+    default: Any = None
 
 
 @dataclass
@@ -91,6 +105,7 @@ class Operation:
     query: list[Parameter] = field(default_factory=list)
     body: Check | None = None
     body_required: bool = False
+    max_body_bytes: int | None = None
     responses: dict[str, dict[str, Check | None]] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -99,15 +114,19 @@ class Operation:
             raw = (request.view_args or {}).get(parameter.name)
             if raw is not None:
                 _raise(parameter.check.refusal(_typed(str(raw), parameter.kind), f"path parameter {parameter.name}"))
+        g.contract_query = query = {}
         for parameter in self.query:
             values = request.args.getlist(parameter.name)
             if not values:
                 if parameter.required:
                     raise BadRequest(parameter.check.error, f"query parameter {parameter.name} is required")
+                query[parameter.name] = parameter.default
                 continue
             if len(values) > 1:
                 raise BadRequest(parameter.check.error, f"query parameter {parameter.name}: give it once")
-            _raise(parameter.check.refusal(_typed(values[0], parameter.kind), f"query parameter {parameter.name}"))
+            value = _typed(values[0], parameter.kind)
+            _raise(parameter.check.refusal(value, f"query parameter {parameter.name}"))
+            query[parameter.name] = value
         if self.body is None:
             return
         if not request.get_data(cache=True) and not self.body_required:
@@ -198,7 +217,7 @@ def _error_code(error: jsonschema.ValidationError, root: Any, registry: Registry
         if part == "$ref" and isinstance(node, dict):
             resolved = resolver.lookup(node["$ref"])
             resolver, node = resolved.resolver, resolved.contents
-        elif isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
+        elif (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int)):
             node = node[part]
         else:
             break
@@ -230,15 +249,14 @@ class Contract:
     def load(cls, path: Path = OPENAPI) -> Contract:
         return cls(json.loads(path.read_text("utf-8")))
 
-    def _validator(self, pointer: str) -> jsonschema.Draft202012Validator:
-        validator = jsonschema.Draft202012Validator(
-            {"$ref": f"{DOCUMENT_URI}#{pointer}"}, registry=self.registry,
-            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-        return validator
+    def _validator(self, pointer: str) -> Any:
+        return Validator({"$ref": f"{DOCUMENT_URI}#{pointer}"}, registry=self.registry,
+                         format_checker=Validator.FORMAT_CHECKER)
 
     def _operation(self, path: str, method: str, operation: dict[str, Any]) -> Operation:
         base = f"/paths/{_escape(path)}/{method}"
-        result = Operation(method, path, secured=bool(operation.get("security")))
+        result = Operation(method, path, secured=bool(operation.get("security")),
+                           max_body_bytes=operation.get("x-max-body-bytes"))
         for number, parameter in enumerate(operation.get("parameters", [])):
             pointer = f"{base}/parameters/{number}"
             if "$ref" in parameter:
@@ -252,8 +270,10 @@ class Contract:
                 continue
             default = {"path": "not_found", "query": "invalid_query"}[location]
             code = parameter.get("x-error-code", default)
-            check = Check(self._validator(f"{pointer}/schema"), self.registry, code, 404 if code == "not_found" else 400)
-            typed = Parameter(parameter["name"], parameter.get("required", False), schema.get("type", "string"), check)
+            status = 404 if code == "not_found" else 400
+            check = Check(self._validator(f"{pointer}/schema"), self.registry, code, status)
+            typed = Parameter(parameter["name"], parameter.get("required", False), schema.get("type", "string"), check,
+                              schema.get("default"))
             (result.path_parameters if location == "path" else result.query).append(typed)
         body = operation.get("requestBody")
         if body is not None:
@@ -271,8 +291,8 @@ class Contract:
                 pointer = response["$ref"][1:]
                 response = self._follow(response["$ref"])
             result.responses[status] = {
-                mimetype: (Check(self._validator(f"{pointer}/content/{_escape(mimetype)}/schema"), self.registry, "response")
-                           if "schema" in media else None)
+                mimetype: Check(self._validator(f"{pointer}/content/{_escape(mimetype)}/schema"), self.registry,
+                                "response") if "schema" in media else None
                 for mimetype, media in response.get("content", {}).items()
             }
         return result
@@ -295,32 +315,22 @@ def _escape(text: str) -> str:
     return text.replace("~", "~0").replace("/", "~1")
 
 
-# -- the hooks ---------------------------------------------------------------------------------
-def install(app: Flask, contract: Contract | None = None) -> Contract:
-    """Check every /api/v1 request against the document (and, when testing, every response)."""
-    contract = contract or Contract.load()
-    app.extensions["citycode_contract"] = contract
+# -- the hooks (registered by codeservice/app.py, in this order) ----------------------------------------------------
+def find_operation() -> None:
+    """``before_request``, first: the operation of the request, and its body limit before anything reads the body."""
+    contract: Contract = current_app.extensions["citycode_contract"]
+    operation = contract.operation_of_request() if request.path.startswith("/api/") else None
+    g.contract_operation = operation
+    g.contract_checked = False
+    if operation is not None and operation.max_body_bytes:
+        request.max_content_length = operation.max_body_bytes
 
-    @app.before_request
-    def _request_contract() -> None:
-        operation = contract.operation_of_request() if request.path.startswith("/api/") else None
-        g.contract_operation = operation
-        g.contract_checked = False
-        if operation is not None and not operation.secured:
-            check_request()
 
-    @app.after_request
-    def _response_contract(response: Response) -> Response:
-        operation = g.get("contract_operation")
-        if app.testing and operation is not None:
-            if operation.secured and not g.get("contract_checked") and response.status_code not in (401, 403):
-                raise ContractBroken(f"{request.method} {request.path}: the view answered {response.status_code} "
-                                     "without checking the request against the document")
-            response.direct_passthrough = False
-            operation.check_response(response)
-        return response
-
-    return contract
+def check_public_request() -> None:
+    """``before_request``, after the body limit's: an operation without ``security`` is checked now."""
+    operation: Operation | None = g.get("contract_operation")
+    if operation is not None and not operation.secured:
+        check_request()
 
 
 def check_request() -> None:
@@ -330,3 +340,16 @@ def check_request() -> None:
         return
     g.contract_checked = True
     operation.check()
+
+
+def check_response(response: Response) -> Response:
+    """``after_request``, when ``app.testing``: the answer is one the document allows, and the view checked the
+    request (unless it refused it before, for its credential)."""
+    operation: Operation | None = g.get("contract_operation")
+    if current_app.testing and operation is not None:
+        if operation.secured and not g.get("contract_checked") and response.status_code < 400:
+            raise ContractBroken(f"{request.method} {request.path}: the view answered {response.status_code} "
+                                 "without checking the request against the document")
+        response.direct_passthrough = False
+        operation.check_response(response)
+    return response

@@ -310,6 +310,10 @@ def _error_codes_in_code() -> set[str]:
                     if keyword.arg == "error" and isinstance(keyword.value, ast.Constant):
                         codes.add(keyword.value.value)
     codes |= {codeservice.app._error_code(status) for status in range(400, 600)}
+    # The refusals of codeservice/contract.py: the default of each place, and every x-error-code of the document.
+    codes |= {"invalid_body", "invalid_query", "not_found", "invalid_json", "unsupported_media_type"}
+    spec = json.loads(SPEC_PATH.read_text("utf-8"))
+    codes |= {node["x-error-code"] for _, node in _walk(spec) if isinstance(node, dict) and "x-error-code" in node}
     return codes
 
 
