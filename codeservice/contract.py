@@ -48,17 +48,33 @@ _INTEGER = re.compile(r"-?[0-9]{1,18}")
 _NUMBER = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?")
 
 
+#: JSON's interoperable whole numbers (RFC 8259, section 6): a number with no fraction in this range is read as a
+#: Python int, whether it was written ``2`` or ``2.0`` (the same number to JSON Schema: "integer" takes both).
+SAFE_INTEGER = 2**53
+
+
 def _is_integer(_checker: Any, instance: Any) -> bool:
-    """A JSON number written without a fraction: ``2.0`` is not one here (JSON Schema would take it), since
-    Python reads it as a float and a float is never a count, an id or a number of cents."""
+    """JSON Schema's integer, after :func:`_whole_numbers`: a whole number larger than 2^53 written with a fraction
+    or an exponent (``1e300``) is no count, id or number of cents here."""
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-#: JSON Schema 2020-12 with the strict ``integer`` above.
+#: JSON Schema 2020-12 with the ``integer`` above.
 Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
 )
+
+
+def _whole_numbers(value: Any) -> Any:
+    """*value* with every number that has no fraction (``2.0``) as an int, up to 2^53."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) <= SAFE_INTEGER else value
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
 
 
 class ContractBroken(AssertionError):
@@ -132,7 +148,7 @@ class Operation:
         if not request.get_data(cache=True) and not self.body_required:
             g.contract_body = None
             return
-        body = _json()
+        body = _whole_numbers(_json())
         _raise(self.body.refusal(body, "body"))
         _no_nul(body)
         g.contract_body = body

@@ -15,6 +15,7 @@ and schemas, a request the document allows is never refused with a 400, one it d
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ from codeservice.identity.api import OPENAPI
 from codeservice.identity.residents import list_residents
 from tests.conftest import make_settings
 
-MAX_EXAMPLES = 20
+MAX_EXAMPLES = int(os.environ.get("CITYCODE_CONTRACT_EXAMPLES", "25"))  # a phase and operation
 OPERATOR = "qd-metro"
 ROLE_OF_SCHEME = {"adminKey": "admin", "verifierKey": "verifier", "clerkKey": "clerk", "deviceKey": "device",
                   "auditorKey": "auditor", "operatorKey": "operator"}
@@ -45,6 +46,9 @@ CONFIG = schemathesis.Config.from_dict({
         "max-examples": MAX_EXAMPLES,
         "deterministic": True,
         "with-security-parameters": False,
+        # The document's description says it once for every body: text holds no NUL character (PostgreSQL cannot
+        # store one), and contract.py refuses it (400 invalid_body) wherever it is.
+        "allow-x00": False,
     },
     "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED_STATUSES}},
     "phases": {"stateful": {"enabled": False}},
