@@ -23,8 +23,6 @@ from codeservice.transit.api import transit_api
 
 log = logging.getLogger("citycode")
 
-#: The request and response rules of codeservice/openapi.json, compiled once per process (codeservice/contract.py).
-CONTRACT = contract.Contract.load()
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -55,7 +53,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["citycode"] = services
 
-    app.extensions["citycode_contract"] = CONTRACT
+    app.extensions["citycode_contract"] = contract.compiled()  # once per process (codeservice/contract.py)
 
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

@@ -22,27 +22,27 @@ in its description, and :func:`_no_nul` refuses it for every body.
 Responses are checked too when ``app.testing`` (the test suite): an answer that does not match its documented
 status, media type and schema raises :class:`ContractBroken` instead of being sent.
 
-The validators are jsonschema's ``Draft202012Validator`` (bench/contract.py measured it against jsonschema-rs
-and openapi-core; docs/architecture.md, "One contract", says why this one).
+The validators are jsonschema-rs's, every subschema of the document compiled once into one map (about a
+quarter of a second per process): bench/contract.py measured it against jsonschema and openapi-core, and
+docs/architecture.md ("One contract") says why this one.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema_rs
 from flask import Response, current_app, g, request
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from codeservice.jsonapi import BadRequest
 
 OPENAPI = Path(__file__).parent / "openapi.json"
-DOCUMENT_URI = "urn:citycode:openapi"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
 METHODS = ("get", "put", "post", "delete", "patch")
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 _NUMBER = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?")
@@ -51,19 +51,6 @@ _NUMBER = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?")
 #: JSON's interoperable whole numbers (RFC 8259, section 6): a number with no fraction in this range is read as a
 #: Python int, whether it was written ``2`` or ``2.0`` (the same number to JSON Schema: "integer" takes both).
 SAFE_INTEGER = 2**53
-
-
-def _is_integer(_checker: Any, instance: Any) -> bool:
-    """JSON Schema's integer, after :func:`_whole_numbers`: a whole number larger than 2^53 written with a fraction
-    or an exponent (``1e300``) is no count, id or number of cents here."""
-    return isinstance(instance, int) and not isinstance(instance, bool)
-
-
-#: JSON Schema 2020-12 with the ``integer`` above.
-Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
-)
 
 
 def _whole_numbers(value: Any) -> Any:
@@ -87,20 +74,21 @@ def _no_constants(name: str) -> None:
 
 @dataclass
 class Check:
-    """One compiled schema and what a refusal by it is answered with."""
+    """One compiled schema (at *pointer* in the document) and what a refusal by it is answered with."""
 
-    validator: Any  # a Validator
-    registry: Registry
+    validator: Any  # a jsonschema_rs validator
+    document: dict[str, Any]
+    pointer: str
     error: str
     status: int = 400
 
     def refusal(self, value: Any, where: str) -> BadRequest | None:
-        error = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
+        error = next(iter(self.validator.iter_errors(value)), None)
         if error is None:
             return None
-        path = "".join(f"/{part}" for part in error.absolute_path)
-        code = _error_code(error, self.validator.schema, self.registry, self.error)
-        return BadRequest(code, f"{where}{path}: {_message(error)}", self.status)
+        path = "".join(f"/{part}" for part in error.instance_path)
+        code = _error_code(self.document, _follow(self.document, self.pointer), error.evaluation_path, self.error)
+        return BadRequest(code, f"{where}{path}: {_message(error.message)}", self.status)
 
 
 @dataclass
@@ -214,38 +202,39 @@ def _typed(raw: str, kind: str) -> Any:
     return raw
 
 
-def _error_code(error: jsonschema.ValidationError, root: Any, registry: Registry, default: str) -> str:
-    """The ``x-error-code`` of the innermost schema on the way from *root* to the failing keyword that names one,
-    following each ``$ref`` on the way."""
+def _error_code(document: dict[str, Any], root: Any, evaluation_path: list[Any], default: str) -> str:
+    """The ``x-error-code`` of the innermost schema that names one on the way from *root* to the keyword that
+    refused (its evaluation path, which goes through each ``$ref``)."""
     code = default
-    resolver = registry.resolver()
     node: Any = root
-    for part in [*error.absolute_schema_path, None]:
-        while isinstance(node, dict) and isinstance(node.get("$ref"), str) and part != "$ref":
-            if isinstance(node.get("x-error-code"), str):
-                code = node["x-error-code"]
-            resolved = resolver.lookup(node["$ref"])
-            resolver, node = resolved.resolver, resolved.contents
+    for part in [*evaluation_path, None]:
         if isinstance(node, dict) and isinstance(node.get("x-error-code"), str):
             code = node["x-error-code"]
         if part is None:
             break
-        if part == "$ref" and isinstance(node, dict):
-            resolved = resolver.lookup(node["$ref"])
-            resolver, node = resolved.resolver, resolved.contents
-        elif (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int)):
+        if part == "$ref" and isinstance(node, dict) and isinstance(node.get("$ref"), str):
+            node = _follow(document, node["$ref"])
+        elif isinstance(node, dict) and part in node:
             node = node[part]
+        elif isinstance(node, list) and str(part).isdigit() and int(part) < len(node):
+            node = node[int(part)]
         else:
             break
     return code
 
 
-def _message(error: jsonschema.ValidationError) -> str:
-    """jsonschema's message without the echo of a long instance."""
-    message = error.message
-    if len(message) > 300:
-        message = message[:297] + "..."
-    return message
+def _message(message: str) -> str:
+    """The validator's message without the echo of a long instance."""
+    return message if len(message) <= 300 else message[:297] + "..."
+
+
+def _follow(document: dict[str, Any], ref: str) -> Any:
+    """The node at a local reference ``#/a/b~1c``."""
+    target: Any = document
+    for part in ref[2:].split("/") if ref not in ("#", "") else ():
+        part = part.replace("~1", "/").replace("~0", "~")
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    return target
 
 
 class Contract:
@@ -253,8 +242,8 @@ class Contract:
 
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
-        self.registry: Registry = Registry().with_resource(
-            DOCUMENT_URI, Resource.from_contents(document, default_specification=DRAFT202012))
+        # Every subschema of the document, compiled once; "$schema" names the dialect of OpenAPI 3.1.
+        self.validators = jsonschema_rs.validator_map_for({**document, "$schema": DIALECT}, validate_formats=True)
         self.operations: dict[tuple[str, str], Operation] = {}
         for path, item in document["paths"].items():
             for method in METHODS:
@@ -265,9 +254,11 @@ class Contract:
     def load(cls, path: Path = OPENAPI) -> Contract:
         return cls(json.loads(path.read_text("utf-8")))
 
-    def _validator(self, pointer: str) -> Any:
-        return Validator({"$ref": f"{DOCUMENT_URI}#{pointer}"}, registry=self.registry,
-                         format_checker=Validator.FORMAT_CHECKER)
+    def _check(self, pointer: str, error: str, status: int = 400) -> Check:
+        validator = self.validators.get("#" + pointer)
+        if validator is None:
+            raise KeyError(f"no schema at {pointer} in the document")
+        return Check(validator, self.document, "#" + pointer, error, status)
 
     def _operation(self, path: str, method: str, operation: dict[str, Any]) -> Operation:
         base = f"/paths/{_escape(path)}/{method}"
@@ -287,7 +278,7 @@ class Contract:
             default = {"path": "not_found", "query": "invalid_query"}[location]
             code = parameter.get("x-error-code", default)
             status = 404 if code == "not_found" else 400
-            check = Check(self._validator(f"{pointer}/schema"), self.registry, code, status)
+            check = self._check(f"{pointer}/schema", code, status)
             typed = Parameter(parameter["name"], parameter.get("required", False), schema.get("type", "string"), check,
                               schema.get("default"))
             (result.path_parameters if location == "path" else result.query).append(typed)
@@ -298,8 +289,7 @@ class Contract:
                 pointer = body["$ref"][1:]
                 body = self._follow(body["$ref"])
             if "application/json" in body.get("content", {}):
-                result.body = Check(self._validator(f"{pointer}/content/application~1json/schema"), self.registry,
-                                    "invalid_body")
+                result.body = self._check(f"{pointer}/content/application~1json/schema", "invalid_body")
                 result.body_required = body.get("required", False)
         for status, response in operation.get("responses", {}).items():
             pointer = f"{base}/responses/{_escape(status)}"
@@ -307,17 +297,14 @@ class Contract:
                 pointer = response["$ref"][1:]
                 response = self._follow(response["$ref"])
             result.responses[status] = {
-                mimetype: Check(self._validator(f"{pointer}/content/{_escape(mimetype)}/schema"), self.registry,
-                                "response") if "schema" in media else None
+                mimetype: self._check(f"{pointer}/content/{_escape(mimetype)}/schema", "response")
+                if "schema" in media else None
                 for mimetype, media in response.get("content", {}).items()
             }
         return result
 
     def _follow(self, ref: str) -> Any:
-        target: Any = self.document
-        for part in ref[2:].split("/"):
-            target = target[part.replace("~1", "/").replace("~0", "~")]
-        return target
+        return _follow(self.document, ref)
 
     def operation_of_request(self) -> Operation | None:
         rule = request.url_rule
@@ -329,6 +316,12 @@ class Contract:
 
 def _escape(text: str) -> str:
     return text.replace("~", "~0").replace("/", "~1")
+
+
+@functools.cache
+def compiled() -> Contract:
+    """The contract of codeservice/openapi.json, compiled on the first call of the process (by create_app)."""
+    return Contract.load()
 
 
 # -- the hooks (registered by codeservice/app.py, in this order) ----------------------------------------------------
