@@ -17,7 +17,8 @@ request is then checked against it before its view runs:
   which answer 404, 409 or 422 and never 400.
 
 Text anywhere in a body must not hold a NUL character (PostgreSQL cannot store it): the document says so once,
-in its description, and :func:`_no_nul` refuses it for every body.
+in its description, and :func:`_no_nul` refuses it for every body but those of an operation marked
+``x-nul-allowed`` (gate records, whose bad records are answered one by one).
 
 Responses are checked too when ``app.testing`` (the test suite): an answer that does not match its documented
 status, media type and schema raises :class:`ContractBroken` instead of being sent.
@@ -83,9 +84,11 @@ class Check:
     status: int = 400
 
     def refusal(self, value: Any, where: str) -> BadRequest | None:
-        error = next(iter(self.validator.iter_errors(value)), None)
-        if error is None:
+        errors = list(self.validator.iter_errors(value))
+        if not errors:
             return None
+        # The outermost first (as jsonschema's best_match): an unknown or missing member before a member's value.
+        error = min(errors, key=lambda e: len(e.instance_path))
         path = "".join(f"/{part}" for part in error.instance_path)
         code = _error_code(self.document, _follow(self.document, self.pointer), error.evaluation_path, self.error)
         return BadRequest(code, f"{where}{path}: {_message(error.message)}", self.status)
@@ -110,6 +113,7 @@ class Operation:
     body: Check | None = None
     body_required: bool = False
     max_body_bytes: int | None = None
+    nul_allowed: bool = False
     responses: dict[str, dict[str, Check | None]] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -138,7 +142,8 @@ class Operation:
             return
         body = _whole_numbers(_json())
         _raise(self.body.refusal(body, "body"))
-        _no_nul(body)
+        if not self.nul_allowed:
+            _no_nul(body)
         g.contract_body = body
 
     def check_response(self, response: Response) -> None:
@@ -263,7 +268,8 @@ class Contract:
     def _operation(self, path: str, method: str, operation: dict[str, Any]) -> Operation:
         base = f"/paths/{_escape(path)}/{method}"
         result = Operation(method, path, secured=bool(operation.get("security")),
-                           max_body_bytes=operation.get("x-max-body-bytes"))
+                           max_body_bytes=operation.get("x-max-body-bytes"),
+                           nul_allowed=operation.get("x-nul-allowed", False))
         for number, parameter in enumerate(operation.get("parameters", [])):
             pointer = f"{base}/parameters/{number}"
             if "$ref" in parameter:

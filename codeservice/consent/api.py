@@ -70,7 +70,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @consent_api.errorhandler(ConsentError)
 def _consent_error(exc: ConsentError) -> tuple[Response, int]:
-    return jsonify(error=exc.reason, message=exc.message), exc.status
+    # The document refused every malformed request before the service saw it (codeservice/contract.py): what the
+    # service still refuses as a client's error is a request of the right shape it cannot carry out.
+    status = UNPROCESSABLE if exc.status == 400 else exc.status
+    return jsonify(error=exc.reason, message=exc.message), status
 
 
 @consent_api.errorhandler(StateError)

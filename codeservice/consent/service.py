@@ -34,10 +34,10 @@ FETCH_MINUTES = 3
 
 
 class ConsentError(Exception):
-    """A refused step. ``reason`` is stable (for clients and the log); ``status`` the HTTP status: 422 unless said,
-    since the API's document refuses a malformed request (400) before it reaches this module."""
+    """A refused step. ``reason`` is stable (for clients and the log); ``status`` the HTTP status (400 unless said;
+    the JSON API answers that one 422: its document refused a malformed request before this module saw it)."""
 
-    def __init__(self, reason: str, message: str, status: int = 422) -> None:
+    def __init__(self, reason: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.reason, self.message, self.status = reason, message, status
 
@@ -314,7 +314,7 @@ def issue_ticket(
     if office is None:
         raise ConsentError("forbidden", "this device belongs to no office", 403)
     if service not in office.services:
-        raise ConsentError("unknown_service", f"{office.name} has no queue for {service!r}")
+        raise ConsentError("unknown_service", f"{office.name} has no queue for {service!r}", 400)
     day = moment.astimezone(CITY_TZ).date()
     for _ in range(20):
         number = (session.scalar(select(func.max(QueueTicket.number)).where(
