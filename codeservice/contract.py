@@ -54,15 +54,11 @@ _NUMBER = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?")
 SAFE_INTEGER = 2**53
 
 
-def _whole_numbers(value: Any) -> Any:
-    """*value* with every number that has no fraction (``2.0``) as an int, up to 2^53."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) <= SAFE_INTEGER else value
-    if isinstance(value, dict):
-        return {key: _whole_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(item) for item in value]
-    return value
+def _number(text: str) -> int | float:
+    """A JSON number written with a fraction or an exponent (json.loads's ``parse_float``): an int when it has no
+    fraction and is at most 2^53 (``2.0``, ``1e3``), else a float."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) <= SAFE_INTEGER else value
 
 
 class ContractBroken(AssertionError):
@@ -140,9 +136,11 @@ class Operation:
         if not request.get_data(cache=True) and not self.body_required:
             g.contract_body = None
             return
-        body = _whole_numbers(_json())
+        body = _json()
         _raise(self.body.refusal(body, "body"))
-        if not self.nul_allowed:
+        # A NUL in a JSON string is written \u0000 (JSON allows no raw control character in one): only a body with
+        # that text can hold one (or a backslash before "u0000", which the walk tells apart).
+        if not self.nul_allowed and b"\\u0000" in request.get_data(cache=True):
             _no_nul(body)
         g.contract_body = body
 
@@ -175,7 +173,7 @@ def _json() -> Any:
     if not request.is_json:
         raise BadRequest("unsupported_media_type", "send a JSON body with Content-Type: application/json", 415)
     try:
-        return json.loads(request.get_data(cache=True), parse_constant=_no_constants)
+        return json.loads(request.get_data(cache=True), parse_constant=_no_constants, parse_float=_number)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("invalid_json", "the body is not valid JSON") from None
     except RecursionError:  # nesting deeper than the parser's stack: no body of ours is like that
