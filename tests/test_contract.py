@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import pytest
 import schemathesis
-from flask import Flask
+from flask import Flask, Response
 from hypothesis import HealthCheck, settings
 
 from codeservice.app import create_app
 from codeservice.clients.service import add_api_client
+from codeservice.contract import ContractBroken, _number, compiled
 from codeservice.demo import DEMO_OFFICE
 from codeservice.identity.api import OPENAPI
 from codeservice.identity.residents import list_residents
@@ -117,3 +119,75 @@ def test_the_contract_test_reaches_every_operation_of_the_served_document(contra
     documented = [f"{method.upper()} {path}" for path, item in schema.raw_schema["paths"].items()
                   for method in item if method in {"get", "post", "put", "patch", "delete"}]
     assert sorted(operations) == sorted(documented) and len(operations) == 42
+
+
+# -- the contract's own behaviour (codeservice/contract.py) --------------------------------------------------
+def test_every_api_route_has_its_operation_and_every_operation_its_route(contract_app: Flask) -> None:
+    contract = compiled()
+    routes = set()
+    for rule in contract_app.url_map.iter_rules():
+        if rule.rule.startswith("/api/v1/"):
+            template = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+            routes |= {(method, template) for method in rule.methods or () if method not in ("HEAD", "OPTIONS")}
+    assert routes == set(contract.operations)
+
+
+def test_a_refusal_names_the_member_and_takes_the_code_of_its_place(contract_app: Flask,
+                                                                      credentials: dict[str, dict[str, str]]) -> None:
+    client = contract_app.test_client()
+    admin = credentials["admin"]
+    department = {"id": "water-office", "name": "Water Office", "org_code": "11370200004598765R"}
+    cases = [
+        ({**department, "id": "Water Office"}, "invalid_value", "body/id: "),  # x-error-code of the id's pattern
+        ({**department, "id": 7}, "invalid_body", "body/id: "),  # a wrong JSON type: the body's own code
+        ({**department, "extra": 1}, "invalid_body", "body: "),  # the outermost problem first
+        ({"id": "water-office"}, "invalid_body", "body: "),
+        ({**department, "name": "a\x00b"}, "invalid_body", "body/name: text must not contain NUL"),
+    ]
+    for body, error, where in cases:
+        response = client.post("/api/v1/admin/departments", json=body, headers=admin)
+        assert response.status_code == 400 and response.json["error"] == error, (body, response.json)
+        assert response.json["message"].startswith(where), response.json
+    limit = client.get("/api/v1/audit/log?limit=0", headers=credentials["auditor"])
+    assert (limit.status_code, limit.json["error"]) == (400, "invalid_query")
+    assert limit.json["message"].startswith("query parameter limit: ")
+    twice = client.get("/api/v1/audit/log?limit=1&limit=2", headers=credentials["auditor"])
+    assert (twice.status_code, twice.json["error"]) == (400, "invalid_query")
+    form = client.get("/api/v1/admin/certificates/LNYD-1", headers=admin)  # not the form of an identifier: 400
+    assert (form.status_code, form.json["error"]) == (400, "invalid_identifier")
+    day = client.get(f"/api/v1/operators/{OPERATOR}/clearing/2026-02-30", headers=credentials["operator"])
+    assert (day.status_code, day.json["error"]) == (400, "invalid_day")  # the pattern holds, the date does not
+
+
+def test_the_credential_is_checked_before_the_body(contract_app: Flask) -> None:
+    client = contract_app.test_client()
+    response = client.post("/api/v1/admin/departments", data="{", content_type="application/json")
+    assert response.status_code == 401 and response.json["error"] == "unauthorised"
+    response = client.post("/api/v1/me/ride/devices", json={"public_key": 42})
+    assert response.status_code == 401 and response.json["error"] == "unauthorised"
+
+
+def test_a_whole_number_is_one_however_it_is_written(contract_app: Flask,
+                                                      credentials: dict[str, dict[str, str]]) -> None:
+    response = contract_app.test_client().get("/api/v1/audit/log?limit=2", headers=credentials["auditor"])
+    assert response.status_code == 200
+    contract = compiled()
+    operation = contract.operations[("POST", "/api/v1/admin/cert-types")]
+    assert operation.body is not None
+    body = {"code": "JZZB", "name": "Permit", "department": "civil-affairs", "holder_kind": "resident",
+            "fields": [{"name": "name"}], "validity_days": 365}
+    assert operation.body.refusal({**body, "validity_days": json.loads("365.0", parse_float=_number)}, "body") is None
+    refused = operation.body.refusal({**body, "validity_days": 365.5}, "body")
+    assert refused is not None and refused.reason == "invalid_body"
+
+
+def test_a_response_the_document_does_not_allow_is_caught_when_testing(contract_app: Flask) -> None:
+    operation = compiled().operations[("GET", "/api/v1/health")]
+    with pytest.raises(ContractBroken, match="status 418 is not documented"):
+        operation.check_response(Response("{}", status=418, mimetype="application/json"))
+    with pytest.raises(ContractBroken, match="media type"):
+        operation.check_response(Response("ok", status=200, mimetype="text/plain"))
+    with pytest.raises(ContractBroken, match="response"):
+        operation.check_response(Response('{"status": "fine"}', status=200, mimetype="application/json"))
+    operation.check_response(Response('{"status": "ok", "database": true, "state": true}', status=200,
+                                      mimetype="application/json"))
