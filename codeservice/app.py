@@ -7,6 +7,7 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from codeservice import contract
 from codeservice.accesslog.api import audit_api
 from codeservice.certificates.api import certs_api
 from codeservice.certificates.pages import resident_certs
@@ -22,6 +23,7 @@ from codeservice.transit.api import transit_api
 from codeservice.transit.pages import rides
 
 log = logging.getLogger("citycode")
+
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -53,6 +55,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["citycode"] = services
 
+    app.extensions["citycode_contract"] = contract.compiled()  # once per process (codeservice/contract.py)
+
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
 
@@ -80,14 +84,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         response.status_code = 500
         return response
 
+    app.before_request(contract.find_operation)  # first: the operation's body limit (1 MiB for gate records)
+
     @app.before_request
     def _whole_body_or_413() -> None:
         # A chunked body has no Content-Length: Werkzeug then stops reading at MAX_CONTENT_LENGTH and hands
         # on a truncated body (a 2 MB JSON body would read as "not valid JSON", a form as a shorter form).
         # Read it here, once (it stays cached for the view), and refuse it whole as a body with a length is.
         chunked = request.content_length is None and request.environ.get("wsgi.input_terminated")
-        if chunked and len(request.get_data(cache=True)) >= MAX_BODY_BYTES:
+        if chunked and len(request.get_data(cache=True)) >= (request.max_content_length or MAX_BODY_BYTES):
             raise RequestEntityTooLarge()
+
+    app.before_request(contract.check_public_request)  # then the document's check of a request needing no key
+    app.after_request(contract.check_response)  # only when app.testing
 
     @app.after_request
     def _headers(response):  # type: ignore[no-untyped-def]

@@ -62,7 +62,7 @@ def test_verify_answers_a_refusal_with_its_reason(client):
         ('{"code": 42}', "application/json", 400, "invalid_body"),
         ('{"code": "x", "scene": 7}', "application/json", 400, "invalid_body"),
         ('{"code": "x", "extra": 1}', "application/json", 400, "invalid_body"),
-        ('{"code": "x", "scene": "moon-gate"}', "application/json", 400, "unknown_scene"),
+        ('{"code": "x", "scene": "moon-gate"}', "application/json", 422, "unknown_scene"),
         ('{"code": "x"}', "text/plain", 415, "unsupported_media_type"),
         (b"\xff\xfe\x00", "application/json", 400, "invalid_json"),
         ("x" * 70_000, "application/json", 413, "body_too_large"),

@@ -560,12 +560,12 @@ def test_a_kiosk_hands_out_numbers_and_the_window_calls_them(world):
     empty = world.clerk(world.zhou, "POST", "/queue/next", {"service": "business"})
     assert empty.status_code == 204 and empty.get_data() == b""
     unknown = world.clerk(world.kiosk, "POST", "/queue/tickets", {"code": world.code(world.elder), "service": "x"})
-    assert unknown.status_code == 400 and unknown.json["error"] == "unknown_service"
+    assert unknown.status_code == 422 and unknown.json["error"] == "unknown_service"
     refusal = world.log()[-1]
     assert (refusal.action, refusal.subject, refusal.outcome, refusal.what) == (
         "ticket", world.elder, "refused: unknown_service", [{"service": "x"}])
     forged = world.clerk(world.kiosk, "POST", "/queue/tickets", {"code": "CC1:garbage", "service": "business"})
-    assert forged.status_code == 400 and forged.json["error"] == "code_refused"
+    assert forged.status_code == 422 and forged.json["error"] == "code_refused"
     assert world.clerk(world.zhou, "POST", "/queue/tickets", {"code": "x", "service": "business"}).status_code == 403
     assert world.clerk(world.kiosk, "POST", "/queue/next", {"service": "business"}).status_code == 403
     texts = [e["text"] for e in world.resident(world.elder).get("/api/v1/me/access-log").json["entries"]]
@@ -578,7 +578,7 @@ def test_a_kiosk_hands_out_numbers_and_the_window_calls_them(world):
 def test_a_refused_queue_ticket_is_in_the_log_the_auditor_reads(world):
     refused = world.clerk(world.kiosk, "POST", "/queue/tickets",
                           {"code": world.code(world.adult), "service": "passport photos"})
-    assert refused.status_code == 400 and refused.json["error"] == "unknown_service"
+    assert refused.status_code == 422 and refused.json["error"] == "unknown_service"
     with world.services.db.session() as s:
         kiosk_id = s.scalars(select(ApiClient.id).where(ApiClient.name == "Queue kiosk 1")).one()
     [entry] = world.clerk(world.auditor, "GET", "/audit/log").json["entries"]
@@ -601,11 +601,11 @@ BAD_BODIES = [
     ({"code": "x", "purpose": PURPOSE, "items": [{"type": ["LNYD"], "fields": ["name"]}]}, 400, "invalid_body"),
     ({"code": "x", "purpose": PURPOSE, "items": [{"type": "LNYD", "fields": [["name"]]}]}, 400, "invalid_body"),
     ({"code": "x", "purpose": PURPOSE, "items": [{"type": "LNYD", "fields": []}]}, 400, "invalid_body"),
-    ({"code": "x", "purpose": PURPOSE, "items": ELDER_ITEMS * 2}, 400, "invalid_body"),
+    ({"code": "x", "purpose": PURPOSE, "items": ELDER_ITEMS * 2}, 422, "invalid_body"),  # JSON Schema cannot say it
     ({"code": "x", "purpose": PURPOSE, "items": ELDER_ITEMS, "keep_minutes": True}, 400, "invalid_body"),
     ({"code": "x", "purpose": PURPOSE, "items": ELDER_ITEMS, "keep_minutes": 0}, 400, "invalid_body"),
     ({"code": "x\x00", "purpose": PURPOSE, "items": ELDER_ITEMS}, 400, "invalid_body"),
-    ({"code": "https://example.com", "purpose": PURPOSE, "items": ELDER_ITEMS}, 400, "code_refused"),
+    ({"code": "https://example.com", "purpose": PURPOSE, "items": ELDER_ITEMS}, 422, "code_refused"),
 ]
 
 
@@ -654,10 +654,10 @@ def test_refusals_by_the_service_are_logged_and_kept(world):
     assert wrong_type.status_code == 403 and wrong_type.json["error"] == "type_not_allowed"
     wrong_field = world.clerk(world.zhou, "POST", "/consent/requests",
                               {"code": code, "purpose": PURPOSE, "items": [{"type": "LNYD", "fields": ["salary"]}]})
-    assert wrong_field.status_code == 400
+    assert wrong_field.status_code == 422
     forged = world.clerk(world.zhou, "POST", "/consent/requests",
                          {"code": "CC1:" + "A" * 120, "purpose": PURPOSE, "items": ELDER_ITEMS})
-    assert forged.status_code == 400 and forged.json["error"] == "code_refused"
+    assert forged.status_code == 422 and forged.json["error"] == "code_refused"
     log = world.log()
     assert [(e.action, e.outcome) for e in log[:3]] == [
         ("request", "refused: purpose"), ("request", "refused: type_not_allowed"), ("request", "refused: invalid_body")]
@@ -675,7 +675,7 @@ def test_a_frozen_identity_cannot_be_asked_about_nor_answer(world):
         s.execute(update(Resident).where(Resident.pid == world.elder).values(frozen=True))
     refused = world.clerk(world.zhou, "POST", "/consent/requests",
                           {"code": world.code(world.elder), "purpose": PURPOSE, "items": ELDER_ITEMS})
-    assert refused.status_code == 400 and refused.json["error"] == "code_refused"
+    assert refused.status_code == 422 and refused.json["error"] == "code_refused"
     assert "frozen" in refused.json["message"]
     assert world.log()[-1].subject == world.elder and world.log()[-1].outcome.startswith("refused: code suspended")
     answer = phone.post(f"/api/v1/me/consent-requests/{request_id}", json={"decision": "approve"})
@@ -716,14 +716,14 @@ def test_resident_answers_are_checked(world):
     request_id = world.request(world.elder, ELDER_ITEMS)
     phone = world.resident(world.elder)
     url = f"/api/v1/me/consent-requests/{request_id}"
-    for body in ({"decision": "maybe"}, {"decision": "refuse", "approve": ELDER_ITEMS}, {},
-                 {"decision": "approve", "approve": []},
-                 {"decision": "approve", "approve": [{"type": "LNYD", "fields": ["gender"]}]},
-                 {"decision": "approve", "approve": [{"type": "CJRZ", "fields": ["name"]}]},
-                 {"decision": "approve", "approve": [{"type": {"x": 1}, "fields": ["name"]}]},
-                 {"decision": "approve", "approve": [{"type": "LNYD", "fields": [{"x": 1}]}]}):
+    for body, status in (({"decision": "maybe"}, 400), ({"decision": "refuse", "approve": ELDER_ITEMS}, 400), ({}, 400),
+                         ({"decision": "approve", "approve": []}, 400),
+                         ({"decision": "approve", "approve": [{"type": "LNYD", "fields": ["gender"]}]}, 422),
+                         ({"decision": "approve", "approve": [{"type": "CJRZ", "fields": ["name"]}]}, 422),
+                         ({"decision": "approve", "approve": [{"type": {"x": 1}, "fields": ["name"]}]}, 400),
+                         ({"decision": "approve", "approve": [{"type": "LNYD", "fields": [{"x": 1}]}]}, 400)):
         response = phone.post(url, json=body)
-        assert response.status_code == 400, (body, response.json)
+        assert response.status_code == status, (body, response.json)
     assert world.app.test_client().get("/api/v1/me/consent-requests").status_code == 401
     assert world.app.test_client().post(url, json={"decision": "approve"}).status_code == 401
     assert world.app.test_client().get("/api/v1/me/access-log").status_code == 401

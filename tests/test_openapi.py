@@ -314,6 +314,10 @@ def _error_codes_in_code() -> set[str]:
                     if keyword.arg == "error" and isinstance(keyword.value, ast.Constant):
                         codes.add(keyword.value.value)
     codes |= {codeservice.app._error_code(status) for status in range(400, 600)}
+    # The refusals of codeservice/contract.py: the default of each place, and every x-error-code of the document.
+    codes |= {"invalid_body", "invalid_query", "not_found", "invalid_json", "unsupported_media_type"}
+    spec = json.loads(SPEC_PATH.read_text("utf-8"))
+    codes |= {node["x-error-code"] for _, node in _walk(spec) if isinstance(node, dict) and "x-error-code" in node}
     return codes
 
 
@@ -518,7 +522,7 @@ def test_verify_responses(app: Flask, client: FlaskClient, spec: dict[str, Any],
         ('{"code": "CC1:", "scene": 7}', "application/json", 400, "invalid_body"),
         ('{"code": "CC1:", "extra": true}', "application/json", 400, "invalid_body"),
         ('{"scene": "bus"}', "application/json", 400, "invalid_body"),
-        ('{"code": "CC1:", "scene": "tram"}', "application/json", 400, "unknown_scene"),
+        ('{"code": "CC1:", "scene": "tram"}', "application/json", 422, "unknown_scene"),
         ('{"code": "CC1:"}', "text/plain", 415, "unsupported_media_type"),
         ("{}", None, 415, "unsupported_media_type"),
         ('{"code": "' + "A" * 70_000 + '"}', "application/json", 413, "body_too_large"),
@@ -818,7 +822,7 @@ def test_admin_departments_and_types(client: FlaskClient, keys: dict[str, str], 
         (department, 409, "conflict"),
         ({**department, "id": "land-office"}, 409, "conflict"),  # the org code is taken
         ({**department, "id": "Tax Office", "org_code": "113702000045765438"}, 400, "invalid_value"),
-        ({**department, "id": "land-office", "org_code": "11370200004565432X"}, 400, "invalid_value"),  # check char
+        ({**department, "id": "land-office", "org_code": "11370200004565432X"}, 422, "invalid_value"),  # check char
         ({**department, "extra": 1}, 400, "invalid_body"),
         ({**department, "name": "\x00"}, 400, "invalid_body"),
         ("{", 400, "invalid_json"),
@@ -842,10 +846,12 @@ def test_admin_departments_and_types(client: FlaskClient, keys: dict[str, str], 
     validator(registry, "/components/schemas/CertTypeRequest").validate(cert_type)
     for sent, status, error in (
         (cert_type, 409, "conflict"),
-        ({**cert_type, "code": "JZZB", "department": "nowhere"}, 400, "unknown_department"),
-        ({**cert_type, "code": "JZZB", "validity_days": 365.0}, 400, "invalid_body"),
+        ({**cert_type, "code": "JZZB", "department": "nowhere"}, 422, "unknown_department"),
+        ({**cert_type, "code": "JZZB", "validity_days": 365.5}, 400, "invalid_body"),
+        ({**cert_type, "code": "JZZB", "validity_days": 0}, 400, "invalid_value"),
+        ({**cert_type, "code": "JZZB", "validity_days": "365"}, 400, "invalid_body"),
         ({**cert_type, "code": "JZZB", "holder_kind": "pet"}, 400, "invalid_value"),
-        ({**cert_type, "code": "JZZB", "predicates": [{"field": "name", "op": "age_over", "value": 18}]}, 400,
+        ({**cert_type, "code": "JZZB", "predicates": [{"field": "name", "op": "age_over", "value": 18}]}, 422,
          "invalid_value"),
     ):
         response = call(client, admin, "POST", path, sent)
@@ -870,12 +876,12 @@ def test_admin_certificates_and_residents(app: Flask, client: FlaskClient, keys:
     body = check(spec, registry, call(client, admin, "POST", path, company), path, "POST", status=201)
     assert body["holder_kind"] == "company" and body["fields"]["catering"] is True
     for wrong, status, error in (
-        ({**sent, "type": "NOPE"}, 400, "unknown_type"),
-        ({**sent, "holder": "aaaaaaaaaaaaaaaa"}, 400, "unknown_holder"),
-        ({**sent, "fields": {**sent["fields"], "grade": 2.0}}, 400, "invalid_value"),
-        ({**sent, "fields": {**sent["fields"], "colour": "red"}}, 400, "invalid_value"),
+        ({**sent, "type": "NOPE"}, 422, "unknown_type"),
+        ({**sent, "holder": "aaaaaaaaaaaaaaaa"}, 422, "unknown_holder"),
+        ({**sent, "fields": {**sent["fields"], "grade": 2.5}}, 400, "invalid_value"),
+        ({**sent, "fields": {**sent["fields"], "colour": "red"}}, 422, "invalid_value"),
         ({**sent, "fields": ["name"]}, 400, "invalid_body"),
-        ({**company, "holder": "91370200MA3C8N2K1X"}, 400, "invalid_value"),
+        ({**company, "holder": "91370200MA3C8N2K1X"}, 422, "invalid_value"),
     ):
         response = call(client, admin, "POST", path, wrong)
         assert check(spec, registry, response, path, "POST", status=status)["error"] == error, wrong
@@ -886,7 +892,7 @@ def test_admin_certificates_and_residents(app: Flask, client: FlaskClient, keys:
     assert body["id"] == cert_id
     wrong_check = cert_id[:-1] + ("A" if cert_id[-1] != "A" else "B")
     body = check(spec, registry, call(client, admin, "GET", f"/api/v1/admin/certificates/{wrong_check}"), path, "GET",
-                 status=400)
+                 status=422)
     assert body["error"] == "invalid_identifier"
     unknown = str(CertificateId.build("CJRZ", "51370200004523456E", "99999999", 1))
     body = check(spec, registry, call(client, admin, "GET", f"/api/v1/admin/certificates/{unknown}"), path, "GET",
@@ -901,7 +907,7 @@ def test_admin_certificates_and_residents(app: Flask, client: FlaskClient, keys:
     for sent, code, error, target in (
         ({"status": "valid"}, 409, "conflict", url),
         ({"status": "lost"}, 400, "invalid_body", url),
-        ({"status": "revoked"}, 400, "invalid_identifier", f"/api/v1/admin/certificates/{wrong_check}/status"),
+        ({"status": "revoked"}, 422, "invalid_identifier", f"/api/v1/admin/certificates/{wrong_check}/status"),
         ({"status": "revoked"}, 404, "not_found", f"/api/v1/admin/certificates/{unknown}/status"),
     ):
         response = call(client, admin, "POST", target, sent)
@@ -947,7 +953,7 @@ def test_yes_no_checks_and_their_receipts(app: Flask, client: FlaskClient, keys:
         ({"type": "CJRZ", "subject": DEMO_COMPANY}, 403, "forbidden"),  # beyond the key's allowance
         ({"type": "LNYD", "code": services.issue_identity_code(elder), "predicate": "age_over_70"}, 403, "forbidden"),
         ({"type": "LNYD", "subject": elder}, 400, "invalid_subject"),
-        ({"type": "LNYD", "code": "CC1:abc"}, 400, "code_refused"),
+        ({"type": "LNYD", "code": "CC1:abc"}, 422, "code_refused"),
         ({"type": "LNYD", "code": "x", "subject": DEMO_COMPANY}, 400, "invalid_body"),
         ({"type": "LNYD", "subject": DEMO_COMPANY, "predicate": ""}, 400, "invalid_body"),
     ):
@@ -976,7 +982,7 @@ def test_my_certificates_and_show_codes(app: Flask, keys: dict[str, str], spec: 
     others = cert_id_of(app, adult, "CJRZ")
     for target, sent, status, error in (
         (url, {"fields": []}, 400, "no_fields"),
-        (url, {"fields": ["shoe_size"]}, 400, "not_disclosable"),
+        (url, {"fields": ["shoe_size"]}, 422, "not_disclosable"),
         (url, {"fields": "name"}, 400, "invalid_body"),
         (f"/api/v1/me/certificates/{others}/show", {"fields": ["name"]}, 404, "not_found"),  # someone else's
         ("/api/v1/me/certificates/not-an-id/show", {"fields": ["name"]}, 404, "not_found"),
@@ -1017,13 +1023,13 @@ def test_the_consented_pull(app: Flask, keys: dict[str, str], spec: dict[str, An
     request_id = body["id"]
     assert response.headers["Location"] == f"/api/v1/consent/requests/{request_id}"
     for sent, status, error in (
-        ({"code": "CC1:abc", "purpose": PURPOSE, "items": items}, 400, "code_refused"),
+        ({"code": "CC1:abc", "purpose": PURPOSE, "items": items}, 422, "code_refused"),
         ({"code": services.issue_identity_code(elder), "purpose": "curiosity", "items": items}, 403,
          "purpose_not_allowed"),
         ({"code": services.issue_identity_code(elder), "purpose": PURPOSE,
           "items": [{"type": "ZZXX", "fields": ["a"]}]}, 403, "type_not_allowed"),
         ({"code": services.issue_identity_code(elder), "purpose": PURPOSE,
-          "items": [{"type": "LNYD", "fields": ["shoe_size"]}]}, 400, "invalid_body"),
+          "items": [{"type": "LNYD", "fields": ["shoe_size"]}]}, 422, "invalid_body"),
         ({"code": services.issue_identity_code(elder), "purpose": PURPOSE, "items": items, "keep_minutes": 0}, 400,
          "invalid_body"),
     ):
@@ -1052,7 +1058,7 @@ def test_the_consented_pull(app: Flask, keys: dict[str, str], spec: dict[str, An
     for sent, status, error, target in (
         ({"decision": "refuse", "approve": approve["approve"]}, 400, "invalid_body", request_id),
         ({"decision": "maybe"}, 400, "invalid_body", request_id),
-        ({"decision": "approve", "approve": [{"type": "LNYD", "fields": ["gender"]}]}, 400, "invalid_body", request_id),
+        ({"decision": "approve", "approve": [{"type": "LNYD", "fields": ["gender"]}]}, 422, "invalid_body", request_id),
         ({"decision": "approve"}, 404, "not_found", "0" * 24),
     ):
         response = phone.post(f"/api/v1/me/consent-requests/{target}", json=sent)
@@ -1203,8 +1209,8 @@ def test_queue_tickets(app: Flask, keys: dict[str, str], spec: dict[str, Any], r
         numbers.append(check(spec, registry, response, path, "POST", status=201)["number"])
     assert numbers == [1, 2]
     for sent, status, error in (
-        ({"code": services.issue_identity_code(elder), "service": "tax"}, 400, "unknown_service"),
-        ({"code": "CC1:abc", "service": "business"}, 400, "code_refused"),
+        ({"code": services.issue_identity_code(elder), "service": "tax"}, 422, "unknown_service"),
+        ({"code": "CC1:abc", "service": "business"}, 422, "code_refused"),
         ({"code": services.issue_identity_code(elder)}, 400, "invalid_body"),
     ):
         response = call(client, keys["device"], "POST", path, sent)
@@ -1386,22 +1392,23 @@ def test_the_ride_phone_through_the_api(app: Flask, keys: dict[str, str], spec: 
     devices = "/api/v1/me/ride/devices"
     phone = BrowserPhone()
     response = phone_client.post(devices, json={"public_key": phone.public_raw, "proof": "AA"})
-    assert check(spec, registry, response, devices, "POST", status=400)["error"] == "no_challenge"
+    assert check(spec, registry, response, devices, "POST", status=422)["error"] == "no_challenge"
     response = phone_client.post("/api/v1/me/ride/challenge")
     challenge = check(spec, registry, response, "/api/v1/me/ride/challenge", "POST", status=201)["challenge"]
-    for sent, error in (  # in this order: the key and the body are checked before the challenge is used up
-        ({"public_key": "bm90IGEgcG9pbnQgb24gYW55IGN1cnZlIGF0IGFsbCwgbm90IGF0IGFsbA", "proof": "AA"}, "invalid_key"),
-        ({"public_key": 42, "proof": "AA"}, "invalid_key"),
-        ({"public_key": phone.public_raw}, "invalid_body"),
-        ({"public_key": phone.public_raw, "proof": "AA", "label": "x" * 101}, "invalid_body"),
-        ({"public_key": phone.public_raw, "proof": "AA", "admin": True}, "invalid_body"),
-        ({"public_key": phone.public_raw, "proof": "AA", "label": "a\x00b"}, "invalid_body"),
-        ("{", "invalid_json"),
-        ({"public_key": phone.public_raw, "proof": BrowserPhone().proof(challenge)}, "bad_proof"),
-        ({"public_key": phone.public_raw, "proof": phone.proof(challenge)}, "no_challenge"),  # used up
+    for sent, status, error in (  # in this order: the key and the body are checked before the challenge is used up
+        ({"public_key": "bm90IGEgcG9pbnQgb24gYW55IGN1cnZlIGF0IGFsbCwgbm90IGF0IGFsbA", "proof": "AA"}, 422,
+         "invalid_key"),
+        ({"public_key": 42, "proof": "AA"}, 400, "invalid_key"),
+        ({"public_key": phone.public_raw}, 400, "invalid_body"),
+        ({"public_key": phone.public_raw, "proof": "AA", "label": "x" * 101}, 400, "invalid_body"),
+        ({"public_key": phone.public_raw, "proof": "AA", "admin": True}, 400, "invalid_body"),
+        ({"public_key": phone.public_raw, "proof": "AA", "label": "a\x00b"}, 400, "invalid_body"),
+        ("{", 400, "invalid_json"),
+        ({"public_key": phone.public_raw, "proof": BrowserPhone().proof(challenge)}, 422, "bad_proof"),
+        ({"public_key": phone.public_raw, "proof": phone.proof(challenge)}, 422, "no_challenge"),  # used up
     ):
         response = call(phone_client, None, "POST", devices, sent)
-        assert check(spec, registry, response, devices, "POST", status=400)["error"] == error, sent
+        assert check(spec, registry, response, devices, "POST", status=status)["error"] == error, sent
     response = phone_client.post(devices, data="{}", content_type="text/plain")
     assert check(spec, registry, response, devices, "POST", status=415)["error"] == "unsupported_media_type"
     validator(registry, "/components/schemas/DeviceRegistration").validate(
@@ -1458,15 +1465,15 @@ def test_the_ride_phone_through_the_api(app: Flask, keys: dict[str, str], spec: 
     body = check(spec, registry, phone_client.post(url, json={"proof": proof(phone)}), renew, "POST", status=200)
     assert body["device_id"] == phone.device_id and body["expires_at"] >= credential["expires_at"]
     response = phone_client.post(url, json={"proof": proof(fourth)})  # another key: uses the challenge up
-    assert check(spec, registry, response, renew, "POST", status=400)["error"] == "bad_proof"
+    assert check(spec, registry, response, renew, "POST", status=422)["error"] == "bad_proof"
     proof(phone)
     for target, sent, status, error in (  # the device is checked before the challenge, the body before both
         ("/api/v1/me/ride/devices/0123456789abcdef/credential", {"proof": "AA"}, 404, "not_found"),
         (url, {"proof": "AA", "label": "x"}, 400, "invalid_body"),
         (url, "[1]", 400, "invalid_body"),
         (url, "{", 400, "invalid_json"),
-        (url, {"proof": "AA"}, 400, "bad_proof"),
-        (url, {"proof": phone.proof("AAAA")}, 400, "no_challenge"),
+        (url, {"proof": "AA"}, 422, "bad_proof"),
+        (url, {"proof": phone.proof("AAAA")}, 422, "no_challenge"),
     ):
         response = call(phone_client, None, "POST", target, sent)
         assert check(spec, registry, response, renew, "POST", status=status)["error"] == error, sent
@@ -1535,8 +1542,8 @@ def test_gates_through_the_api(app: Flask, keys: dict[str, str], spec: dict[str,
     body = check(spec, registry, call(client, site, "GET", f"{path}?station=taiqing"), path, "GET", status=200)
     assert body["daily_capacity"] == 20000 and body["fares"]["adult"] == 9000
     for key, query, status, error in (
-        (metro, "", 400, "invalid_query"), (metro, "?station=", 400, "invalid_query"),
-        (metro, "?station=" + "1" * 65, 400, "invalid_query"), (bus, "?station=101", 400, "invalid_query"),
+        (metro, "", 422, "invalid_query"), (metro, "?station=", 400, "invalid_query"),
+        (metro, "?station=" + "1" * 65, 400, "invalid_query"), (bus, "?station=101", 422, "invalid_query"),
         (metro, "?station=999", 404, "unknown_station"), (site, "?station=nowhere", 404, "unknown_site"),
         (keys["device"], "?station=101", 403, "forbidden"),  # a kiosk of an office is no gate
     ):

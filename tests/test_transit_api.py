@@ -111,29 +111,29 @@ def test_registration_needs_a_fresh_challenge_signed_by_the_key(app, client):
     sign_in(client, residents(app)[1])
     phone, other = BrowserPhone(), BrowserPhone()
     no_challenge = client.post("/api/v1/me/ride/devices", json={"public_key": phone.public_raw, "proof": "AA"})
-    assert no_challenge.status_code == 400 and no_challenge.json["error"] == "no_challenge"
+    assert no_challenge.status_code == 422 and no_challenge.json["error"] == "no_challenge"
     challenge = client.post("/api/v1/me/ride/challenge").json["challenge"]
     wrong_key = client.post("/api/v1/me/ride/devices",
                             json={"public_key": phone.public_raw, "proof": other.proof(challenge)})
-    assert wrong_key.status_code == 400 and wrong_key.json["error"] == "bad_proof"
+    assert wrong_key.status_code == 422 and wrong_key.json["error"] == "bad_proof"
     reused = client.post("/api/v1/me/ride/devices",
                          json={"public_key": phone.public_raw, "proof": phone.proof(challenge)})
-    assert reused.status_code == 400 and reused.json["error"] == "no_challenge"  # one use, even after a failure
+    assert reused.status_code == 422 and reused.json["error"] == "no_challenge"  # one use, even after a failure
 
 
-@pytest.mark.parametrize(("body", "error"), [
-    ({"public_key": "not base64!", "proof": "AA"}, "invalid_key"),
-    ({"public_key": "A" * 87, "proof": "AA"}, "invalid_key"),
-    ({"public_key": b64u_encode(b"\x04" + b"\x01" * 64), "proof": "AA"}, "invalid_key"),
-    ({"public_key": 42, "proof": "AA"}, "invalid_key"),
-    ({"proof": "AA"}, "invalid_body"),
-    ({"public_key": "x", "proof": "y", "admin": True}, "invalid_body"),
+@pytest.mark.parametrize(("body", "status", "error"), [
+    ({"public_key": "not base64!", "proof": "AA"}, 400, "invalid_key"),  # not of the documented form
+    ({"public_key": "A" * 87, "proof": "AA"}, 422, "invalid_key"),  # of the form, but no P-256 point
+    ({"public_key": b64u_encode(b"\x04" + b"\x01" * 64), "proof": "AA"}, 422, "invalid_key"),
+    ({"public_key": 42, "proof": "AA"}, 400, "invalid_key"),
+    ({"proof": "AA"}, 400, "invalid_body"),
+    ({"public_key": "x", "proof": "y", "admin": True}, 400, "invalid_body"),
 ])
-def test_bad_registration_bodies_get_400_with_a_reason(app, client, body, error):
+def test_bad_registration_bodies_get_400_or_422_with_a_reason(app, client, body, status, error):
     sign_in(client, residents(app)[1])
     client.post("/api/v1/me/ride/challenge")
     response = client.post("/api/v1/me/ride/devices", json=body)
-    assert response.status_code == 400 and response.json["error"] == error
+    assert response.status_code == status and response.json["error"] == error
 
 
 def test_ride_endpoints_need_a_signed_in_resident_who_is_not_frozen(app, client):
@@ -401,8 +401,8 @@ def test_operators_are_added_by_an_administrator_with_checked_fares(app, client)
     assert created.status_code == 201 and created.headers["Location"] == "/api/v1/operators/jiaozhou-bus"
     again = client.post("/api/v1/admin/operators", json=body, headers=bearer(admin))
     assert again.status_code == 409
-    for fares, fragment in (({"lines": {"801": 1.5}, "default": 200}, "whole cents"),
-                            ({"lines": {}, "default": 200}, "non-empty"),
+    for fares, fragment in (({"lines": {"801": 1.5}, "default": 200}, "integer"),  # the document's words
+                            ({"lines": {}, "default": 200}, "less than 1 property"),
                             ({"lines": {"801": 200}}, "default")):
         bad = client.post("/api/v1/admin/operators", json={**body, "id": "x-bus", "fares": fares},
                           headers=bearer(admin))

@@ -14,16 +14,10 @@ from sqlalchemy import select
 from codeservice.accesslog import service as accesslog
 from codeservice.accesslog.models import AccessLogEntry
 from codeservice.clients.auth import require_client
-from codeservice.jsonapi import int_arg
+from codeservice.jsonapi import query_arg
 from codeservice.services import current_services
 
-AUDIT_PAGE_MAX = 1000
-
 audit_api = Blueprint("audit_api", __name__, url_prefix="/api/v1")
-
-
-#: The access log's ``seq`` is a 32-bit column: a larger ``after`` is refused, not sent to the database.
-SEQ_MAX = 2**31 - 1
 
 
 # -- the auditor -----------------------------------------------------------------------------------
@@ -37,8 +31,9 @@ def _entry_json(entry: AccessLogEntry) -> dict[str, Any]:
 @audit_api.get("/audit/log")
 @require_client("auditor")
 def audit_log() -> Response:
-    after = int_arg("after", 0, 0, SEQ_MAX)
-    limit = int_arg("limit", 100, 1, AUDIT_PAGE_MAX)
+    # Bounded by the document: limit 1 to 1000, after 0 to 2^31-1 (seq is a 32-bit column: nothing larger is
+    # sent to the database).
+    after, limit = query_arg("after"), query_arg("limit")
     with current_services().db.session() as db:
         rows = list(db.scalars(select(AccessLogEntry).where(AccessLogEntry.seq > after)
                                .order_by(AccessLogEntry.seq).limit(limit)))

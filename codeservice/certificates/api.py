@@ -3,11 +3,14 @@
 Admin endpoints need an ``admin`` API key, ``/checks`` a ``verifier`` key (see codeservice/auth.py).
 Every refusal is JSON ``{error, message}``:
 
-* 400 ``invalid_body`` (not an object, a member missing or of the wrong type, unknown members),
-  ``invalid_value`` (a value the registry refuses: org code, field value, holder, ...),
+* 400 for what the document refuses (codeservice/contract.py, before the view): ``invalid_body`` (a member
+  missing, unknown, of the wrong type or out of bounds), ``invalid_value`` (the form of an id, org code or type
+  code), ``invalid_identifier`` (not the form of a GB/T 36904 identifier);
+* 422 for a request of the documented shape that cannot be carried out: ``invalid_value`` (a value the registry
+  refuses: an org code's check character, a field value, a field the type lacks, ...),
   ``unknown_department`` / ``unknown_type`` / ``unknown_holder`` (the body names nothing we hold),
-  ``invalid_identifier`` (a certificate id that is not GB/T 36904 or has a wrong check character),
-  ``code_refused`` (a scanned code that does not verify, with the reason; logged), ``invalid_subject``;
+  ``invalid_identifier`` (a wrong check character), ``code_refused`` (a scanned code that does not verify, with
+  the reason; logged), ``invalid_subject``;
 * 403 ``forbidden`` (a verifier asking beyond what it is allowed; no check is made, the attempt is in the
   access log as a refused ``check``, about the code's resident or company when its signature verifies);
 * 404 ``not_found`` (the certificate or resident in the path); 409 ``conflict``; 415 from the JSON parser.
@@ -30,7 +33,6 @@ from sqlalchemy.exc import IntegrityError
 from codeservice.accesslog import service as accesslog
 from codeservice.certificates.models import Certificate, CertType, Department
 from codeservice.certificates.service import (
-    STATUS_VALUES,
     CertificateError,
     NotFound,
     add_cert_type,
@@ -44,7 +46,7 @@ from codeservice.certificates.service import (
 from codeservice.clients.auth import require_client
 from codeservice.clients.models import ApiClient
 from codeservice.identity.residents import get_resident
-from codeservice.jsonapi import BadRequest, json_body, text
+from codeservice.jsonapi import UNPROCESSABLE, BadRequest, json_object
 from codeservice.services import CHECKS_OFFICE, current_services
 from sdk.certid import CertificateId, IdentifierError
 from sdk.keys import b64u_encode
@@ -54,18 +56,13 @@ certs_api = Blueprint("certs_api", __name__, url_prefix="/api/v1")
 RECEIPT_TYPE = "checkreceipt+jwt"
 
 
-# -- request parsing ---------------------------------------------------------------------------
-def _text(data: dict[str, Any], name: str, max_length: int, *, optional: bool = False) -> str | None:
-    if optional and data.get(name) is None:
-        return None
-    return text(data, name, max_length)
-
-
+# -- request parsing (the shapes are the document's, checked by codeservice/contract.py) ---------------------
 def _certificate_id(cert_id: str) -> str:
+    """The document states the form of an identifier (400); its check character is checked here (422)."""
     try:
         CertificateId.parse(cert_id)
     except IdentifierError as exc:
-        raise BadRequest("invalid_identifier", f"certificate id: {exc}") from None
+        raise BadRequest("invalid_identifier", f"certificate id: {exc}", UNPROCESSABLE) from None
     return cert_id
 
 
@@ -91,11 +88,8 @@ def certificate_json(cert: Certificate) -> dict[str, Any]:
 @certs_api.post("/admin/departments")
 @require_client("admin")
 def create_department() -> tuple[Response, int]:
-    body = json_body({"id", "name", "org_code"})
-    dept_id = _text(body, "id", 64)
-    name = _text(body, "name", 200)
-    org_code = _text(body, "org_code", 18)
-    assert dept_id is not None and name is not None and org_code is not None
+    body = json_object()
+    dept_id, name, org_code = body["id"], body["name"], body["org_code"]
     services = current_services()
     if dept_id in services.keyring.issuers():
         # A department is an issuer: it must not take over the keys of another (city-id, city-checks).
@@ -108,8 +102,8 @@ def create_department() -> tuple[Response, int]:
                 raise BadRequest("conflict", f"org code {org_code} belongs to another department", 409)
             department = add_department(session, services.keyring, dept_id, name, org_code)
             out = department_json(department)
-    except CertificateError as exc:
-        raise BadRequest("invalid_value", str(exc)) from None
+    except CertificateError as exc:  # the org code's check character
+        raise BadRequest("invalid_value", str(exc), UNPROCESSABLE) from None
     except IntegrityError:
         raise BadRequest("conflict", "the department or its org code exists already", 409) from None
     return jsonify(out), 201
@@ -118,47 +112,23 @@ def create_department() -> tuple[Response, int]:
 @certs_api.post("/admin/cert-types")
 @require_client("admin")
 def create_cert_type() -> tuple[Response, int]:
-    body = json_body({"code", "name", "department", "holder_kind", "fields"}, {"predicates", "validity_days"})
-    code = _text(body, "code", 32)
-    name = _text(body, "name", 200)
-    department = _text(body, "department", 64)
-    holder_kind = _text(body, "holder_kind", 16)
-    assert code is not None and name is not None and department is not None and holder_kind is not None
-    fields = body["fields"]
-    predicates = body.get("predicates")
-    if predicates is None:
-        predicates = []
+    body = json_object()
+    code, name, department, holder_kind = body["code"], body["name"], body["department"], body["holder_kind"]
+    fields, predicates = body["fields"], body.get("predicates") or []
     validity_days = body.get("validity_days", 365)
-    if not isinstance(fields, list) or not all(isinstance(f, dict) for f in fields):
-        raise BadRequest("invalid_body", "'fields' must be a list of objects {name, label?, type?, disclosable?}")
-    for spec in fields:
-        if "disclosable" in spec and not isinstance(spec["disclosable"], bool):
-            raise BadRequest("invalid_body", "a field's 'disclosable' must be true or false")
-        label = spec.get("label")
-        if label is not None and (not isinstance(label, str) or len(label) > 200):
-            raise BadRequest("invalid_body", "a field's 'label' must be a string of at most 200 characters")
-    if not isinstance(predicates, list) or not all(isinstance(p, dict) for p in predicates):
-        raise BadRequest("invalid_body", "'predicates' must be a list of objects {field, op, value, name?, label?}")
-    for spec in predicates:
-        for member in ("name", "label"):
-            value = spec.get(member)
-            if value is not None and (not isinstance(value, str) or len(value) > 200):
-                raise BadRequest("invalid_body", f"a predicate's '{member}' must be a string")
-    if type(validity_days) is not int:
-        raise BadRequest("invalid_body", "'validity_days' must be a whole number")
     services = current_services()
     try:
         with services.db.session() as session:
             if session.get(CertType, code) is not None:
                 raise BadRequest("conflict", f"certificate type {code} exists already", 409)
             if session.get(Department, department) is None:
-                raise BadRequest("unknown_department", f"no department {department!r}")
+                raise BadRequest("unknown_department", f"no department {department!r}", UNPROCESSABLE)
             cert_type = add_cert_type(session, services.keyring, code=code, name=name, department=department,
                                       holder_kind=holder_kind, fields=fields, predicates=predicates,
                                       validity_days=validity_days)
             out = cert_type_json(cert_type)
-    except CertificateError as exc:
-        raise BadRequest("invalid_value", str(exc)) from None
+    except CertificateError as exc:  # a field named twice, a predicate on no date field of the type
+        raise BadRequest("invalid_value", str(exc), UNPROCESSABLE) from None
     except IntegrityError:
         raise BadRequest("conflict", f"certificate type {code} exists already", 409) from None
     return jsonify(out), 201
@@ -168,31 +138,21 @@ def create_cert_type() -> tuple[Response, int]:
 @certs_api.post("/admin/certificates")
 @require_client("admin")
 def create_certificate() -> tuple[Response, int]:
-    body = json_body({"type", "holder", "fields"}, {"number"})
-    type_code = _text(body, "type", 32)
-    holder = _text(body, "holder", 64)
-    number = _text(body, "number", 64, optional=True)
-    assert type_code is not None and holder is not None
-    fields = body["fields"]
-    if not isinstance(fields, dict):
-        raise BadRequest("invalid_body", "'fields' must be an object {name: value}")
-    for name, value in fields.items():
-        # Floats would be truncated silently into whole-number fields; null, lists and objects are no values.
-        if isinstance(value, float) or not isinstance(value, str | int):
-            raise BadRequest("invalid_value", f"field {name}: a string, a whole number or true/false")
+    body = json_object()
+    type_code, holder, fields, number = body["type"], body["holder"], body["fields"], body.get("number")
     services = current_services()
     try:
         with services.db.session() as session:
             if session.get(CertType, type_code) is None:
-                raise BadRequest("unknown_type", f"no certificate type {type_code!r}")
+                raise BadRequest("unknown_type", f"no certificate type {type_code!r}", UNPROCESSABLE)
             try:
                 cert = issue_certificate(session, type_code=type_code, holder=holder, fields=fields, number=number,
                                          status_list_size=services.settings.status_list_size)
             except NotFound as exc:  # the type exists: the resident named as holder does not
-                raise BadRequest("unknown_holder", str(exc)) from None
+                raise BadRequest("unknown_holder", str(exc), UNPROCESSABLE) from None
             out = certificate_json(cert)
-    except CertificateError as exc:
-        raise BadRequest("invalid_value", str(exc)) from None
+    except CertificateError as exc:  # a field the type does not have or lacks, a value of the wrong kind
+        raise BadRequest("invalid_value", str(exc), UNPROCESSABLE) from None
     return jsonify(out), 201
 
 
@@ -212,10 +172,7 @@ def show_certificate(cert_id: str) -> Response:
 @require_client("admin")
 def change_status(cert_id: str) -> Response:
     cert_id = _certificate_id(cert_id)
-    body = json_body({"status"})
-    status = body["status"]
-    if not isinstance(status, str) or status not in STATUS_VALUES:
-        raise BadRequest("invalid_body", "'status' must be valid, suspended or revoked")
+    status = json_object()["status"]  # CertificateStatusChange: valid, suspended or revoked
     with current_services().db.session() as session:
         try:
             cert = get_certificate(session, cert_id)
@@ -226,7 +183,7 @@ def change_status(cert_id: str) -> Response:
         try:
             cert = set_status(session, cert_id, status)
         except CertificateError as exc:
-            raise BadRequest("invalid_value", str(exc)) from None
+            raise BadRequest("invalid_value", str(exc), UNPROCESSABLE) from None
         return jsonify(certificate_json(cert))
 
 
@@ -236,7 +193,7 @@ class _CodeRefused(BadRequest):
     (when its signature verified), for the access log."""
 
     def __init__(self, message: str, subject: str | None) -> None:
-        super().__init__("code_refused", message)
+        super().__init__("code_refused", message, UNPROCESSABLE)
         self.subject = subject
 
 
@@ -261,8 +218,8 @@ def _subject_from_code(code: str) -> str:
             kind = None
         if kind == "company":
             return result.holder
-        raise BadRequest("invalid_subject", "a resident is identified by a scanned identity code")
-    raise BadRequest("invalid_subject", f"a {result.kind} code names no one to check")
+        raise BadRequest("invalid_subject", "a resident is identified by a scanned identity code", UNPROCESSABLE)
+    raise BadRequest("invalid_subject", f"a {result.kind} code names no one to check", UNPROCESSABLE)
 
 
 def _named_subject(body: dict[str, Any]) -> str | None:
@@ -297,15 +254,9 @@ def _log_check_refusal(client: ApiClient, subject: str | None, type_code: str, p
 @certs_api.post("/checks")
 @require_client("verifier")
 def yes_no_check() -> Response:
-    body = json_body({"type"}, {"code", "subject", "predicate"})
+    body = json_object()  # CheckRequest: a type, a predicate or none, and either a code or a subject
     type_code = body["type"]
     predicate = body.get("predicate")
-    if not isinstance(type_code, str) or not type_code:
-        raise BadRequest("invalid_body", "'type' must be a certificate type code")
-    if predicate is not None and (not isinstance(predicate, str) or not predicate):
-        raise BadRequest("invalid_body", "'predicate' must be a string or null")
-    if ("code" in body) == ("subject" in body):
-        raise BadRequest("invalid_body", "send either 'code' (a scanned citycode) or 'subject' (a company's code)")
     client = g.client
     # Authorisation first: an unauthorised verifier learns nothing, not even whether the code verifies.
     # The attempt is logged, about whom it was when that is known.
@@ -316,24 +267,20 @@ def yes_no_check() -> Response:
         _log_check_refusal(client, _named_subject(body), type_code, predicate, "predicate_not_allowed")
         raise BadRequest("forbidden", f"not allowed to ask about {predicate}", 403)
     if "code" in body:
-        code = body["code"]
-        if not isinstance(code, str):
-            raise BadRequest("invalid_body", "'code' must be a string")
         try:
-            subject = _subject_from_code(code)
+            subject = _subject_from_code(body["code"])
         except _CodeRefused as exc:
             _log_check_refusal(client, exc.subject, type_code, predicate, f"code {exc.message}")
             raise
     else:
         subject = body["subject"]
-        if not isinstance(subject, str):
-            raise BadRequest("invalid_body", "'subject' must be a string")
         try:
             kind = subject_kind(subject)
-        except CertificateError as exc:
-            raise BadRequest("invalid_subject", str(exc)) from None
+        except CertificateError as exc:  # the check character of a unified social credit code
+            raise BadRequest("invalid_subject", str(exc), UNPROCESSABLE) from None
         if kind != "company":
-            raise BadRequest("invalid_subject", "a resident is identified only by a scanned identity code")
+            raise BadRequest("invalid_subject", "a resident is identified only by a scanned identity code",
+                             UNPROCESSABLE)
     services = current_services()
     now = dt.datetime.now(dt.UTC)
     try:
@@ -345,10 +292,10 @@ def yes_no_check() -> Response:
         raise BadRequest("forbidden", str(exc), 403) from None
     except NotFound as exc:
         _log_check_refusal(client, subject, type_code, predicate, "unknown_type")
-        raise BadRequest("unknown_type", str(exc)) from None
+        raise BadRequest("unknown_type", str(exc), UNPROCESSABLE) from None
     except CertificateError as exc:
         _log_check_refusal(client, subject, type_code, predicate, "invalid_value")
-        raise BadRequest("invalid_value", str(exc)) from None
+        raise BadRequest("invalid_value", str(exc), UNPROCESSABLE) from None
     signer = services.keyring.signer(CHECKS_OFFICE.id)
     claims = {"iss": CHECKS_OFFICE.id, "jti": receipt_id, "iat": int(now.timestamp()), "sub": subject,
               "type": type_code, "predicate": predicate, "answer": answer, "verifier": client.name}

@@ -9,15 +9,17 @@ from typing import Any, TypeVar
 from flask import g, jsonify, request
 
 from codeservice.clients.service import client_by_key
+from codeservice.contract import check_request
 from codeservice.services import current_services
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def require_client(*roles: str) -> Callable[[F], F]:
+def require_client(*roles: str, check: bool = True) -> Callable[[F], F]:
     """The request must carry ``Authorization: Bearer <key>`` of an active client with one of *roles*.
 
-    401 without a valid key, 403 with a key of another role; the client is in ``g.client``.
+    401 without a valid key, 403 with a key of another role; the client is in ``g.client``. Then (unless
+    ``check=False``, whose caller does it itself) the request is checked against the document (contract.py).
     """
 
     def decorator(view: F) -> F:
@@ -35,6 +37,8 @@ def require_client(*roles: str) -> Callable[[F], F]:
                     return _deny(403, "forbidden", f"this endpoint needs {_with_article(roles)} key")
                 session.expunge(client)
             g.client = client
+            if check:
+                check_request()
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -54,8 +54,9 @@ from codeservice.clients.auth import require_client
 from codeservice.consent import service as consent
 from codeservice.consent.models import ConsentRequest
 from codeservice.consent.service import ConsentError
+from codeservice.contract import check_request
 from codeservice.identity.session import signed_in_resident
-from codeservice.jsonapi import BadRequest, int_arg, json_body, no_store, text
+from codeservice.jsonapi import UNPROCESSABLE, BadRequest, json_object, no_store, query_arg
 from codeservice.services import current_services
 from codeservice.state import StateError
 
@@ -63,14 +64,14 @@ consent_api = Blueprint("consent_api", __name__, url_prefix="/api/v1")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-MAX_CODE_CHARS = 4096
-MAX_ITEMS = 32
-MAX_FIELDS = 64
 
 
 @consent_api.errorhandler(ConsentError)
 def _consent_error(exc: ConsentError) -> tuple[Response, int]:
-    return jsonify(error=exc.reason, message=exc.message), exc.status
+    # The document refused every malformed request before the service saw it (codeservice/contract.py): what the
+    # service still refuses as a client's error is a request of the right shape it cannot carry out.
+    status = UNPROCESSABLE if exc.status == 400 else exc.status
+    return jsonify(error=exc.reason, message=exc.message), status
 
 
 @consent_api.errorhandler(StateError)
@@ -92,16 +93,18 @@ def _fetch_minutes() -> int:
 
 # -- clients and rate limits -----------------------------------------------------------------------
 def _client(role: str, *, limited: bool = True) -> Callable[[F], F]:
-    """``require_client(role)``, then (for clerks and devices) the client's rate limit."""
+    """``require_client(role)``, then (for clerks and devices) the client's rate limit, then the document's check
+    of the request."""
 
     def decorator(view: F) -> F:
         @wraps(view)
         def limited_view(*args: Any, **kwargs: Any) -> Any:
             if limited:
                 current_services().consent.check_rate(g.client, method=request.method, path=request.path)
+            check_request()  # after the rate limit: a malformed request counts too
             return view(*args, **kwargs)
 
-        return require_client(role)(limited_view)  # type: ignore[return-value]
+        return require_client(role, check=False)(limited_view)  # type: ignore[return-value]
 
     return decorator
 
@@ -112,22 +115,14 @@ def _resident() -> str:
 
 
 # -- request parsing ---------------------------------------------------------------------------
-def _items(value: Any, name: str) -> list[dict[str, Any]]:
-    """``[{type, fields: [names]}]``, non-empty, each type once, each field a name."""
-    if not isinstance(value, list) or not 1 <= len(value) <= MAX_ITEMS:
-        raise BadRequest("invalid_body", f"'{name}' must be a list of 1 to {MAX_ITEMS} {{type, fields}} objects")
+def _items(value: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The document's ``[{type, fields: [names]}]`` (1 to 32 ConsentItems), each type once (which JSON Schema cannot
+    say of a member: 422), each field once."""
     clean: list[dict[str, Any]] = []
     for item in value:
-        if not isinstance(item, dict) or set(item) != {"type", "fields"}:
-            raise BadRequest("invalid_body", f"each member of '{name}' is an object {{type, fields}}")
         code, fields = item["type"], item["fields"]
-        if not isinstance(code, str) or not 1 <= len(code) <= 32:
-            raise BadRequest("invalid_body", f"'{name}': type must be a certificate type code")
-        if (not isinstance(fields, list) or not 1 <= len(fields) <= MAX_FIELDS
-                or not all(isinstance(f, str) and 1 <= len(f) <= 64 for f in fields)):
-            raise BadRequest("invalid_body", f"'{name}': {code}: fields must be a non-empty list of field names")
         if any(c["type"] == code for c in clean):
-            raise BadRequest("invalid_body", f"'{name}': {code} appears twice")
+            raise BadRequest("invalid_body", f"'{name}': {code} appears twice", UNPROCESSABLE)
         clean.append({"type": code, "fields": list(dict.fromkeys(fields))})
     return clean
 
@@ -143,13 +138,10 @@ def _created(data: dict[str, Any], location: str | None = None) -> tuple[Respons
 @consent_api.post("/consent/requests")
 @_client("clerk")
 def create_request() -> tuple[Response, int]:
-    body = json_body({"code", "purpose", "items"}, {"keep_minutes"})
-    code = text(body, "code", MAX_CODE_CHARS)
-    purpose = text(body, "purpose", 300)
+    body = json_object()  # ConsentRequestCreate
+    code, purpose = body["code"], body["purpose"]
     items = _items(body["items"], "items")
     keep_minutes = body.get("keep_minutes", 30)
-    if type(keep_minutes) is not int or not 1 <= keep_minutes <= 7 * 24 * 60:
-        raise BadRequest("invalid_body", "'keep_minutes' must be a whole number from 1 to 10080")
     made = current_services().consent.request(g.client, code=code, purpose=purpose, items=items,
                                               keep_minutes=keep_minutes)
     out = {"id": made.id, "status": made.status, "answer_by": consent._aware(made.answer_by).isoformat()}
@@ -176,7 +168,7 @@ def show_request(request_id: str) -> Response:
 @consent_api.post("/consent/requests/<request_id>/fetch")
 @_client("clerk")
 def fetch_request(request_id: str) -> Response:
-    body = json_body((), {"items"}, may_be_empty=True)
+    body = json_object()  # FetchRequest, or no body at all
     items = _items(body["items"], "items") if body.get("items") is not None else None
     released = current_services().consent.fetch(g.client, request_id, items)
     return no_store(jsonify(certificates=released))
@@ -186,9 +178,8 @@ def fetch_request(request_id: str) -> Response:
 @consent_api.post("/queue/tickets")
 @_client("device")
 def issue_ticket() -> tuple[Response, int]:
-    body = json_body({"code", "service"})
-    code = text(body, "code", MAX_CODE_CHARS)
-    service = text(body, "service", 64)
+    body = json_object()  # TicketRequest
+    code, service = body["code"], body["service"]
     ticket, office = current_services().consent.ticket(g.client, code=code, service=service)
     return _created({"number": ticket.number, "service": ticket.service, "office": ticket.office_id,
                      "office_name": office.name if office else ticket.office_id, "day": ticket.day.isoformat()})
@@ -197,8 +188,7 @@ def issue_ticket() -> tuple[Response, int]:
 @consent_api.post("/queue/next")
 @_client("clerk")
 def call_next() -> Response | tuple[str, int]:
-    body = json_body({"service"})
-    ticket = current_services().consent.call_next(g.client, text(body, "service", 64))
+    ticket = current_services().consent.call_next(g.client, json_object()["service"])  # QueueNextRequest
     if ticket is None:
         return "", 204
     return jsonify(number=ticket.number, service=ticket.service, office=ticket.office_id)
@@ -215,12 +205,8 @@ def my_requests() -> Response:
 @consent_api.post("/me/consent-requests/<request_id>")
 def answer_request(request_id: str) -> Response:
     pid = _resident()
-    body = json_body({"decision"}, {"approve"})
+    body = json_object()  # ConsentAnswer: approve or refuse; a refusal approves nothing
     decision = body["decision"]
-    if decision not in ("approve", "refuse"):
-        raise BadRequest("invalid_body", "'decision' must be \"approve\" or \"refuse\"")
-    if decision == "refuse" and body.get("approve") is not None:
-        raise BadRequest("invalid_body", "a refusal approves nothing: leave out 'approve'")
     approve = _items(body["approve"], "approve") if body.get("approve") is not None else None
     answered = current_services().consent.answer(pid, request_id, approve if decision == "approve" else None,
                                                  everything=decision == "approve" and approve is None)
@@ -234,5 +220,5 @@ def answer_request(request_id: str) -> Response:
 @consent_api.get("/me/access-log")
 def my_access_log() -> Response:
     pid = _resident()
-    limit = int_arg("limit", 100, 1, 500)
+    limit = query_arg("limit")
     return no_store(jsonify(entries=current_services().consent.history(pid, limit)))

@@ -38,7 +38,8 @@ FETCH_MINUTES = 3
 
 
 class ConsentError(Exception):
-    """A refused step. ``reason`` is stable (for clients and the log); ``status`` the HTTP status."""
+    """A refused step. ``reason`` is stable (for clients and the log); ``status`` the HTTP status (400 unless said;
+    the JSON API answers that one 422: its document refused a malformed request before this module saw it)."""
 
     def __init__(self, reason: str, message: str, status: int = 400) -> None:
         super().__init__(message)

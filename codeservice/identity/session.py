@@ -8,6 +8,7 @@ from typing import Any
 from flask import redirect, session, url_for
 from sqlalchemy.orm import Session
 
+from codeservice.contract import check_request
 from codeservice.identity.residents import get_resident
 from codeservice.jsonapi import BadRequest
 
@@ -28,7 +29,8 @@ def login_required(view):  # type: ignore[no-untyped-def]
 
 
 def signed_in_resident(db: Session) -> str:
-    """The session's resident: 401 without one (or a stale one), 403 if the identity is frozen."""
+    """The session's resident: 401 without one (or a stale one), 403 if the identity is frozen; then the request is
+    checked against the document (a JSON endpoint's; nothing for a page)."""
     pid = session.get("resident")
     if not isinstance(pid, str) or not pid:
         raise BadRequest("unauthorised", "sign in first", 401)
@@ -38,5 +40,6 @@ def signed_in_resident(db: Session) -> str:
         raise BadRequest("unauthorised", "sign in again", 401)
     if resident.frozen:
         raise BadRequest("frozen", "this identity is frozen; contact the identity office", 403)
+    check_request()  # the resident is known: now the request itself (codeservice/contract.py)
     return pid
 

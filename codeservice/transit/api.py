@@ -19,16 +19,15 @@ clearing statements (JSON), their trips (CSV); ``admin`` adds operators.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request, session
+from flask import Blueprint, Response, g, jsonify, session
 from sqlalchemy import func, select
 
 from codeservice.clients.auth import require_client
 from codeservice.identity.session import signed_in_resident
-from codeservice.jsonapi import BadRequest, json_body, json_object, no_store
+from codeservice.jsonapi import UNPROCESSABLE, BadRequest, json_object, no_store, query_arg
 from codeservice.services import Services, current_services
 from codeservice.transit.clearing import csv_rows, day_is_over, parse_day, run_clearing, statement_json, trips_of_day
 from codeservice.transit.models import ClearingStatement, GateRecord, Operator, TransitAccount, Trip
@@ -57,20 +56,17 @@ from sdk.keys import b64u_decode, b64u_encode
 transit_api = Blueprint("transit_api", __name__, url_prefix="/api/v1")
 
 CHALLENGE_SECONDS = 300
-RECORDS_BODY_LIMIT = 1024 * 1024
-PAGE_MAX = 1000
-_AFTER = re.compile(r"[0-9a-f]{0,32}")
 
 
-
-#: HTTP status of each transit refusal; any other is a 400.
+#: HTTP status of each transit refusal; any other is a 422 (the document refused a malformed request before).
 _STATUS = {"frozen": 403, "forbidden": 403, "too_many_devices": 409, "key_in_use": 409, "device_revoked": 409,
            "exists": 409, "busy": 503, "status_list_full": 503}
 
 
 def _refuse(exc: TransitError) -> BadRequest:
     """A refusal of codeservice/transit.py as the API answers it (the reasons are listed in the OpenAPI)."""
-    return BadRequest(exc.reason, str(exc), 404 if isinstance(exc, TransitNotFound) else _STATUS.get(exc.reason, 400))
+    status = 404 if isinstance(exc, TransitNotFound) else _STATUS.get(exc.reason, UNPROCESSABLE)
+    return BadRequest(exc.reason, str(exc), status)
 
 
 # -- the resident's phone -----------------------------------------------------------------------------
@@ -106,7 +102,7 @@ def _take_challenge() -> bytes:
     held = session.pop("ride_challenge", None)
     if not isinstance(held, list) or len(held) != 2 or not isinstance(held[1], int) or held[1] < time.time():
         raise BadRequest("no_challenge", "ask for a challenge first (POST /api/v1/me/ride/challenge); "
-                         "it is good for five minutes and one use", 400)
+                         "it is good for five minutes and one use", UNPROCESSABLE)
     return b64u_decode(held[0])
 
 
@@ -116,10 +112,8 @@ def register() -> tuple[Response, int]:
     s = services.settings
     with services.db.session() as db:
         pid = signed_in_resident(db)  # the session first, then the body, as every resident endpoint
-        body = json_body(("public_key", "proof"), ("label",))
+        body = json_object()  # DeviceRegistration
         label = body.get("label", "phone")
-        if not isinstance(label, str) or len(label) > 100:
-            raise BadRequest("invalid_body", "'label' must be a string of at most 100 characters")
         try:
             key = parse_device_key(body["public_key"])
             check_proof(key, _take_challenge(), body["proof"])
@@ -139,7 +133,7 @@ def renew(device_id: str) -> Response:
     s = services.settings
     with services.db.session() as db:
         pid = signed_in_resident(db)
-        body = json_body(("proof",))
+        body = json_object()  # CredentialRenewal
         try:
             _account, device = device_of(db, pid, device_id)
             key = parse_device_key(device.public_key)
@@ -212,16 +206,13 @@ def _gate_operator(db: Any) -> Operator:
 def gate_setup() -> Response:
     """What a gate at a station, line or site needs besides the trust and status lists: its fares by card
     type where the fare is known at the scan, and the site's daily capacity."""
-    station, line = request.args.get("station"), request.args.get("line")
-    for name, value in (("station", station), ("line", line)):
-        if value is not None and not 0 < len(value) <= 64:
-            raise BadRequest("invalid_query", f"{name}: 1 to 64 characters")
+    station, line = query_arg("station"), query_arg("line")
     with current_services().db.session() as db:
         operator = _gate_operator(db)
         rules = rules_of(operator)
         if (operator.kind in ("metro", "scenic") and station is None) or (operator.kind == "bus" and line is None):
             raise BadRequest("invalid_query", f"a {operator.kind} gate gives its "
-                             f"{'line' if operator.kind == 'bus' else 'station'}")
+                             f"{'line' if operator.kind == 'bus' else 'station'}", UNPROCESSABLE)
         if operator.kind == "metro" and station not in rules.stations():
             raise BadRequest("unknown_station", f"no station {station!r} on {operator.id}", 404)
         if operator.kind == "scenic" and rules.entry_price(station) is None:
@@ -235,10 +226,8 @@ def gate_setup() -> Response:
 @transit_api.post("/gate/records")
 @require_client("device")
 def upload_records() -> Response:
-    request.max_content_length = RECORDS_BODY_LIMIT
-    body = json_object()
-    if set(body) != {"records"} or not isinstance(body["records"], list):
-        raise BadRequest("invalid_body", "the body is {\"records\": [...]}")
+    body = json_object()  # GateUpload, of at most x-max-body-bytes (1 MiB, read by contract.py); a bad record is
+    # answered in 'rejected', not refused
     services = current_services()
     with services.db.session() as db:
         _gate_operator(db)
@@ -261,16 +250,16 @@ def _own_operator(db: Any, operator_id: str) -> Operator:
 
 
 def _day(text: str) -> dt.date:
+    """The document's ServiceDay (YYYY-MM-DD, a date: 400 ``invalid_day`` otherwise), as a date."""
     day = parse_day(text)
-    if day is None:
-        raise BadRequest("invalid_day", "the day is YYYY-MM-DD (an operating day, 04:00 to 04:00 city time)")
+    assert day is not None, text
     return day
 
 
 @transit_api.post("/admin/operators")
 @require_client("admin")
 def create_operator() -> tuple[Response, int]:
-    body = json_body(("id", "name", "kind", "fares"), ("discounts",))
+    body = json_object()  # OperatorRequest
     with current_services().db.session() as db:
         try:
             operator = add_operator(db, body["id"], body["name"], body["kind"], body["fares"],
@@ -295,12 +284,8 @@ def get_operator(operator_id: str) -> Response:
 def operator_records(operator_id: str) -> Response:
     """The operator's ride and entry records of a day, in pages (``after`` the last record id seen); a record
     whose code was charged under another record is listed too, as a ``duplicate``."""
-    day = _day(request.args.get("day", ""))
-    after = request.args.get("after", "")
-    raw = request.args.get("limit", "500")  # ASCII digits only: int() also reads " 5", "+5", "5_0" and "５"
-    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else -1
-    if not 1 <= limit <= PAGE_MAX or not _AFTER.fullmatch(after):
-        raise BadRequest("invalid_query", f"limit: 1 to {PAGE_MAX}; after: a record id (lowercase hex)")
+    day = _day(query_arg("day"))
+    after, limit = query_arg("after"), query_arg("limit")
     with current_services().db.session() as db:
         _own_operator(db, operator_id)
         rows = db.scalars(select(GateRecord).where(
