@@ -231,10 +231,14 @@ def verify_chain(
     """Walk the whole log in order; name the first entry that is altered, missing or out of place."""
     table = AuditCheckpoint.__table__
     tokens = session.execute(select(table.c.seq, table.c.hash, table.c.token)).all()
+    keys: dict[str, ec.EllipticCurvePublicKey | None] = {}  # each key id looked up once, not once a checkpoint
     for seq, mark_hash, token in tokens:
         try:
             header = jwt.get_unverified_header(token)
-            key = public_key_for(str(header.get("kid", "")))
+            kid = str(header.get("kid", ""))
+            if kid not in keys:
+                keys[kid] = public_key_for(kid)
+            key = keys[kid]
             if key is None or header.get("typ") != CHECKPOINT_TYPE:
                 raise jwt.InvalidTokenError("unknown key")
             claims = jwt.decode(token, key, algorithms=["ES256"])
