@@ -7,8 +7,9 @@ Self-contained (imports the service, not the tests). For each database it builds
 20,000, a checkpoint every ``accesslog.CHECKPOINT_EVERY`` entries signed by the audit key), then runs the
 real command ``citycode audit verify`` in a subprocess and prints one JSON document: entries, seconds to
 fill, seconds for the command (process start included), entries verified per second, the command's own
-report, and two baselines in the same run: seconds to compute the same chain in memory (hashing only),
-and seconds for ``citycode --help`` (starting the command, nothing verified).
+report, the command's peak resident memory (its own ``ru_maxrss``, from ``os.wait4`` in a small launcher), and
+two baselines in the same run: seconds to compute the same chain in memory (hashing only), and seconds and
+peak memory for ``citycode --help`` (starting the command, nothing verified).
 The PostgreSQL database is created for the run and dropped after it.
 """
 
@@ -27,6 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,36 @@ def chain(n: int) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
+#: Runs its arguments and writes their exit code, wall seconds and peak memory to the file named first. A small
+#: process of its own: a child's ``ru_maxrss`` counts the memory of the process it was forked from (Linux carries
+#: the old image's high-water mark across ``exec``), so measured straight from this benchmark, which holds the
+#: service's imports and a batch of the chain, even ``citycode --help`` would seem to take 130 MB.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+child = subprocess.Popen(sys.argv[2:])
+_pid, status, usage = os.wait4(child.pid, 0)
+seconds = time.perf_counter() - start
+child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+with open(sys.argv[1], "w") as out:
+    json.dump({"exit_code": child.returncode, "seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}, out)
+"""
+
+
+def run_command(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str, float, float]:
+    """Run *args*; its exit code, stdout, stderr, wall seconds (process start included) and peak resident
+    memory in MB: its own ``ru_maxrss`` from ``os.wait4`` in a small launcher (see ``LAUNCHER``)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(suffix=".json") as figures:
+        subprocess.run([sys.executable, "-c", LAUNCHER, figures.name, *args], env=env, stdout=out, stderr=err,
+                       check=True)
+        measured = json.loads(Path(figures.name).read_text())
+        out.seek(0)
+        err.seek(0)
+        return (measured["exit_code"], out.read().decode(), err.read().decode(), measured["seconds"],
+                measured["peak_rss_mb"])
+
+
 def settings_env(home: Path, database_url: str | None) -> dict[str, str]:
     env = {"CITYCODE_HOME": str(home), "CITYCODE_DEMO_DATA": "false"}
     if database_url:
@@ -88,15 +120,21 @@ def run_one(database_url: str | None, n: int) -> dict[str, Any]:
     with services.db.engine.connect() as conn:
         server = conn.execute(sa.text("select version()")).scalar() if database_url else \
             f"SQLite {sqlite3.sqlite_version}"
-    start = time.perf_counter()
-    out = subprocess.run([CITYCODE, "audit", "verify"], env={**os.environ, **env}, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    report = json.loads(out.stdout) if out.stdout.strip() else {"error": out.stderr[-300:]}
+    code, stdout, stderr, seconds, peak_mb = run_command([CITYCODE, "audit", "verify"], {**os.environ, **env})
+    report = json.loads(stdout) if stdout.strip() else {"error": stderr[-300:]}
     services.db.dispose()
     shutil.rmtree(home, ignore_errors=True)  # the SQLite file of a million entries is some 400 MB
     return {"database": "postgresql" if database_url else "sqlite", "server": str(server).split(",")[0],
             "checkpoints": marks, "fill_s": round(filled, 1), "verify_s": round(seconds, 2),
-            "verified_per_s": round(n / seconds), "exit_code": out.returncode, "report": report}
+            "verified_per_s": round(n / seconds), "verify_peak_rss_mb": round(peak_mb, 1), "exit_code": code,
+            "report": report}
+
+
+def psycopg_version() -> str | None:
+    try:
+        return metadata.version("psycopg")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def main() -> None:
@@ -109,15 +147,18 @@ def main() -> None:
     for _batch in chain(args.entries):
         pass
     baseline = time.perf_counter() - start
-    launch = time.perf_counter()
-    subprocess.run([CITYCODE, "--help"], capture_output=True, check=True)
-    launch = time.perf_counter() - launch
+    code, _out, _err, launch, launch_mb = run_command([CITYCODE, "--help"])
+    if code != 0:
+        raise SystemExit(f"citycode --help exited with {code}")
     results: dict[str, Any] = {
         "benchmark": "citycode audit verify", "command": "python -m bench.audit",
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "entries": args.entries,
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                    "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
-        "baseline_rehash_in_memory_s": round(baseline, 2), "citycode_help_s": round(launch, 2), "runs": [],
+                    "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+                    "sqlite": sqlite3.sqlite_version, "sqlalchemy": sa.__version__, "psycopg": psycopg_version()},
+        "baseline_rehash_in_memory_s": round(baseline, 2), "citycode_help_s": round(launch, 2),
+        "citycode_help_peak_rss_mb": round(launch_mb, 1), "runs": [],
     }
     results["runs"].append(run_one(None, args.entries))
     admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from codeservice.accesslog import service as accesslog
@@ -172,3 +175,95 @@ def test_a_resident_sees_only_their_own_entries_newest_first(services):
                              subject=subject)
         mine = accesslog.entries_about(s, "a" * 16)
         assert [e.seq for e in mine] == [3, 1]
+
+
+# -- the walk's hash is entry_hash's, byte for byte ------------------------------------------------------
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)  # any text a database holds
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TEXT,
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+                     max_leaves=12)
+
+
+def _walk_row(fields: dict, stored_what) -> tuple:
+    """A row as the walk reads it (``WALK_COLUMNS``), ``what`` as the column stores it."""
+    return tuple(stored_what if k == "what" else fields.get(k) for k in accesslog.WALK_COLUMNS)
+
+
+@settings(max_examples=400, deadline=None)
+@given(seq=st.integers(1, 2**31 - 1), at=_TEXT, actor=_TEXT, actor_label=_TEXT, office=st.none() | _TEXT,
+       subject=st.none() | _TEXT, action=_TEXT, what=st.lists(_JSON, max_size=4), purpose=st.none() | _TEXT,
+       outcome=_TEXT, prev=st.binary(min_size=32, max_size=32).map(bytes.hex))
+def test_the_walk_hashes_every_entry_exactly_as_append_did(seq, at, actor, actor_label, office, subject, action,
+                                                             what, purpose, outcome, prev):
+    fields = {"seq": seq, "at": at, "actor": actor, "actor_label": actor_label, "office": office,
+              "subject": subject, "action": action, "what": what, "purpose": purpose, "outcome": outcome}
+    stored = json.dumps(what)  # as SQLAlchemy's JSON type writes it
+    assert accesslog._ChainHasher()(prev, _walk_row(fields, stored)) == accesslog.entry_hash(prev, fields)
+
+
+@pytest.mark.parametrize("odd", [{"seq": 7.0}, {"seq": True}, {"seq": "7"}, {"actor": 5}, {"actor": b"clerk"},
+                                 {"office": 3.5}, {"what": None}, {"what": "{not json"}, {"what": 5}])
+def test_a_value_of_an_unexpected_type_hashes_or_fails_as_entry_hash_does(odd):
+    """Only a hand-edited database holds such values (SQLite keeps what it is given): same hash, or same error."""
+    fields = {"seq": 7, "at": "2026-11-23T08:00:00.000000Z", "actor": "clerk:1", "actor_label": "Window 1",
+              "office": None, "subject": None, "action": "fetch", "what": [], "purpose": None, "outcome": "released"}
+    stored = json.dumps(fields["what"])
+    fields.update(odd)
+    if "what" in odd:
+        stored = odd["what"]
+        fields["what"] = odd["what"] if odd["what"] is None else "decoded below"
+    row = _walk_row(fields, stored)
+
+    def old_verify():  # what verify_chain did: the column type decodes what, entry_hash hashes the row
+        decoded = dict(fields, what=None if stored is None else json.loads(stored))
+        return accesslog.entry_hash(accesslog.GENESIS, decoded)
+
+    try:
+        expected = old_verify()
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            accesslog._ChainHasher()(accesslog.GENESIS, row)
+    else:
+        assert accesslog._ChainHasher()(accesslog.GENESIS, row) == expected
+
+
+ODD = [
+    {"actor_label": "窗口 3，中心服务大厅 🏛", "purpose": "naïve \"quoted\" back\\slash", "office": None},
+    {"actor_label": "tab\tnewline\ncr\rbell\x07esc\x1bdel\x7f", "subject": None, "purpose": None},
+    {"actor_label": "\u2028\u2029 separators, é composed and e\u0301 decomposed", "what": [[], {}, [None, [1.5]]]},
+    {"actor_label": "plain", "what": [{"z": 1, "a": {"y": [True, False, None], "b": "ü"}}, "x" * 200, -0.0, 10**20]},
+]
+
+
+def fill_odd(services) -> None:
+    with services.db.session() as s:
+        for i, odd in enumerate(ODD * 3):
+            values = {"office": "xz-hall", "subject": f"{i:016d}", "what": [{"type": "YYZZ"}], "purpose": "p", **odd}
+            accesslog.append(s, actor=f"clerk:{i}", action="fetch", outcome="released", **values)
+
+
+def test_odd_values_verify_across_batches_and_tampering_is_located(services):
+    fill_odd(services)
+    for batch in (1, 5, 5000):
+        report = accesslog_verify(services, batch)
+        assert report.ok and report.entries == 12, batch
+    with services.db.session() as s:
+        s.execute(update(AccessLogEntry).where(AccessLogEntry.seq == 6).values(actor_label="tab\tnewline\ncr\r"))
+    for batch in (1, 5, 5000):
+        report = accesslog_verify(services, batch)
+        assert (report.ok, report.first_bad_seq, report.entries, report.problem) == \
+            (False, 6, 6, "entry 6 was altered"), batch
+
+
+def test_what_tampered_inside_a_nested_list_is_located(services):
+    fill_odd(services)
+    with services.db.session() as s:
+        s.execute(update(AccessLogEntry).where(AccessLogEntry.seq == 8)
+                  .values(what=[{"z": 1, "a": {"y": [True, False, None], "b": "u"}}, "x" * 200, -0.0, 10**20]))
+    report = accesslog_verify(services, 3)
+    assert (report.ok, report.first_bad_seq, report.problem) == (False, 8, "entry 8 was altered")
+
+
+def accesslog_verify(services, batch):
+    with services.db.session() as s:
+        return accesslog.verify_chain(s, services.audit_key, batch=batch)

@@ -29,4 +29,5 @@ def test_bench_audit_verifies_a_small_chain_on_sqlite_and_postgresql():
     assert databases == (["sqlite"] if unreachable and not IN_CI else ["sqlite", "postgresql"])
     for run in result["runs"]:
         assert run["exit_code"] == 0 and run["checkpoints"] == 2
+        assert run["verify_s"] > 0 and run["verify_peak_rss_mb"] > 0
         assert run["report"] == {"ok": True, "entries": 2100, "checkpoints": 2, "first_bad_seq": None, "problem": ""}

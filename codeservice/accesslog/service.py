@@ -23,7 +23,7 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func, select, text
+from sqlalchemy import Text, cast, func, select, text, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,10 +43,67 @@ APPEND_LOCK = int.from_bytes(b"cc-alog", "big")
 HASHED_FIELDS = ("seq", "at", "actor", "actor_label", "office", "subject", "action", "what", "purpose", "outcome")
 
 
+#: The canonical JSON of an entry: what ``json.dumps(..., sort_keys=True, separators=(",", ":"),
+#: ensure_ascii=False)`` makes (``dumps`` builds this very encoder on every call; one made once is the same).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    body = json.dumps({k: fields[k] for k in HASHED_FIELDS}, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode()
+    body = _CANONICAL.encode({k: fields[k] for k in HASHED_FIELDS}).encode()
     return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
+
+
+# -- the same hash, as the walk computes it ------------------------------------------------------------
+#: The columns the walk reads, in this order: the hashed fields, then the chain (``what`` as its stored text).
+WALK_COLUMNS = ("seq", "at", "actor", "actor_label", "office", "subject", "action", "what", "purpose", "outcome",
+                "prev_hash", "hash")
+#: The canonical JSON of an entry with a slot for each field, keys sorted as ``entry_hash`` sorts them.
+_BODY = "{" + ",".join(f'"{k}":%s' for k in sorted(HASHED_FIELDS)) + "}"
+#: A JSON string of a ``str``, exactly as ``json.dumps(..., ensure_ascii=False)`` writes it (the C function it calls).
+_json_string = json.encoder.encode_basestring
+#: At most this many distinct stored ``what`` texts are remembered with their canonical JSON (then forgotten).
+WHAT_CACHE_MAX = 4096
+
+
+class _ChainHasher:
+    """``entry_hash`` of a row as the walk reads it (``WALK_COLUMNS``), byte for byte, without a dict per entry.
+
+    The body is the ``_BODY`` template filled with each value's JSON: ``seq`` with ``int.__repr__`` (what the
+    encoder writes for an ``int``), strings with the encoder's own string function, ``None`` as ``null``.
+    ``what`` is decoded as the column type decodes it (``json.loads``) and re-encoded canonically; a log holds
+    few distinct ``what`` texts, so each one's canonical JSON is remembered (at most ``WHAT_CACHE_MAX``).
+    A value of any other type (only a hand-edited database can hold one) takes ``entry_hash`` itself, so that
+    the result, or the error, is the one ``entry_hash`` gives.
+    """
+
+    def __init__(self) -> None:
+        self._what: dict[Any, str] = {}
+
+    def what_json(self, stored: Any) -> str:
+        canonical = self._what.get(stored)
+        if canonical is None:
+            canonical = _CANONICAL.encode(None if stored is None else json.loads(stored))
+            if len(self._what) >= WHAT_CACHE_MAX:
+                self._what.clear()
+            self._what[stored] = canonical
+        return canonical
+
+    def __call__(self, prev_hash: str, row: Any) -> str:
+        seq, at, actor, actor_label, office, subject, action, what, purpose, outcome, _prev, _hash = row
+        string = _json_string
+        try:
+            if type(seq) is not int:
+                raise TypeError("seq is not an int")
+            body = _BODY % (string(action), string(actor), string(actor_label), string(at),
+                            "null" if office is None else string(office), string(outcome),
+                            "null" if purpose is None else string(purpose), int.__repr__(seq),
+                            "null" if subject is None else string(subject), self.what_json(what))
+        except TypeError:
+            fields = dict(zip(HASHED_FIELDS, (seq, at, actor, actor_label, office, subject, action, what, purpose,
+                                              outcome), strict=True))
+            fields["what"] = None if what is None else json.loads(what)
+            return entry_hash(prev_hash, fields)
+        return hashlib.sha256(bytes.fromhex(prev_hash) + body.encode()).hexdigest()
 
 
 def _now_text(now: dt.datetime | None) -> str:
@@ -152,52 +209,64 @@ class AuditReport:
                 "first_bad_seq": self.first_bad_seq, "problem": self.problem}
 
 
-def _rows(session: Session, batch: int) -> Iterator[Any]:
-    """Plain rows (no ORM objects) in ``seq`` order, a batch at a time (keyset pagination)."""
+def _walk_rows(session: Session, batch: int) -> Iterator[Any]:
+    """The log's rows (``WALK_COLUMNS``, ``what`` as its stored JSON text) in ``seq`` order, streamed: one
+    query, fetched *batch* rows at a time (a server-side cursor on PostgreSQL), never the whole log in memory."""
     table = AccessLogEntry.__table__
-    last = 0
-    while True:
-        chunk = session.execute(select(table).where(table.c.seq > last).order_by(table.c.seq).limit(batch)).all()
-        if not chunk:
-            return
-        yield from chunk
-        last = chunk[-1].seq
+    columns = [table.c[name] for name in WALK_COLUMNS]
+    what = WALK_COLUMNS.index("what")
+    # PostgreSQL sends json's text as stored (::text); on SQLite the column is text already: no decoder either way
+    columns[what] = (cast(table.c.what, Text) if session.get_bind().dialect.name == "postgresql"
+                     else type_coerce(table.c.what, Text)).label("what")
+    result = session.execute(select(*columns).order_by(table.c.seq), execution_options={"yield_per": batch})
+    try:
+        yield from result
+    finally:
+        result.close()
 
 
 def verify_chain(
     session: Session, public_key_for: Callable[[str], ec.EllipticCurvePublicKey | None], batch: int = 5000,
 ) -> AuditReport:
     """Walk the whole log in order; name the first entry that is altered, missing or out of place."""
-    marks = {m.seq: m for m in session.scalars(select(AuditCheckpoint))}
-    for mark in list(marks.values()):
+    table = AuditCheckpoint.__table__
+    tokens = session.execute(select(table.c.seq, table.c.hash, table.c.token)).all()
+    keys: dict[str, ec.EllipticCurvePublicKey | None] = {}  # each key id looked up once, not once a checkpoint
+    for seq, mark_hash, token in tokens:
         try:
-            header = jwt.get_unverified_header(mark.token)
-            key = public_key_for(str(header.get("kid", "")))
+            header = jwt.get_unverified_header(token)
+            kid = str(header.get("kid", ""))
+            if kid not in keys:
+                keys[kid] = public_key_for(kid)
+            key = keys[kid]
             if key is None or header.get("typ") != CHECKPOINT_TYPE:
                 raise jwt.InvalidTokenError("unknown key")
-            claims = jwt.decode(mark.token, key, algorithms=["ES256"])
+            claims = jwt.decode(token, key, algorithms=["ES256"])
         except jwt.PyJWTError:
-            return AuditReport(False, 0, len(marks), mark.seq, f"checkpoint at entry {mark.seq} is not validly signed")
-        if claims.get("seq") != mark.seq or claims.get("hash") != mark.hash:
-            return AuditReport(False, 0, len(marks), mark.seq, f"checkpoint at entry {mark.seq} was altered")
+            return AuditReport(False, 0, len(tokens), seq, f"checkpoint at entry {seq} is not validly signed")
+        if claims.get("seq") != seq or claims.get("hash") != mark_hash:
+            return AuditReport(False, 0, len(tokens), seq, f"checkpoint at entry {seq} was altered")
+    marks: dict[int, str] = {seq: mark_hash for seq, mark_hash, _token in tokens}
+    del tokens
+    hash_of = _ChainHasher()
     expected_seq, prev = 1, GENESIS
     count = 0
-    for row in _rows(session, batch):
+    for row in _walk_rows(session, batch):
         count += 1
-        if row.seq != expected_seq:
+        seq, prev_hash, row_hash = row[0], row[10], row[11]
+        if seq != expected_seq:
             return AuditReport(False, count, len(marks), expected_seq,
-                               f"entry {expected_seq} is missing (next is {row.seq})")
-        fields = {k: getattr(row, k) for k in HASHED_FIELDS}
-        if row.prev_hash != prev:
-            return AuditReport(False, count, len(marks), row.seq,
-                               f"entry {row.seq} does not follow entry {row.seq - 1} (deleted, inserted or reordered)")
-        if entry_hash(prev, fields) != row.hash:
-            return AuditReport(False, count, len(marks), row.seq, f"entry {row.seq} was altered")
-        vouched = marks.get(row.seq)
-        if vouched is not None and vouched.hash != row.hash:
-            return AuditReport(False, count, len(marks), row.seq,
-                               f"the chain up to entry {row.seq} differs from its signed checkpoint (rewritten)")
-        prev, expected_seq = row.hash, expected_seq + 1
+                               f"entry {expected_seq} is missing (next is {seq})")
+        if prev_hash != prev:
+            return AuditReport(False, count, len(marks), seq,
+                               f"entry {seq} does not follow entry {seq - 1} (deleted, inserted or reordered)")
+        if hash_of(prev, row) != row_hash:
+            return AuditReport(False, count, len(marks), seq, f"entry {seq} was altered")
+        vouched = marks.get(seq)
+        if vouched is not None and vouched != row_hash:
+            return AuditReport(False, count, len(marks), seq,
+                               f"the chain up to entry {seq} differs from its signed checkpoint (rewritten)")
+        prev, expected_seq = row_hash, expected_seq + 1
     newest_mark = max(marks, default=0)
     if newest_mark >= expected_seq:
         return AuditReport(False, count, len(marks), expected_seq,
