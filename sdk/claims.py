@@ -42,7 +42,17 @@ class ClaimsError(ValueError):
 
 def subject_to_text(sub: bytes) -> str:
     """The printable pseudonymous id: lowercase base32 without padding (16 characters for 10 bytes)."""
+    if len(sub) == SUBJECT_LENGTH and type(sub) is bytes:  # a resident's: 80 bits, eight 10-bit pairs
+        n = int.from_bytes(sub, "big")
+        pairs = _B32_PAIRS
+        return (pairs[n >> 70] + pairs[(n >> 60) & 1023] + pairs[(n >> 50) & 1023] + pairs[(n >> 40) & 1023]
+                + pairs[(n >> 30) & 1023] + pairs[(n >> 20) & 1023] + pairs[(n >> 10) & 1023] + pairs[n & 1023])
     return base64.b32encode(sub).decode("ascii").rstrip("=").lower()
+
+
+_B32_LOWER = "abcdefghijklmnopqrstuvwxyz234567"
+#: Every 10-bit value as its two base32 characters (what ``base64.b32encode`` writes, in lower case).
+_B32_PAIRS = tuple(a + b for a in _B32_LOWER for b in _B32_LOWER)
 
 
 def subject_from_text(text: str) -> bytes:
