@@ -162,11 +162,13 @@ def _canonical_tree(item: Any) -> bool:
     if kind is dict:
         if not _keys_in_canonical_order(tuple(item)):
             return False
-        values = item.values()
+        values: Any = item.values()
     elif kind is list:
         values = item
     else:
         return kind in _SCALARS
+    if _SCALARS.issuperset(map(type, values)):  # the common case, in C
+        return True
     for value in values:  # noqa: SIM110 (a loop: all() over a generator takes twice as long)
         if type(value) not in _SCALARS and not _canonical_tree(value):
             return False
@@ -194,9 +196,17 @@ _SIG1_PREFIX = b"\x84\x6aSignature1"
 
 def sig_structure(protected: bytes, payload: bytes) -> bytes:
     """The Sig_structure bytes (RFC 9052 section 4.4) with empty external AAD."""
-    return b"".join(
-        (_SIG1_PREFIX, _bstr_header(len(protected)), protected, b"\x40", _bstr_header(len(payload)), payload)
-    )
+    cacheable = type(protected) is bytes
+    head = _SIG_HEADS.get(protected) if cacheable else None
+    if head is None:  # the few protected headers in use (as _HEADER_CACHE)
+        head = b"".join((_SIG1_PREFIX, _bstr_header(len(protected)), protected, b"\x40"))
+        if cacheable and len(_SIG_HEADS) < 1024:
+            _SIG_HEADS[protected] = head
+    return b"".join((head, _bstr_header(len(payload)), payload))
+
+
+#: Per protected header: the Sig_structure up to the payload (context, protected header, empty AAD).
+_SIG_HEADS: dict[bytes, bytes] = {}
 
 
 def _encode_sign1(protected: bytes, payload: bytes, signature: bytes, tagged: bool) -> bytes:
@@ -286,6 +296,11 @@ def parse(data: bytes) -> Sign1:
         if alg == ALG_ES256:
             signature = low_s(signature)
         return Sign1(protected=protected, alg=alg, kid=kid, payload=payload, signature=signature)
+    return _parse_full(data)
+
+
+def _parse_full(data: bytes) -> Sign1:
+    """:func:`parse` through cbor2: decode, check each part, compare with the deterministic re-encoding."""
     try:
         item = cbor2.loads(data)
     except Exception as exc:  # cbor2 raises several unrelated types on bad input
