@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import stat
 import subprocess
 import sys
@@ -163,3 +164,53 @@ def test_non_image_file_is_no_code_found(env, tmp_path):
     bogus.write_bytes(os.urandom(2000))
     result = run(env, "verify", "--image", str(bogus))
     assert result.returncode == 1 and json.loads(result.stdout)["reason"] == "no_code_found"
+
+
+def test_batch_output_is_byte_for_byte_one_json_dumps_a_line(tmp_path, capsysbinary, monkeypatch):
+    """verify --batch writes its lines in chunks: the bytes are those of one json.dumps(result.to_dict(),
+    ensure_ascii=False) a line, as when every line had its own click.echo; and the chunks break anywhere."""
+    import io
+
+    from codeservice.cli import verify as verify_cli
+    from issuers.codes import issue_code
+    from issuers.keyring import IssuerInfo, Keyring
+    from issuers.trustlist import sign_trust_list
+    from sdk import MemoryReplayGuard, TrustList, Verifier, load_anchor
+    from verifiers.scenes import SCENES
+
+    keyring = Keyring(tmp_path / "keys")
+    keyring.initialise([IssuerInfo("city-id", "City Identity Office", ("id",))])
+    trust = TrustList.load(sign_trust_list(keyring, validity=3600), load_anchor(keyring.anchor_public_pem()))
+    codes = [issue_code(keyring.signer("city-id"), "id", subject=os.urandom(10), lifetime=60) for _ in range(7)]
+    lines = [*codes, codes[0], "https://example.com/é", "", "CC1:" + codes[1][4:-2], "\ufeff" + codes[2],
+             "你好\x1b[31m", " " + codes[3] + " ", codes[4].lower(), "CC1:" + "A" * 3000] * 3
+    text = "".join(line + ("\r\n" if i % 3 else "\n") for i, line in enumerate(lines))
+    at = time.time()
+    for chunk in (1, 2, 7, 100):
+        monkeypatch.setattr(verify_cli, "BATCH_LINES", chunk)
+        for scene in (None, SCENES["bus"]):
+            expected_verifier = Verifier(trust, replay_guard=MemoryReplayGuard())
+            expected = "".join(json.dumps(expected_verifier.verify(line, scene, at=at).to_dict(), ensure_ascii=False)
+                               + "\n" for line in text.splitlines()).encode()
+            capsysbinary.readouterr()
+            verifier = Verifier(trust, replay_guard=MemoryReplayGuard())
+            all_accepted = verify_cli.verify_batch(verifier, io.StringIO(text, newline=""), scene, at)
+            assert capsysbinary.readouterr().out == expected
+            assert all_accepted is False
+
+
+def test_batch_from_a_pipe_answers_each_line_before_the_next_arrives(env, resident):
+    codes = run(env, "code", "issue", resident["id"], "--count", "3").stdout.splitlines()
+    process = subprocess.Popen([CITYCODE, "verify", "--batch", "-"], env=env, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        for code in codes:  # a scanner: one code, then wait for its answer
+            process.stdin.write(code + "\n")
+            process.stdin.flush()
+            assert select.select([process.stdout], [], [], 30)[0], "no answer while the next code waits"
+            assert json.loads(process.stdout.readline())["accepted"]
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()

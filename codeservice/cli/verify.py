@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import select
+import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -13,6 +19,59 @@ from sdk import TrustList, TrustListError, Verifier, load_anchor
 from sdk.scene import Scene, SceneError
 from sdk.statuslist import StatusCache, StatusListError
 from verifiers.scenes import SCENES
+
+#: ``json.dumps(data, ensure_ascii=False)`` makes a new encoder at every call; this one has the same options
+#: and writes the same text.
+_JSON = json.JSONEncoder(ensure_ascii=False)
+#: Result lines written at once (about 60 KB), unless the input may make us wait first.
+BATCH_LINES = 100
+
+
+def verify_batch(verifier: Verifier, stream: TextIO, scene: Scene | None, at: float | None) -> bool:
+    """Verify one code a line and write one JSON result a line to standard output (through ``click.echo``, as
+    every other output, so the same bytes); True when every code was accepted.
+
+    The results are written a hundred lines at a time rather than each with its own ``click.echo`` (which
+    flushes: a write system call a line), and always before a read that may have to wait for its line (a
+    scanner or a person at the other end of a pipe sees each answer as before) and at the end, also when
+    interrupted."""
+    all_accepted = True
+    pending: list[str] = []
+    encode = _JSON.encode
+    may_wait = _may_wait(stream)
+    try:
+        for line in stream:
+            result = verifier.verify(line.rstrip("\r\n"), scene, at=at)
+            all_accepted = all_accepted and result.accepted
+            pending.append(encode(result.to_dict()))
+            if len(pending) >= BATCH_LINES or may_wait():
+                click.echo("\n".join(pending))
+                pending.clear()
+    finally:
+        if pending:
+            click.echo("\n".join(pending))
+    return all_accepted
+
+
+def _may_wait(stream: TextIO) -> Callable[[], bool]:
+    """Whether reading the next line of *stream* may have to wait: never for a regular file or text in memory;
+    for a pipe or a terminal when nothing is waiting to be read at the moment (or when that cannot be told)."""
+    if isinstance(stream, io.StringIO):
+        return lambda: False
+    try:
+        fd = stream.fileno()
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return lambda: False
+    except (OSError, ValueError, AttributeError):  # no file descriptor: a flush a line
+        return lambda: True
+
+    def nothing_waiting() -> bool:
+        try:
+            return not select.select([fd], [], [], 0)[0]
+        except (OSError, ValueError):  # not selectable here (a pipe on Windows)
+            return True
+
+    return nothing_waiting
 
 
 def _scene_from_file(path: Path):  # type: ignore[no-untyped-def]
@@ -118,11 +177,8 @@ def verify(
         except OSError as exc:
             fail(f"cannot read {batch_path}: {exc.strerror}")
         with stream:
-            for line in stream:
-                result = verifier.verify(line.rstrip("\r\n"), scene_policy, at=at)
-                echo_json(result.to_dict())
-                results.append(result)
-        sys.exit(0 if all(r.accepted for r in results) else EXIT_REFUSED)
+            all_accepted = verify_batch(verifier, stream, scene_policy, at)
+        sys.exit(0 if all_accepted else EXIT_REFUSED)
     else:
         results.append(verifier.verify(text, scene_policy, at=at))
     for result in results:
