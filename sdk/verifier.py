@@ -139,13 +139,14 @@ class Verifier:
     def _verify(
         self, text: Any, scene: Scene | None, now: float, before_use: Veto | None = None, evidence: bool = False
     ) -> Result:
-        if isinstance(text, (bytes, bytearray)):
-            try:
-                text = bytes(text).decode("ascii")
-            except UnicodeDecodeError:
+        if type(text) is not str:
+            if isinstance(text, (bytes, bytearray)):
+                try:
+                    text = bytes(text).decode("ascii")
+                except UnicodeDecodeError:
+                    return refused(Reason.NOT_A_CITYCODE, "not text")
+            if not isinstance(text, str):
                 return refused(Reason.NOT_A_CITYCODE, "not text")
-        if not isinstance(text, str):
-            return refused(Reason.NOT_A_CITYCODE, "not text")
         text = text.strip()
         if not text.startswith(PREFIX):
             return refused(Reason.NOT_A_CITYCODE, "no citycode prefix")
@@ -171,19 +172,20 @@ class Verifier:
             return refused(Reason.MALFORMED, f"claims: {exc}", kid=message.kid.hex())
 
         fields = self._fields(claims, message.kid.hex(), key.issuer, scene)
-        if claims.kind not in key.kinds:
-            return refused(Reason.UNTRUSTED_ISSUER, f"{key.issuer} does not issue {claims.kind} codes", **fields)
-        if not key.not_before - self.leeway <= claims.issued_at <= key.not_after or now > key.not_after + self.leeway:
+        kind, issued_at, leeway = claims.kind, claims.issued_at, self.leeway
+        if kind not in key.kinds:
+            return refused(Reason.UNTRUSTED_ISSUER, f"{key.issuer} does not issue {kind} codes", **fields)
+        if not key.not_before - leeway <= issued_at <= key.not_after or now > key.not_after + leeway:
             return refused(Reason.UNKNOWN_KEY, "key not valid at this time", **fields)
-        if claims.issued_at > now + self.leeway:
-            return refused(Reason.NOT_YET_VALID, f"issued {claims.issued_at - now:.0f} s in the future", **fields)
-        if claims.expires_at < now - self.leeway:
+        if issued_at > now + leeway:
+            return refused(Reason.NOT_YET_VALID, f"issued {issued_at - now:.0f} s in the future", **fields)
+        if claims.expires_at < now - leeway:
             return refused(Reason.EXPIRED, f"expired {now - claims.expires_at:.0f} s ago", **fields)
-        if claims.kind == "ridecred":  # no device signature: only ever accepted inside a ride code
+        if kind == "ridecred":  # no device signature: only ever accepted inside a ride code
             return refused(Reason.WRONG_KIND, "a ride credential is not a code by itself", **fields)
-        if scene is not None and not scene.accepts(claims.kind):
-            return refused(Reason.WRONG_KIND, f"scene {scene.name} does not take {claims.kind} codes", **fields)
-        if claims.kind == "cert":
+        if scene is not None and not scene.accepts(kind):
+            return refused(Reason.WRONG_KIND, f"scene {scene.name} does not take {kind} codes", **fields)
+        if kind == "cert":
             try:
                 cert = parse_certificate(claims.extra)
             except ClaimsError as exc:

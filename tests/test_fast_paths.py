@@ -224,3 +224,13 @@ def test_what_the_issuers_write_takes_the_fast_paths(monkeypatch):
     monkeypatch.setattr(cose, "_parse_full", full)
     assert cose.loads_exact(payload) == cbor2.loads(payload)
     assert cose.parse(raw).payload == payload
+
+
+@settings(max_examples=2000, deadline=None)
+@given(r=st.integers(0, 2**256 - 1) | st.integers(0, 2**40), s=st.integers(0, 2**256 - 1) | st.integers(0, 300))
+def test_der_signature_is_encode_dss_signature(r, s):
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from sdk.keys import der_signature
+
+    assert der_signature(r.to_bytes(32, "big") + s.to_bytes(32, "big")) == encode_dss_signature(r, s)
