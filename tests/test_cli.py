@@ -214,3 +214,38 @@ def test_batch_from_a_pipe_answers_each_line_before_the_next_arrives(env, reside
         assert process.wait(timeout=60) == 0
     finally:
         process.kill()
+
+
+
+
+def test_result_line_is_json_dumps_of_to_dict():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from codeservice.cli import verify as verify_cli
+    from sdk import Reason, Result
+
+    assert verify_cli._LINE_IN_STEP  # the fast path is the one in use
+    texts = st.text() | st.sampled_from(["", "é", "你好", "\x1b[31m", "\u2028", '"\\', "\ud800"])
+    values = st.none() | texts | st.integers(-(2**70), 2**70) | st.booleans() | st.floats()
+    fields = st.none() | st.dictionaries(texts, texts | st.integers() | st.booleans(), max_size=4)
+
+    @settings(max_examples=500, deadline=None)
+    @given(accepted=st.booleans() | st.none() | st.integers(0, 1), reason=st.sampled_from(list(Reason)),
+           detail=texts, subject_id=st.none() | st.binary(max_size=12), others=st.lists(values, min_size=15,
+                                                                                     max_size=15),
+           disclosed=fields)
+    def check(accepted, reason, detail, subject_id, others, disclosed):
+        names = ["kind", "issued_at", "expires_at", "kid", "issuer", "code_id", "scene", "cert_id", "cert_type",
+                 "holder", "status_age", "card_type", "fare_limit", "credential_id", "credential_expires_at"]
+        result = Result(accepted=accepted, reason=reason, detail=detail, subject_id=subject_id, fields=disclosed,
+                        **dict(zip(names, others, strict=True)))
+        try:
+            expected = json.dumps(result.to_dict(), ensure_ascii=False)
+        except ValueError:  # an integer too long for str(): both refuse
+            with pytest.raises(ValueError):
+                verify_cli.result_line(result)
+            return
+        assert verify_cli.result_line(result) == expected
+
+    check()
