@@ -12,8 +12,11 @@ e. certificate show codes: verification with the status lookup (scene ``inspecti
 f. Token Status Lists of 1,000,000 and 10,000,000 entries (2 bits, 1% revoked at random indices): sizes,
    the time to load and verify one in the SDK, and the time to look up one status;
 g. ride codes: verification (credential signature, device signature, status lookup, replay guard) against
-   two raw ECDSA P-256 verifies, for a phone whose device key is already decompressed (cached) and for a new
-   phone each code (cold); and the QR version and length of a ride code.
+   two raw ECDSA P-256 verifies, for a phone whose credential was seen (warm), for a phone whose device key was
+   seen with a new credential each code, and for a new phone each code (cold); and the QR version and length of
+   a ride code;
+h. ``citycode verify --batch FILE`` of 10,000 identity codes, per code with the process start taken off, against
+   one raw ECDSA P-256 verify.
 
 Timings use ``time.perf_counter``; each figure is the median over rounds, and the measurements
 compared with each other are interleaved round by round (alternating order) so that machine
@@ -24,6 +27,7 @@ does. Nothing here asserts a timing: the numbers are reported, never judged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import gc
 import importlib.metadata
@@ -32,6 +36,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +52,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from bench.frames import camera_frame, clean_image, distorted_frames
+from codeservice.cli.verify import verify_batch
 from codeservice.demo import DEMO_COMPANY, DEPARTMENTS
 from codeservice.identity.residents import DEMO_RESIDENTS
 from issuers import render
@@ -123,20 +129,22 @@ class Plan:
     lookup_calls: int
     ride_calls: int
     ride_cold_calls: int
+    cli_codes: int
+    cli_rounds: int
 
 
 FULL = Plan(
     verify_rounds=15, verify_calls=2000, image_rounds=15, clean_calls=50, frame_calls=5, distorted_frames=50,
     issue_rounds=15, issue_calls=1000, render_calls=20,
     status_sizes=(1_000_000, 10_000_000), status_load_rounds=15, lookup_calls=100_000,
-    ride_calls=1000, ride_cold_calls=400,
+    ride_calls=1000, ride_cold_calls=400, cli_codes=10_000, cli_rounds=5,
 )
 #: --quick keeps the list sizes (building and loading them takes about 2 s) and repeats less.
 QUICK = Plan(
     verify_rounds=9, verify_calls=800, image_rounds=5, clean_calls=10, frame_calls=2, distorted_frames=20,
     issue_rounds=5, issue_calls=200, render_calls=4,
     status_sizes=(1_000_000, 10_000_000), status_load_rounds=5, lookup_calls=20_000,
-    ride_calls=400, ride_cold_calls=150,
+    ride_calls=400, ride_cold_calls=150, cli_codes=10_000, cli_rounds=3,
 )
 
 
@@ -587,8 +595,10 @@ class Phone:
 
 
 def new_phone(r: RideSetup, signer: Signer, *, index: int, card: str = "adult", fare_limit: int = RIDE_FARE_LIMIT,
-              validity: int = RIDE_CODE_VALIDITY, lifetime: int = RIDE_CREDENTIAL_LIFETIME) -> Phone:
-    key = ec.generate_private_key(ec.SECP256R1())
+              validity: int = RIDE_CODE_VALIDITY, lifetime: int = RIDE_CREDENTIAL_LIFETIME,
+              key: ec.EllipticCurvePrivateKey | None = None) -> Phone:
+    """A new phone, or with *key* the same phone certified anew (a new credential for its device key)."""
+    key = key if key is not None else ec.generate_private_key(ec.SECP256R1())
     credential = issue_credential(
         signer, account=os.urandom(10), device_key=key.public_key(), card_type=card, fare_limit=fare_limit,
         status_index=index, validity=validity, lifetime=lifetime, credential_id=os.urandom(8), now=r.now - 600,
@@ -657,6 +667,8 @@ def bench_ride_verify(r: RideSetup, plan: Plan) -> dict[str, Any]:
     started = time.perf_counter()
     warm_codes = iter([phone.code(r.now) for _ in range(warm_count)])
     cold_codes = iter([new_phone(r, signer, index=next(indices)).code(r.now) for _ in range(cold_count)])
+    key_seen_codes = iter([new_phone(r, signer, index=next(indices), key=phone.key).code(r.now)
+                           for _ in range(cold_count)])
     made_s = time.perf_counter() - started
     raw = raw_ride(first)
     key = r.trust.get(raw.kid)
@@ -680,38 +692,44 @@ def bench_ride_verify(r: RideSetup, plan: Plan) -> dict[str, Any]:
             "raw_two": raw_two,
             "warm": lambda: verifier.verify(next(warm_codes), RIDE_SCENE),
             "cold": lambda: verifier.verify(next(cold_codes), RIDE_SCENE),
+            "key_seen": lambda: verifier.verify(next(key_seen_codes), RIDE_SCENE),
             "warm_no_scene": lambda: verifier.verify(first),
             "decompress": lambda: ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point),
         },
         rounds=rounds,
-        calls={"raw_two": warm_calls, "warm": warm_calls, "cold": cold_calls, "warm_no_scene": warm_calls,
-               "decompress": warm_calls},
+        calls={"raw_two": warm_calls, "warm": warm_calls, "cold": cold_calls, "key_seen": cold_calls,
+               "warm_no_scene": warm_calls, "decompress": warm_calls},
     )
     after = device_key.cache_info()
     spent = len(guard) - guard_before
-    if spent != warm_count + cold_count or next(warm_codes, None) is not None or next(cold_codes, None) is not None:
-        raise SystemExit(f"bench: {warm_count + cold_count - spent} ride codes were refused while timed")
+    made = warm_count + 2 * cold_count
+    if spent != made or any(next(left, None) is not None for left in (warm_codes, cold_codes, key_seen_codes)):
+        raise SystemExit(f"bench: {made - spent} ride codes were refused while timed")
     return {
-        "what": "Verifier.verify(ride code, scene metro-gate): parse, credential signature (trust list key), claims, "
-                "device key (compressed point, lru_cache), device signature, times, scene, status lookup in a "
+        "what": "Verifier.verify(ride code, scene metro-gate): parse, credential (trust list key, signature, claims; "
+                "once per credential), device key (compressed point, lru_cache), device signature, times, scene, "
+                "status lookup in a "
                 f"{RIDE_STATUS_SIZE:,}-entry list, replay guard (memory); vs two raw ECDSA P-256 verifies of the "
                 "same two Sig_structures with ready key objects",
         "scene": RIDE_SCENE.name,
         "status_list_entries": RIDE_STATUS_SIZE,
         "rounds": rounds,
-        "calls_per_round": {"warm": warm_calls, "cold": cold_calls},
-        "codes_made": warm_count + cold_count,
+        "calls_per_round": {"warm": warm_calls, "cold": cold_calls, "key_seen": cold_calls},
+        "codes_made": made,
         "codes_made_s": round(made_s, 1),
         "raw_two_verifies_us": summary(samples["raw_two"], 1e-6),
         "ride_verify_warm_us": summary(samples["warm"], 1e-6),
         "ride_verify_cold_us": summary(samples["cold"], 1e-6),
+        "ride_verify_key_seen_us": summary(samples["key_seen"], 1e-6),
         "ride_verify_warm_no_scene_us": summary(samples["warm_no_scene"], 1e-6),
         "decompress_point_us": summary(samples["decompress"], 1e-6),
         "ratio_warm": ratio(samples["warm"], samples["raw_two"]),
         "ratio_cold": ratio(samples["cold"], samples["raw_two"]),
+        "ratio_key_seen": ratio(samples["key_seen"], samples["raw_two"]),
         "ratio_warm_no_scene": ratio(samples["warm_no_scene"], samples["raw_two"]),
         "cold_over_warm": ratio(samples["cold"], samples["warm"]),
         "device_key_cache": {"hits": after.hits - before.hits, "misses": after.misses - before.misses},
+        "credentials_held": len(verifier._credentials),
         "signed_bytes": {"credential": len(cred_data), "code": len(code_data)},
     }
 
@@ -745,6 +763,90 @@ def bench_ride_qr(r: RideSetup) -> dict[str, Any]:
             "within_target": version <= 13,
         }
     return out
+
+
+# -- h. citycode verify --batch ---------------------------------------------------------------------------------
+def bench_cli_batch(s: Setup, home: Path, plan: Plan) -> dict[str, Any]:
+    """``citycode verify --batch FILE`` of ``cli_codes`` identity codes, per code with the process start taken
+    off, against one raw verify measured in the same round; and the same loop in process."""
+    base = home / "cli"
+    gate_home = base / "gate-home"  # stays empty: the command takes the trust list and anchor files
+    base.mkdir()
+    trust_file, anchor_file = base / "trust.jwt", base / "anchor.pem"
+    trust_file.write_text(sign_trust_list(s.keyring, validity=7 * 24 * 3600), "ascii")
+    anchor_file.write_bytes(s.keyring.anchor_public_pem())
+    count = plan.cli_codes
+    codes = [issue_code(s.signer, "id", subject=os.urandom(10), lifetime=CODE_LIFETIME) for _ in range(count)]
+    files = {"batch": base / "codes.txt", "one": base / "one.txt"}
+    files["batch"].write_text("".join(code + "\n" for code in codes), "ascii")
+    files["one"].write_text(codes[0] + "\n", "ascii")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYCODE_")} | {"CITYCODE_HOME": str(gate_home)}
+    command = [sys.executable, "-m", "codeservice.cli", "verify", "--trust", str(trust_file), "--anchor",
+               str(anchor_file), "--batch"]
+    out_file = base / "out.jsonl"
+
+    def run_command(name: str) -> float:
+        with out_file.open("wb") as sink:
+            start = time.perf_counter()
+            done = subprocess.run([*command, str(files[name])], env=env, stdout=sink, stderr=subprocess.PIPE)
+            elapsed = time.perf_counter() - start
+        lines = out_file.read_bytes().splitlines()
+        expected = count if name == "batch" else 1
+        if done.returncode != 0 or len(lines) != expected or json.loads(lines[-1])["reason"] != "ok":
+            raise SystemExit(f"bench: citycode verify --batch did not accept its {expected} codes "
+                             f"(exit {done.returncode}): {done.stderr.decode(errors='replace')[-500:]}")
+        return elapsed
+
+    message = parse(base45.b45decode(s.code[len(PREFIX):]))
+    data = message.to_be_signed()
+    der = _der(message.signature)
+    key = s.verifier.trust.get(message.kid)
+    assert key is not None and isinstance(key.public_key, ec.EllipticCurvePublicKey)
+    public_key, algorithm = key.public_key, ec.ECDSA(hashes.SHA256())
+    public_key.verify(der, data, algorithm)
+    verifier = Verifier(TrustList.load_file(trust_file, load_anchor(anchor_file)), leeway=30)
+
+    def in_process() -> None:  # the file opened as the command opens it
+        with (files["batch"].open(encoding="utf-8", errors="replace") as lines,
+              out_file.open("w", encoding="utf-8") as sink, contextlib.redirect_stdout(sink)):
+            verify_batch(verifier, lines, None, None)
+
+    def sdk_only() -> None:
+        for code in codes:
+            verifier.verify(code)
+
+    steps: dict[str, Callable[[], float]] = {
+        "batch": lambda: run_command("batch"),
+        "one": lambda: run_command("one"),
+        "raw": lambda: _batch(lambda: public_key.verify(der, data, algorithm), plan.verify_calls),
+        "in_process": lambda: _batch(in_process, 1) / count,
+        "sdk": lambda: _batch(sdk_only, 1) / count,
+    }
+    for name in ("one", "raw"):  # warm up: the interpreter's files in the page cache, first-call allocations
+        steps[name]()
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(plan.cli_rounds):
+        for name in steps if r % 2 == 0 else reversed(list(steps)):
+            samples[name].append(steps[name]())
+    per_code = [(big - one) / (count - 1) for big, one in zip(samples["batch"], samples["one"], strict=True)]
+    return {
+        "what": "citycode verify --trust FILE --anchor FILE --batch FILE (python -m codeservice.cli, output to a "
+                f"file): {count:,} identity codes, and 1 code; per code = the difference / {count - 1:,}, against "
+                "one raw ECDSA P-256 verify per round. in_process: codeservice.cli.verify.verify_batch on the same "
+                "lines, standard output to a file; sdk: Verifier.verify alone on the same codes",
+        "codes": count,
+        "rounds": plan.cli_rounds,
+        "command_s": summary(samples["batch"], 1.0),
+        "process_start_s": summary(samples["one"], 1.0),
+        "per_code_us": summary(per_code, 1e-6),
+        "raw_verify_us": summary(samples["raw"], 1e-6),
+        "in_process_per_code_us": summary(samples["in_process"], 1e-6),
+        "sdk_verify_us": summary(samples["sdk"], 1e-6),
+        "ratio": ratio(per_code, samples["raw"]),
+        "ratio_in_process": ratio(samples["in_process"], samples["raw"]),
+        "ratio_sdk": ratio(samples["sdk"], samples["raw"]),
+        "ratio_target": 1.5,
+    }
 
 
 # -- machine ----------------------------------------------------------------------------------
@@ -799,6 +901,7 @@ def run(quick: bool) -> dict[str, Any]:
         doc["certificate"] = {"verify": bench_cert_verify(certs, plan), "qr": bench_cert_qr(certs)}
         rides = make_ride_setup(Path(home))
         doc["ride"] = {"verify": bench_ride_verify(rides, plan), "qr": bench_ride_qr(rides)}
+        doc["cli_batch"] = bench_cli_batch(s, Path(home), plan)
     doc["duration_s"] = round(time.perf_counter() - started, 1)
     return doc
 

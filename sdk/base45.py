@@ -39,8 +39,10 @@ def b45decode(text: str | bytes) -> bytes:
     """Decode base45 *text*; raise :class:`Base45Error` on anything not valid.
 
     Every three-character group ``c d e`` stands for ``c + 45*d + 2025*e``. Rather than loop in
-    Python, the digits of all groups are placed in 24-bit slots of three big integers, so that one
-    integer expression computes every group at once (no carries: a group is below 2**17).
+    Python, the digit values of all groups are read as one big integer, 24 bits a group, and three
+    masks pick out every group's ``c``, ``d`` and ``e`` at once, so that one integer expression
+    computes every group (no carries: a group is below 2**17, and a group above 0xFFFF shows in its
+    top byte).
     """
     try:
         raw = text.encode("ascii") if isinstance(text, str) else bytes(text)
@@ -55,22 +57,31 @@ def b45decode(text: str | bytes) -> bytes:
         raise Base45Error("dangling character")
     full = n - tail
     groups = full // 3
-    slots = bytearray(3 * groups)
-    slots[2::3] = values[0:full:3]
-    c = int.from_bytes(slots, "big")
-    slots[2::3] = values[1:full:3]
-    d = int.from_bytes(slots, "big")
-    slots[2::3] = values[2:full:3]
-    e = int.from_bytes(slots, "big")
-    packed = (c + 45 * d + 2025 * e).to_bytes(3 * groups, "big")
-    if packed[0::3].count(0) != groups:
+    low, high = _masks(groups)
+    digits = int.from_bytes(values[:full] if tail else values, "big")
+    packed = ((digits >> 16) & low) + 45 * ((digits >> 8) & low) + 2025 * (digits & low)
+    if packed & high:
         raise Base45Error("group value out of range")
+    group_bytes = packed.to_bytes(3 * groups, "big")
     out = bytearray(2 * groups)
-    out[0::2] = packed[1::3]
-    out[1::2] = packed[2::3]
+    out[0::2] = group_bytes[1::3]
+    out[1::2] = group_bytes[2::3]
     if tail == 2:
         last = values[full] + 45 * values[full + 1]
         if last > 0xFF:
             raise Base45Error("final group value out of range")
         out.append(last)
     return bytes(out)
+
+
+_MASKS: dict[int, tuple[int, int]] = {}
+
+
+def _masks(groups: int) -> tuple[int, int]:
+    """For *groups* 24-bit groups: the mask of every group's low byte, and of every group's top byte."""
+    masks = _MASKS.get(groups)
+    if masks is None:
+        masks = (int.from_bytes(b"\0\0\xff" * groups, "big"), int.from_bytes(b"\xff\0\0" * groups, "big"))
+        if groups <= 1024:  # every code (at most 2048 characters) is one of these lengths
+            _MASKS[groups] = masks
+    return masks

@@ -17,6 +17,9 @@ ALPHANUMERIC = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _VALUE = {c: i for i, c in enumerate(ALPHANUMERIC)}
 ROOT = "1.2.156.3005.2"
 _PART = re.compile(r"^[0-9A-Z]{1,32}$")
+#: A well-formed identifier in one match: the root, four parts as ``_PART`` and one check character.
+_IDENTIFIER = re.compile(re.escape(ROOT) + r"\.([0-9A-Z]{1,32})\.([0-9A-Z]{1,32})\.([0-9A-Z]{1,32})\.([0-9A-Z]{1,32})"
+                         r"\.([0-9A-Z])\Z")
 
 
 class IdentifierError(ValueError):
@@ -25,15 +28,40 @@ class IdentifierError(ValueError):
 
 def mod37_36_check(text: str) -> str:
     """The ISO/IEC 7064 MOD 37,36 check character for *text* (characters 0-9A-Z)."""
-    p = 36
-    for char in text:
-        try:
-            value = _VALUE[char]
-        except KeyError:
-            raise IdentifierError(f"character {char!r} is not 0-9 or A-Z") from None
-        s = (p + value) % 36 or 36
-        p = (2 * s) % 37
-    return ALPHANUMERIC[(37 - p) % 36]
+    return ALPHANUMERIC[(37 - _mod37_36_state(text)) % 36]
+
+
+#: The MOD 37,36 step as a table: ``_STEP[p][char]`` is the next state after *char* in state *p*,
+#: ``s = (p + value) % 36 or 36; p = (2 * s) % 37``.
+_STEP: tuple[dict[str, int], ...] = tuple(
+    {char: (2 * ((p + value) % 36 or 36)) % 37 for char, value in _VALUE.items()} for p in range(37)
+)
+
+
+def _mod37_36_state(text: str, p: int = 36) -> int:
+    """The MOD 37,36 state after *text*, from state *p* (36 at the start)."""
+    step = _STEP
+    try:
+        for char in text:
+            p = step[p][char]
+    except KeyError:
+        raise IdentifierError(f"character {char!r} is not 0-9 or A-Z") from None
+    return p
+
+
+#: The state after ``ROOT``, type code and issuer code, which all certificates of one type from one
+#: department share: computed once for each of the few such pairs.
+_PREFIX_STATE: dict[tuple[str, str], int] = {}
+
+
+def _check_of(type_code: str, issuer_code: str, serial: str, version: str) -> str:
+    """The check character of the identifier with these parts (``mod37_36_check`` of the body without dots)."""
+    p = _PREFIX_STATE.get((type_code, issuer_code))
+    if p is None:
+        p = _mod37_36_state(ROOT.replace(".", "") + type_code + issuer_code)
+        if len(_PREFIX_STATE) < 4096:
+            _PREFIX_STATE[(type_code, issuer_code)] = p
+    return ALPHANUMERIC[(37 - _mod37_36_state(serial + version, p)) % 36]
 
 
 def mod37_36_valid(text_with_check: str) -> bool:
@@ -49,7 +77,7 @@ class CertificateId:
 
     def __str__(self) -> str:
         body = f"{ROOT}.{self.type_code}.{self.issuer_code}.{self.serial}.{self.version}"
-        return f"{body}.{mod37_36_check(body.replace('.', ''))}"
+        return f"{body}.{_check_of(self.type_code, self.issuer_code, self.serial, self.version)}"
 
     @classmethod
     def build(cls, type_code: str, issuer_code: str, serial: str, version: int | str = 1) -> CertificateId:
@@ -62,6 +90,12 @@ class CertificateId:
     @classmethod
     def parse(cls, text: str) -> CertificateId:
         """Parse and validate an identifier, check character included."""
+        found = _IDENTIFIER.match(text) if type(text) is str else None
+        if found is not None:  # well formed: only the check character is left to check
+            type_code, issuer_code, serial, version, check = found.groups()
+            if _check_of(type_code, issuer_code, serial, version) == check:
+                return cls(type_code, issuer_code, serial, version)
+        # anything else: the step by step checks below, which say what is wrong
         if not isinstance(text, str) or not text.startswith(ROOT + "."):
             raise IdentifierError(f"a certificate identifier starts with {ROOT}.")
         parts = text[len(ROOT) + 1:].split(".")

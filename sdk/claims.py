@@ -42,7 +42,17 @@ class ClaimsError(ValueError):
 
 def subject_to_text(sub: bytes) -> str:
     """The printable pseudonymous id: lowercase base32 without padding (16 characters for 10 bytes)."""
+    if len(sub) == SUBJECT_LENGTH and type(sub) is bytes:  # a resident's: 80 bits, eight 10-bit pairs
+        n = int.from_bytes(sub, "big")
+        pairs = _B32_PAIRS
+        return (pairs[n >> 70] + pairs[(n >> 60) & 1023] + pairs[(n >> 50) & 1023] + pairs[(n >> 40) & 1023]
+                + pairs[(n >> 30) & 1023] + pairs[(n >> 20) & 1023] + pairs[(n >> 10) & 1023] + pairs[n & 1023])
     return base64.b32encode(sub).decode("ascii").rstrip("=").lower()
+
+
+_B32_LOWER = "abcdefghijklmnopqrstuvwxyz234567"
+#: Every 10-bit value as its two base32 characters (what ``base64.b32encode`` writes, in lower case).
+_B32_PAIRS = tuple(a + b for a in _B32_LOWER for b in _B32_LOWER)
 
 
 def subject_from_text(text: str) -> bytes:
@@ -74,7 +84,7 @@ def parse_claims(payload: bytes) -> Claims:
         claims = loads_exact(payload)
     except CoseError as exc:
         raise ClaimsError(str(exc)) from None
-    if not isinstance(claims, Mapping):
+    if type(claims) is not dict and not isinstance(claims, Mapping):  # type first: isinstance of an ABC is slow
         raise ClaimsError("claims must be a map")
     kind_no = claims.get(CLAIM_KIND)
     iat, exp, cti = claims.get(CLAIM_IAT), claims.get(CLAIM_EXP), claims.get(CLAIM_CTI)
@@ -120,6 +130,20 @@ class CertificateClaims:
     issuer_code: str
 
 
+_TEXT = frozenset((str,))
+_FIELD_TYPES = frozenset((str, int, bool))
+
+
+def _disclosed_fields_ok(fields: Any) -> bool:
+    """Names (text) to text, integers or booleans. Exact types are checked first, in C (what cbor2 decodes);
+    only when that fails the general check decides."""
+    if type(fields) is dict and _TEXT.issuperset(map(type, fields)) and _FIELD_TYPES.issuperset(
+            map(type, fields.values())):
+        return True
+    return isinstance(fields, Mapping) and all(
+        isinstance(k, str) and type(v) in (str, int, bool) for k, v in fields.items())
+
+
 def holder_to_text(holder: bytes | str) -> str:
     """A resident holder travels as the 10 pid bytes, a company as its credit code text."""
     return subject_to_text(holder) if isinstance(holder, bytes) else holder
@@ -127,7 +151,7 @@ def holder_to_text(holder: bytes | str) -> str:
 
 def parse_certificate(extra: Mapping[Any, Any]) -> CertificateClaims:
     body = extra.get(CLAIM_CERT)
-    if not isinstance(body, Mapping):
+    if type(body) is not dict and not isinstance(body, Mapping):
         raise ClaimsError("a certificate code carries its certificate claim")
     cert_id, type_code, holder = body.get(CERT_ID), body.get(CERT_TYPE), body.get(CERT_HOLDER)
     valid_from, valid_until, index = body.get(CERT_VALID_FROM), body.get(CERT_VALID_UNTIL), body.get(CERT_STATUS_INDEX)
@@ -146,9 +170,7 @@ def parse_certificate(extra: Mapping[Any, Any]) -> CertificateClaims:
         raise ClaimsError("certificate validity must be integers, from <= until")
     if type(index) is not int or index < 0:
         raise ClaimsError("status index must be a non-negative integer")
-    if not isinstance(fields, Mapping) or not all(
-        isinstance(k, str) and type(v) in (str, int, bool) for k, v in fields.items()
-    ):
+    if not _disclosed_fields_ok(fields):
         raise ClaimsError("disclosed fields must map names to text, integers or booleans")
     return CertificateClaims(cert_id, type_code, holder_to_text(holder), valid_from, valid_until, index, dict(fields),
                              ident.issuer_code)

@@ -29,6 +29,7 @@ share, so a twin of a spent code is ``replayed``.
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -82,10 +83,14 @@ def low_s(signature: bytes) -> bytes:
     Anything that is not 64 bytes with 0 < s < n is returned as it is (it will not verify anyway)."""
     if len(signature) != 64:
         return signature
-    s = int.from_bytes(signature[32:], "big")
-    if P256_ORDER // 2 < s < P256_ORDER:
-        return signature[:32] + (P256_ORDER - s).to_bytes(32, "big")
+    s = signature[32:]
+    if _HALF_ORDER_BYTES < s < _ORDER_BYTES:  # 32 bytes big-endian: bytewise order is numeric order
+        return signature[:32] + (P256_ORDER - int.from_bytes(s, "big")).to_bytes(32, "big")
     return signature
+
+
+_ORDER_BYTES = P256_ORDER.to_bytes(32, "big")
+_HALF_ORDER_BYTES = (P256_ORDER // 2).to_bytes(32, "big")
 
 
 def loads_exact(data: bytes) -> Any:
@@ -94,7 +99,25 @@ def loads_exact(data: bytes) -> Any:
     Deterministic means byte for byte what ``cbor2.dumps(item, canonical=True)`` writes for the decoded item,
     which is how the issuers and the phone write (see the module docstring). cbor2 alone would ignore
     trailing bytes, keep the last of repeated map keys and take any integer or length in a longer form.
+
+    The check is cheap for what this product writes (maps, arrays, integers, byte and text strings, booleans,
+    null): cbor2's plain encoder writes each of those in its shortest definite form and the maps in the order
+    decoded, so the plain re-encoding equal to *data*, with every map's keys in canonical order, is the
+    canonical re-encoding equal to *data* (the plain encoder costs a quarter of the canonical one, which
+    encodes every map key apart to sort them). Anything else (a float, a tag, a set, keys out of order, a
+    mismatch) takes the full comparison with the canonical encoding, which decides and words the refusal.
     """
+    try:
+        item = cbor2.loads(data)
+        plain = cbor2.dumps(item)
+    except Exception:  # not CBOR, or nothing cbor2 writes back: the full path below says which
+        plain = None
+    if plain == data and _canonical_tree(item):
+        return item
+    return _loads_exact_full(data)
+
+
+def _loads_exact_full(data: bytes) -> Any:
     stream = io.BytesIO(data)
     try:
         item = cbor2.CBORDecoder(stream).decode()
@@ -109,6 +132,47 @@ def loads_exact(data: bytes) -> Any:
     if canonical != data:
         raise CoseError(_NOT_DETERMINISTIC)
     return item
+
+
+#: Types whose plain and canonical encodings are the same (``bool`` is not an ``int`` here: ``type`` is exact).
+_SCALARS = frozenset((int, bytes, str, bool, type(None)))
+_KEY_TYPES = frozenset((int, bytes, str))
+#: Whether a map's key sequence (as decoded) is in canonical order: the few key sets in use, computed once.
+_KEY_ORDER: dict[tuple[Any, ...], bool] = {}
+_KEY_ORDER_MAX = 4096
+
+
+def _keys_in_canonical_order(keys: tuple[Any, ...]) -> bool:
+    if not _KEY_TYPES.issuperset(map(type, keys)):
+        return False  # a key of another type (first: True and 1.0 would find the entry of 1) goes the full way
+    known = _KEY_ORDER.get(keys)
+    if known is not None:
+        return known
+    encoded = [cbor2.dumps(key) for key in keys]
+    ordered = all((len(a), a) < (len(b), b) for a, b in itertools.pairwise(encoded))
+    if len(_KEY_ORDER) < _KEY_ORDER_MAX:
+        _KEY_ORDER[keys] = ordered
+    return ordered
+
+
+def _canonical_tree(item: Any) -> bool:
+    """True when *item* holds only scalars, lists and maps whose keys are in canonical order (RFC 8949
+    section 4.2.1: length first, then bytewise), so that its plain and canonical encodings are equal."""
+    kind = type(item)
+    if kind is dict:
+        if not _keys_in_canonical_order(tuple(item)):
+            return False
+        values: Any = item.values()
+    elif kind is list:
+        values = item
+    else:
+        return kind in _SCALARS
+    if _SCALARS.issuperset(map(type, values)):  # the common case, in C
+        return True
+    for value in values:  # noqa: SIM110 (a loop: all() over a generator takes twice as long)
+        if type(value) not in _SCALARS and not _canonical_tree(value):
+            return False
+    return True
 
 
 _NOT_DETERMINISTIC = (
@@ -132,9 +196,17 @@ _SIG1_PREFIX = b"\x84\x6aSignature1"
 
 def sig_structure(protected: bytes, payload: bytes) -> bytes:
     """The Sig_structure bytes (RFC 9052 section 4.4) with empty external AAD."""
-    return b"".join(
-        (_SIG1_PREFIX, _bstr_header(len(protected)), protected, b"\x40", _bstr_header(len(payload)), payload)
-    )
+    cacheable = type(protected) is bytes
+    head = _SIG_HEADS.get(protected) if cacheable else None
+    if head is None:  # the few protected headers in use (as _HEADER_CACHE)
+        head = b"".join((_SIG1_PREFIX, _bstr_header(len(protected)), protected, b"\x40"))
+        if cacheable and len(_SIG_HEADS) < 1024:
+            _SIG_HEADS[protected] = head
+    return b"".join((head, _bstr_header(len(payload)), payload))
+
+
+#: Per protected header: the Sig_structure up to the payload (context, protected header, empty AAD).
+_SIG_HEADS: dict[bytes, bytes] = {}
 
 
 def _encode_sign1(protected: bytes, payload: bytes, signature: bytes, tagged: bool) -> bytes:
@@ -171,11 +243,64 @@ def _parse_protected(protected: bytes) -> tuple[int, bytes]:
     return alg, kid
 
 
+def _bstr_at(data: bytes, pos: int) -> tuple[bytes, int]:
+    """The byte string whose head is at *pos*, in the shortest form of its length, and where it ends;
+    IndexError when there is none such (the caller then takes the full way)."""
+    head = data[pos]
+    if 0x40 <= head < 0x58:
+        start, length = pos + 1, head - 0x40
+    elif head == 0x58 and data[pos + 1] >= 24:
+        start, length = pos + 2, data[pos + 1]
+    elif head == 0x59 and data[pos + 1]:
+        start, length = pos + 3, int.from_bytes(data[pos + 1:pos + 3], "big")
+    else:  # 4-byte lengths and anything else: the full way (a code is at most 2 KB)
+        raise IndexError(pos)
+    end = start + length
+    if end > len(data):
+        raise IndexError(pos)
+    return data[start:end], end
+
+
+def _parse_shortest(data: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(protected, payload, signature) when *data* is byte for byte the deterministic encoding that
+    :func:`_encode_sign1` writes (tag 18 or none, four items, an empty unprotected map, shortest lengths);
+    None for anything else, which the full parser then refuses or takes, with its own words."""
+    try:
+        if data[0] == 0xD2 and data[1] == 0x84:
+            pos = 2
+        elif data[0] == 0x84:
+            pos = 1
+        else:
+            return None
+        protected, pos = _bstr_at(data, pos)
+        if data[pos] != 0xA0:
+            return None
+        payload, pos = _bstr_at(data, pos + 1)
+        signature, pos = _bstr_at(data, pos)
+    except (IndexError, TypeError):
+        return None
+    return (protected, payload, signature) if pos == len(data) else None
+
+
 def parse(data: bytes) -> Sign1:
     """Parse a tagged or untagged COSE_Sign1; raise :class:`CoseError` on anything unexpected.
 
-    The encoding must be deterministic (RFC 8949 section 4.2.1): definite, shortest lengths.
+    The encoding must be deterministic (RFC 8949 section 4.2.1): definite, shortest lengths. What the
+    issuers and phones write is read straight off the bytes (:func:`_parse_shortest`); anything else goes
+    through cbor2 and the comparison with its deterministic re-encoding, which refuses it or takes it.
     """
+    parts = _parse_shortest(data) if type(data) is bytes else None
+    if parts is not None:
+        protected, payload, signature = parts
+        alg, kid = _parse_protected(protected)
+        if alg == ALG_ES256:
+            signature = low_s(signature)
+        return Sign1(protected=protected, alg=alg, kid=kid, payload=payload, signature=signature)
+    return _parse_full(data)
+
+
+def _parse_full(data: bytes) -> Sign1:
+    """:func:`parse` through cbor2: decode, check each part, compare with the deterministic re-encoding."""
     try:
         item = cbor2.loads(data)
     except Exception as exc:  # cbor2 raises several unrelated types on bad input

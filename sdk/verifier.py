@@ -19,9 +19,10 @@ Order of checks (the first failure decides the reason):
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sdk import base45
 from sdk.claims import CertificateClaims, Claims, ClaimsError, parse_certificate, parse_claims
@@ -30,13 +31,25 @@ from sdk.keys import TrustedKey, verify_es256
 from sdk.reasons import Reason
 from sdk.replay import MemoryReplayGuard, ReplayGuard
 from sdk.result import Result, refused, refused_like
-from sdk.ride import parse_credential, parse_ride_code, replay_id
+from sdk.ride import RideCredential, parse_credential, parse_ride_code, replay_id
 from sdk.scene import Scene
 from sdk.statuslist import INVALID, SUSPENDED, VALID, StatusCache
 from sdk.trustlist import TrustList
 
 #: A last check on a code that passed: a refusal, or None to go on.
 Veto = Callable[[Result], "Result | None"]
+#: How many checked ride credentials a verifier keeps (a gate's phones of a day or so; about 2 KB each).
+CREDENTIAL_CACHE_SIZE = 4096
+
+
+class _Credential(NamedTuple):
+    """A ride credential that passed its checks under *trust*, and what they found."""
+
+    trust: TrustList
+    inner: Sign1
+    key: TrustedKey
+    claims: Claims
+    credential: RideCredential
 
 PREFIX = "CC1:"
 MAX_CODE_LENGTH = 2048
@@ -62,10 +75,15 @@ class Verifier:
         self.replay_guard: ReplayGuard = replay_guard if replay_guard is not None else MemoryReplayGuard()
         self.status = status if status is not None else StatusCache()
         self.clock = clock
+        #: Ride credentials that passed their checks (structure, trust-list key, signature, claims), by their
+        #: exact bytes: a phone shows the same credential in every ride code it makes that day.
+        self._credentials: dict[bytes, _Credential] = {}
+        self._credentials_lock = threading.Lock()
 
     def replace_trust_list(self, trust: TrustList) -> None:
         """Swap in a freshly synchronised trust list (atomic for readers)."""
         self.trust = trust
+        self._credentials = {}  # checked under the old list: each is checked again under the new one
 
     def verify(
         self, text: Any, scene: Scene | None = None, *, at: float | None = None, before_use: Veto | None = None
@@ -121,13 +139,14 @@ class Verifier:
     def _verify(
         self, text: Any, scene: Scene | None, now: float, before_use: Veto | None = None, evidence: bool = False
     ) -> Result:
-        if isinstance(text, (bytes, bytearray)):
-            try:
-                text = bytes(text).decode("ascii")
-            except UnicodeDecodeError:
+        if type(text) is not str:
+            if isinstance(text, (bytes, bytearray)):
+                try:
+                    text = bytes(text).decode("ascii")
+                except UnicodeDecodeError:
+                    return refused(Reason.NOT_A_CITYCODE, "not text")
+            if not isinstance(text, str):
                 return refused(Reason.NOT_A_CITYCODE, "not text")
-        if not isinstance(text, str):
-            return refused(Reason.NOT_A_CITYCODE, "not text")
         text = text.strip()
         if not text.startswith(PREFIX):
             return refused(Reason.NOT_A_CITYCODE, "no citycode prefix")
@@ -153,19 +172,20 @@ class Verifier:
             return refused(Reason.MALFORMED, f"claims: {exc}", kid=message.kid.hex())
 
         fields = self._fields(claims, message.kid.hex(), key.issuer, scene)
-        if claims.kind not in key.kinds:
-            return refused(Reason.UNTRUSTED_ISSUER, f"{key.issuer} does not issue {claims.kind} codes", **fields)
-        if not key.not_before - self.leeway <= claims.issued_at <= key.not_after or now > key.not_after + self.leeway:
+        kind, issued_at, leeway = claims.kind, claims.issued_at, self.leeway
+        if kind not in key.kinds:
+            return refused(Reason.UNTRUSTED_ISSUER, f"{key.issuer} does not issue {kind} codes", **fields)
+        if not key.not_before - leeway <= issued_at <= key.not_after or now > key.not_after + leeway:
             return refused(Reason.UNKNOWN_KEY, "key not valid at this time", **fields)
-        if claims.issued_at > now + self.leeway:
-            return refused(Reason.NOT_YET_VALID, f"issued {claims.issued_at - now:.0f} s in the future", **fields)
-        if claims.expires_at < now - self.leeway:
+        if issued_at > now + leeway:
+            return refused(Reason.NOT_YET_VALID, f"issued {issued_at - now:.0f} s in the future", **fields)
+        if claims.expires_at < now - leeway:
             return refused(Reason.EXPIRED, f"expired {now - claims.expires_at:.0f} s ago", **fields)
-        if claims.kind == "ridecred":  # no device signature: only ever accepted inside a ride code
+        if kind == "ridecred":  # no device signature: only ever accepted inside a ride code
             return refused(Reason.WRONG_KIND, "a ride credential is not a code by itself", **fields)
-        if scene is not None and not scene.accepts(claims.kind):
-            return refused(Reason.WRONG_KIND, f"scene {scene.name} does not take {claims.kind} codes", **fields)
-        if claims.kind == "cert":
+        if scene is not None and not scene.accepts(kind):
+            return refused(Reason.WRONG_KIND, f"scene {scene.name} does not take {kind} codes", **fields)
+        if kind == "cert":
             try:
                 cert = parse_certificate(claims.extra)
             except ClaimsError as exc:
@@ -177,10 +197,13 @@ class Verifier:
         return self._spend(Result(accepted=True, reason=Reason.OK, **fields), claims.code_id,
                            claims.expires_at + self.leeway, scene, before_use)
 
-    def _signer(self, message: Sign1, now: float, what: str = "") -> TrustedKey | Result:
+    def _signer(
+        self, message: Sign1, now: float, what: str = "", trust: TrustList | None = None
+    ) -> TrustedKey | Result:
         """The trust-list key whose signature *message* carries, or the refusal: an expired trust list, a key
         id not in it, another algorithm than the key's, a signature that does not verify."""
-        trust = self.trust
+        if trust is None:
+            trust = self.trust
         if trust.expired(now):
             return refused(Reason.TRUST_LIST_EXPIRED, f"trust list expired at {trust.expires_at}")
         key = trust.get(message.kid)
@@ -201,27 +224,27 @@ class Verifier:
             return refused(Reason.UNSUPPORTED_ALG, "ride codes are signed with ES256 only")
         try:
             code = parse_ride_code(message.payload)
-            inner = parse(code.credential)
         except ClaimsError as exc:
             return refused(Reason.MALFORMED, f"ride code: {exc}")
-        except AlgorithmError as exc:
-            return refused(Reason.UNSUPPORTED_ALG, f"credential: {exc}")
-        except CoseError as exc:
-            return refused(Reason.MALFORMED, f"credential: {exc}")
-        if not inner.kid:
-            return refused(Reason.MALFORMED, "the credential names no key")
-        key = self._signer(inner, now, "credential signature")
-        if isinstance(key, Result):
-            return key
-        try:
-            claims = parse_claims(inner.payload)
-            credential = parse_credential(claims)
-        except ClaimsError as exc:
-            return refused(Reason.MALFORMED, f"credential: {exc}", kid=inner.kid.hex())
+        trust = self.trust
+        seen = self._credentials.get(code.credential)
+        if seen is not None and seen.trust is trust:
+            # The same credential bytes, already checked under this very trust list: what that check found
+            # depends on nothing else. Only the trust list's own expiry depends on the time; the key's
+            # validity, the credential's expiry, the status and the rest are checked below for every code.
+            if trust.expired(now):
+                return refused(Reason.TRUST_LIST_EXPIRED, f"trust list expired at {trust.expires_at}")
+            inner, key, claims, credential = seen.inner, seen.key, seen.claims, seen.credential
+        else:
+            checked = self._check_credential(code.credential, trust, now)
+            if isinstance(checked, Result):
+                return checked
+            inner, key, claims, credential = checked.inner, checked.key, checked.claims, checked.credential
+        code_id = replay_id(credential, code)
         fields: dict[str, Any] = {
             "kind": "ride", "subject_id": credential.account, "issued_at": code.generated_at,
             "expires_at": code.generated_at + credential.validity, "kid": inner.kid.hex(), "issuer": key.issuer,
-            "code_id": replay_id(credential, code).hex(), "scene": scene.name if scene is not None else None,
+            "code_id": code_id.hex(), "scene": scene.name if scene is not None else None,
             "card_type": credential.card_type, "fare_limit": credential.fare_limit,
             "credential_id": credential.credential_id.hex(), "credential_expires_at": credential.expires_at,
         }
@@ -249,8 +272,36 @@ class Verifier:
             refusal = self._check_status(key.issuer, credential.status_index, scene, now, fields, "account or device")
             if refusal is not None:
                 return refusal
-        return self._spend(Result(accepted=True, reason=Reason.OK, **fields), replay_id(credential, code),
+        return self._spend(Result(accepted=True, reason=Reason.OK, **fields), code_id,
                            code.generated_at + credential.validity + self.leeway, scene, before_use)
+
+    def _check_credential(self, blob: bytes, trust: TrustList, now: float) -> _Credential | Result:
+        """A ride credential through *trust*: its structure, its key, its signature, its claims; the refusal
+        else. What passes is kept (by the credential's exact bytes, with the trust list it passed under), for
+        the next codes of the same phone."""
+        try:
+            inner = parse(blob)
+        except AlgorithmError as exc:
+            return refused(Reason.UNSUPPORTED_ALG, f"credential: {exc}")
+        except CoseError as exc:
+            return refused(Reason.MALFORMED, f"credential: {exc}")
+        if not inner.kid:
+            return refused(Reason.MALFORMED, "the credential names no key")
+        key = self._signer(inner, now, "credential signature", trust)
+        if isinstance(key, Result):
+            return key
+        try:
+            claims = parse_claims(inner.payload)
+            credential = parse_credential(claims)
+        except ClaimsError as exc:
+            return refused(Reason.MALFORMED, f"credential: {exc}", kid=inner.kid.hex())
+        checked = _Credential(trust, inner, key, claims, credential)
+        with self._credentials_lock:
+            cache = self._credentials
+            while len(cache) >= CREDENTIAL_CACHE_SIZE:  # the oldest first
+                del cache[next(iter(cache))]
+            cache[blob] = checked
+        return checked
 
     def _check_status(
         self, issuer: str, index: int, scene: Scene | None, now: float, fields: dict[str, Any], what: str

@@ -50,12 +50,26 @@ def test_bench_run_ride_section_at_tiny_sizes(tmp_path):
     plan = dataclasses.replace(QUICK, verify_rounds=2, ride_calls=20, ride_cold_calls=10)
     rides = make_ride_setup(tmp_path)
     verify = bench_ride_verify(rides, plan)
-    assert verify["codes_made"] == (2 + 2 * 20) + (1 + 2 * 10)
-    # every cold code is a new phone: its device key is decompressed; the warm phone's never again
+    assert verify["codes_made"] == (2 + 2 * 20) + 2 * (1 + 2 * 10)  # warm, then cold and key-seen codes
+    # every cold code is a new phone: its device key is decompressed; a key-seen code's new credential finds the
+    # phone's key in the cache; a warm code's credential was checked before and holds its key
     assert verify["device_key_cache"]["misses"] == 1 + 2 * 10
-    assert verify["device_key_cache"]["hits"] == 2 * (2 + 2 * 20)
-    for name in ("ratio_warm", "ratio_cold", "cold_over_warm"):
+    assert verify["device_key_cache"]["hits"] == 1 + 2 * 10
+    # the warm phone's credential, the set-up's revoked phone's, then every cold and key-seen code's
+    assert verify["credentials_held"] == 1 + 1 + 2 * (1 + 2 * 10)
+    for name in ("ratio_warm", "ratio_cold", "ratio_key_seen", "cold_over_warm"):
         assert verify[name]["of_medians"] > 0
     qr = bench_ride_qr(rides)
     for name in ("service_default", "largest"):
         assert qr[name]["alphanumeric"] and qr[name]["qr_version_at_M"] >= 1
+
+
+def test_bench_run_cli_batch_at_tiny_sizes(tmp_path):
+    from bench.run import QUICK, bench_cli_batch, make_setup
+
+    plan = dataclasses.replace(QUICK, verify_calls=50, cli_codes=30, cli_rounds=1)
+    batch = bench_cli_batch(make_setup(tmp_path), tmp_path, plan)  # raises unless every code was accepted
+    assert batch["codes"] == 30 and batch["rounds"] == 1
+    assert batch["process_start_s"]["median"] > 0 and batch["raw_verify_us"]["median"] > 0
+    for name in ("ratio", "ratio_in_process", "ratio_sdk"):
+        assert name in batch

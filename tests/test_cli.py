@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import stat
 import subprocess
 import sys
@@ -187,3 +188,88 @@ def test_a_gate_command_starts_without_the_web_app() -> None:
              "m.rsplit('.', 1)[-1] in ('api', 'pages', 'web', 'clerk', 'resident')))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_batch_output_is_byte_for_byte_one_json_dumps_a_line(tmp_path, capsysbinary, monkeypatch):
+    """verify --batch writes its lines in chunks: the bytes are those of one json.dumps(result.to_dict(),
+    ensure_ascii=False) a line, as when every line had its own click.echo; and the chunks break anywhere."""
+    import io
+
+    from codeservice.cli import verify as verify_cli
+    from issuers.codes import issue_code
+    from issuers.keyring import IssuerInfo, Keyring
+    from issuers.trustlist import sign_trust_list
+    from sdk import MemoryReplayGuard, TrustList, Verifier, load_anchor
+    from verifiers.scenes import SCENES
+
+    keyring = Keyring(tmp_path / "keys")
+    keyring.initialise([IssuerInfo("city-id", "City Identity Office", ("id",))])
+    trust = TrustList.load(sign_trust_list(keyring, validity=3600), load_anchor(keyring.anchor_public_pem()))
+    codes = [issue_code(keyring.signer("city-id"), "id", subject=os.urandom(10), lifetime=60) for _ in range(7)]
+    lines = [*codes, codes[0], "https://example.com/é", "", "CC1:" + codes[1][4:-2], "\ufeff" + codes[2],
+             "你好\x1b[31m", " " + codes[3] + " ", codes[4].lower(), "CC1:" + "A" * 3000] * 3
+    text = "".join(line + ("\r\n" if i % 3 else "\n") for i, line in enumerate(lines))
+    at = time.time()
+    for chunk in (1, 2, 7, 100):
+        monkeypatch.setattr(verify_cli, "BATCH_LINES", chunk)
+        for scene in (None, SCENES["bus"]):
+            expected_verifier = Verifier(trust, replay_guard=MemoryReplayGuard())
+            expected = "".join(json.dumps(expected_verifier.verify(line, scene, at=at).to_dict(), ensure_ascii=False)
+                               + "\n" for line in text.splitlines()).encode()
+            capsysbinary.readouterr()
+            verifier = Verifier(trust, replay_guard=MemoryReplayGuard())
+            all_accepted = verify_cli.verify_batch(verifier, io.StringIO(text, newline=""), scene, at)
+            assert capsysbinary.readouterr().out == expected
+            assert all_accepted is False
+
+
+def test_batch_from_a_pipe_answers_each_line_before_the_next_arrives(env, resident):
+    codes = run(env, "code", "issue", resident["id"], "--count", "3").stdout.splitlines()
+    process = subprocess.Popen([CITYCODE, "verify", "--batch", "-"], env=env, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        for code in codes:  # a scanner: one code, then wait for its answer
+            process.stdin.write(code + "\n")
+            process.stdin.flush()
+            assert select.select([process.stdout], [], [], 30)[0], "no answer while the next code waits"
+            assert json.loads(process.stdout.readline())["accepted"]
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+
+
+
+
+def test_result_line_is_json_dumps_of_to_dict():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from codeservice.cli import verify as verify_cli
+    from sdk import Reason, Result
+
+    assert verify_cli._LINE_IN_STEP  # the fast path is the one in use
+    texts = st.text() | st.sampled_from(["", "é", "你好", "\x1b[31m", "\u2028", '"\\', "\ud800"])
+    values = st.none() | texts | st.integers(-(2**70), 2**70) | st.booleans() | st.floats()
+    fields = st.none() | st.dictionaries(texts, texts | st.integers() | st.booleans(), max_size=4)
+
+    @settings(max_examples=500, deadline=None)
+    @given(accepted=st.booleans() | st.none() | st.integers(0, 1), reason=st.sampled_from(list(Reason)),
+           detail=texts, subject_id=st.none() | st.binary(max_size=12), others=st.lists(values, min_size=15,
+                                                                                     max_size=15),
+           disclosed=fields)
+    def check(accepted, reason, detail, subject_id, others, disclosed):
+        names = ["kind", "issued_at", "expires_at", "kid", "issuer", "code_id", "scene", "cert_id", "cert_type",
+                 "holder", "status_age", "card_type", "fare_limit", "credential_id", "credential_expires_at"]
+        result = Result(accepted=accepted, reason=reason, detail=detail, subject_id=subject_id, fields=disclosed,
+                        **dict(zip(names, others, strict=True)))
+        try:
+            expected = json.dumps(result.to_dict(), ensure_ascii=False)
+        except ValueError:  # an integer too long for str(): both refuse
+            with pytest.raises(ValueError):
+                verify_cli.result_line(result)
+            return
+        assert verify_cli.result_line(result) == expected
+
+    check()

@@ -286,3 +286,74 @@ def test_no_mutation_of_a_ride_code_is_accepted(ring, trust, device, data):
     raw[position] ^= data.draw(st.integers(1, 255))
     result = verifier.verify("CC1:" + base45.b45encode(bytes(raw)), METRO, at=T0)
     assert not result.accepted
+
+
+# -- a phone's credential, checked once ------------------------------------------------------------------------------
+def test_a_credential_already_checked_spares_its_signature_but_not_the_checks_of_each_code(ring, trust, device):
+    """A phone shows the same credential in every ride code of the day: a verifier checks its structure, key and
+    signature once (by its exact bytes, under the same trust list). Everything else is still checked per code."""
+    verifier = Verifier(trust, leeway=30, status=status_cache(ring, trust),
+                        replay_guard=MemoryReplayGuard(clock=lambda: T0))
+    checks = []
+    check_credential = verifier._check_credential
+    verifier._check_credential = lambda *args: checks.append(args[0]) or check_credential(*args)  # type: ignore[method-assign]
+    cred = credential(ring, device, lifetime=3600, now=T0 - 600)
+    assert verifier.verify(make_ride_code(device, cred, now=T0), METRO, at=T0).accepted
+    assert len(verifier._credentials) == 1
+
+    thief = ec.generate_private_key(ec.SECP256R1())  # the credential copied into another phone's code
+    stolen = verifier.verify(make_ride_code(thief, cred, now=T0), METRO, at=T0)
+    assert stolen.reason is Reason.BAD_SIGNATURE and stolen.detail == "device signature"
+    late = T0 - 600 + 3600 + 31
+    assert verifier.verify(make_ride_code(device, cred, now=late), METRO, at=late).reason is Reason.CREDENTIAL_EXPIRED
+    after = trust.expires_at
+    assert verifier.verify(make_ride_code(device, cred, now=after), METRO, at=after).reason is Reason.TRUST_LIST_EXPIRED
+    assert verifier.verify(make_ride_code(device, cred, now=T0), SCENES["bus"], at=T0).accepted  # still good
+
+    verifier.status = status_cache(ring, trust, {INDEX: INVALID})  # revoked since: refused at the next code
+    assert verifier.verify(make_ride_code(device, cred, now=T0), METRO, at=T0).reason is Reason.REVOKED
+    assert checks == [cred]  # checked once, at the first code
+
+
+def test_a_credential_checked_under_one_trust_list_is_checked_again_under_another(ring, trust, device, tmp_path):
+    other = Keyring(tmp_path / "other")
+    other.initialise([IDENTITY])  # a list without the transit platform's key
+    without_transit = TrustList.load(sign_trust_list(other, validity=86400, now=T0 - 60),
+                                     load_anchor(other.anchor_public_pem()), at=T0)
+    cred = credential(ring, device)
+    for swap in ("replace_trust_list", "assign"):
+        verifier = Verifier(trust, status=status_cache(ring, trust))
+        assert verifier.verify(make_ride_code(device, cred, now=T0), METRO, at=T0).accepted
+        if swap == "replace_trust_list":
+            verifier.replace_trust_list(without_transit)
+        else:
+            verifier.trust = without_transit
+        assert verifier.verify(make_ride_code(device, cred, now=T0), METRO, at=T0).reason is Reason.UNKNOWN_KEY
+        verifier.replace_trust_list(trust)
+        assert verifier.verify(make_ride_code(device, cred, now=T0), METRO, at=T0).accepted
+
+
+def test_the_credential_cache_is_bounded(ring, trust, monkeypatch):
+    from sdk import verifier as verifier_module
+
+    monkeypatch.setattr(verifier_module, "CREDENTIAL_CACHE_SIZE", 3)
+    verifier = Verifier(trust, status=status_cache(ring, trust))
+    phones = [ec.generate_private_key(ec.SECP256R1()) for _ in range(5)]
+    creds = [credential(ring, phone) for phone in phones]
+    for phone, cred in zip(phones, creds, strict=True):
+        assert verifier.verify(make_ride_code(phone, cred, now=T0), METRO, at=T0).accepted
+    assert list(verifier._credentials) == creds[2:]  # the oldest went first
+    assert verifier.verify(make_ride_code(phones[0], creds[0], now=T0), METRO, at=T0).accepted  # checked again
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_no_mutation_of_a_ride_code_is_accepted_when_its_credential_was_checked_before(ring, trust, device, data):
+    verifier = Verifier(trust, status=status_cache(ring, trust))
+    cred = credential(ring, device)
+    assert verifier.verify(make_ride_code(device, cred, now=T0), METRO, at=T0).accepted
+    raw = bytearray(base45.b45decode(make_ride_code(device, cred, now=T0)[4:]))
+    position = data.draw(st.integers(0, len(raw) - 1))
+    raw[position] ^= data.draw(st.integers(1, 255))
+    result = verifier.verify("CC1:" + base45.b45encode(bytes(raw)), METRO, at=T0)
+    assert not result.accepted

@@ -2,17 +2,116 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import select
+import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TextIO
 
 import click
 
 from codeservice.cli.common import EXIT_REFUSED, echo_json, fail, load_services, load_settings, parse_time
-from sdk import TrustList, TrustListError, Verifier, load_anchor
+from sdk import Reason, Result, TrustList, TrustListError, Verifier, load_anchor
 from sdk.scene import Scene, SceneError
 from sdk.statuslist import StatusCache, StatusListError
 from verifiers.scenes import SCENES
+
+#: ``json.dumps(data, ensure_ascii=False)`` makes a new encoder at every call; this one has the same options
+#: and writes the same text.
+_JSON = json.JSONEncoder(ensure_ascii=False)
+_STR = json.encoder.encode_basestring  # what _JSON writes a string with (ensure_ascii=False)
+#: The keys of Result.to_dict in its order, as result_line writes them.
+_LINE_KEYS = ("accepted", "reason", "message", "detail", "kind", "subject", "issued_at", "expires_at", "kid", "issuer",
+              "code_id", "scene", "cert_id", "cert_type", "holder", "fields", "status_age", "card_type", "fare_limit",
+              "credential_id", "credential_expires_at")
+_LINE_IN_STEP = tuple(Result(accepted=False, reason=Reason.OK).to_dict()) == _LINE_KEYS
+
+
+def result_line(result: Result) -> str:
+    """``json.dumps(result.to_dict(), ensure_ascii=False)``, written field by field: the same text in half the
+    time (no dictionary, no encoder set up per call). Strings, integers and None are written here as the
+    encoder writes them; anything else (the disclosed fields, a value of another type) by the encoder itself.
+    Should Result.to_dict ever have other keys than these, the encoder writes the whole line."""
+    if not _LINE_IN_STEP:
+        return _JSON.encode(result.to_dict())
+    v = _json_value
+    r = result
+    return "".join((
+        '{"accepted": ', "true" if r.accepted is True else "false" if r.accepted is False else v(r.accepted),
+        ', "reason": ', v(r.reason.value),
+        ', "message": ', v(r.message), ', "detail": ', v(r.detail), ', "kind": ', v(r.kind),
+        ', "subject": ', v(r.subject), ', "issued_at": ', v(r.issued_at), ', "expires_at": ', v(r.expires_at),
+        ', "kid": ', v(r.kid), ', "issuer": ', v(r.issuer), ', "code_id": ', v(r.code_id), ', "scene": ', v(r.scene),
+        ', "cert_id": ', v(r.cert_id), ', "cert_type": ', v(r.cert_type), ', "holder": ', v(r.holder),
+        ', "fields": ', v(r.fields), ', "status_age": ', v(r.status_age), ', "card_type": ', v(r.card_type),
+        ', "fare_limit": ', v(r.fare_limit), ', "credential_id": ', v(r.credential_id),
+        ', "credential_expires_at": ', v(r.credential_expires_at), "}",
+    ))
+
+
+def _json_value(value: Any) -> str:
+    kind = type(value)
+    if value is None:
+        return "null"
+    if kind is str:
+        return _STR(value)
+    if kind is int:
+        return int.__repr__(value)
+    return _JSON.encode(value)
+
+
+#: Result lines written at once (about 60 KB), unless the input may make us wait first.
+BATCH_LINES = 100
+
+
+def verify_batch(verifier: Verifier, stream: TextIO, scene: Scene | None, at: float | None) -> bool:
+    """Verify one code a line and write one JSON result a line to standard output (through ``click.echo``, as
+    every other output, so the same bytes); True when every code was accepted.
+
+    Each line is written by :func:`result_line`, and the lines a hundred at a time rather than each with its
+    own ``click.echo`` (which flushes: a write system call a line), and always before a read that may have to
+    wait for its line (a scanner or a person at the other end of a pipe sees each answer as before) and at the
+    end, also when interrupted."""
+    all_accepted = True
+    pending: list[str] = []
+    may_wait = _may_wait(stream)
+    try:
+        for line in stream:
+            result = verifier.verify(line.rstrip("\r\n"), scene, at=at)
+            all_accepted = all_accepted and result.accepted
+            pending.append(result_line(result))
+            if len(pending) >= BATCH_LINES or may_wait():
+                click.echo("\n".join(pending))
+                pending.clear()
+    finally:
+        if pending:
+            click.echo("\n".join(pending))
+    return all_accepted
+
+
+def _may_wait(stream: TextIO) -> Callable[[], bool]:
+    """Whether reading the next line of *stream* may have to wait: never for a regular file or text in memory;
+    for a pipe or a terminal when nothing is waiting to be read at the moment (or when that cannot be told)."""
+    if isinstance(stream, io.StringIO):
+        return lambda: False
+    try:
+        fd = stream.fileno()
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return lambda: False
+    except (OSError, ValueError, AttributeError):  # no file descriptor: a flush a line
+        return lambda: True
+
+    def nothing_waiting() -> bool:
+        try:
+            return not select.select([fd], [], [], 0)[0]
+        except (OSError, ValueError):  # not selectable here (a pipe on Windows)
+            return True
+
+    return nothing_waiting
 
 
 def _scene_from_file(path: Path):  # type: ignore[no-untyped-def]
@@ -118,11 +217,8 @@ def verify(
         except OSError as exc:
             fail(f"cannot read {batch_path}: {exc.strerror}")
         with stream:
-            for line in stream:
-                result = verifier.verify(line.rstrip("\r\n"), scene_policy, at=at)
-                echo_json(result.to_dict())
-                results.append(result)
-        sys.exit(0 if all(r.accepted for r in results) else EXIT_REFUSED)
+            all_accepted = verify_batch(verifier, stream, scene_policy, at)
+        sys.exit(0 if all_accepted else EXIT_REFUSED)
     else:
         results.append(verifier.verify(text, scene_policy, at=at))
     for result in results:
