@@ -3,8 +3,10 @@
 
     python -m bench.http [--count 400] [--concurrency 8] [--workers 4]
 
-Baseline in the same run: ``GET /api/v1/health`` per second (one database and one Redis round trip,
-no signing), through the same server and client. Prints one JSON document.
+Phases: online verify (scene service-window), consent requests, approvals, fetches; then ``citycode audit
+verify`` (``audit_ok``; the command exits 1 when the log does not verify). Baseline in the same run:
+``GET /api/v1/health`` per second (one database and one Redis round trip, no signing), through the same server
+and client. Prints one JSON document; each phase has ``latency_ms_p99`` beside the median and p95.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ def rate(fn: Any, jobs: list[Any], concurrency: int) -> dict[str, Any]:
     return {"count": len(jobs), "seconds": round(seconds, 2), "per_second": round(len(jobs) / seconds, 1),
             "latency_ms_median": round(statistics.median(latencies) * 1000, 1),
             "latency_ms_p95": round(sorted(latencies)[int(0.95 * len(latencies)) - 1] * 1000, 1),
+            "latency_ms_p99": round(sorted(latencies)[max(0, int(0.99 * len(latencies)) - 1)] * 1000, 1),
             "results": results}
 
 
@@ -145,6 +148,9 @@ def main() -> None:
             clerk_api.call("GET", "/api/v1/health")
 
         health = rate(lambda _: clerk_api.call("GET", "/api/v1/health")[0], list(range(n)), c)
+        shown = [services.issue_identity_code(elder) for _ in range(n)]
+        verified = rate(lambda code: clerk_api.call("POST", "/api/v1/verify",
+                                                    {"code": code, "scene": "service-window"})[0], shown, c)
         codes = [services.issue_identity_code(elder) for _ in range(n)]
         made = rate(lambda code: clerk_api.call("POST", "/api/v1/consent/requests",
                                                 {"code": code, "purpose": "elderly allowance application",
@@ -159,14 +165,23 @@ def main() -> None:
             "server": f"citycode serve --workers {args.workers} --threads 4 (gunicorn gthread), PostgreSQL, Redis",
             "client": f"{c} threads, keep-alive, on the same 2-core machine",
         }
-        for name, result in (("health_baseline", health), ("requests", made), ("approvals", approved),
-                             ("fetches", fetched)):
+        audit = subprocess.run([CITYCODE, "audit", "verify"], env=env, capture_output=True, text=True)
+        try:
+            audit_ok = audit.returncode == 0 and json.loads(audit.stdout).get("ok") is True
+        except ValueError:
+            audit_ok = False
+        for name, result in (("health_baseline", health), ("verify", verified), ("requests", made),
+                             ("approvals", approved), ("fetches", fetched)):
             statuses = [r[0] if isinstance(r, tuple) else r for r in result.pop("results")]
             result["statuses"] = {str(s): statuses.count(s) for s in sorted(set(statuses))}
             out[name] = result
-        for name in ("requests", "approvals", "fetches"):
+        for name in ("verify", "requests", "approvals", "fetches"):
             out[name]["vs_health"] = round(out[name]["per_second"] / health["per_second"], 3)
+        out["audit_ok"] = audit_ok  # the access log verified after the run: one chain, no gap, no fork
         print(json.dumps(out, indent=2))
+        if not audit_ok:
+            print(f"the access log does not verify after the run: {audit.stdout or audit.stderr}", file=sys.stderr)
+            sys.exit(1)
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
