@@ -79,18 +79,6 @@ def _state_error(exc: StateError) -> tuple[Response, int]:
     return jsonify(error="state_unavailable", message=str(exc)), 503
 
 
-# -- settings ------------------------------------------------------------------------------------
-
-def _answer_minutes() -> int:
-    """Minutes a resident has to answer (CITYCODE_CONSENT_ANSWER_MINUTES)."""
-    return current_services().settings.consent_answer_minutes
-
-
-def _fetch_minutes() -> int:
-    """Minutes the clerk has to fetch after an approval (CITYCODE_CONSENT_FETCH_MINUTES)."""
-    return current_services().settings.consent_fetch_minutes
-
-
 # -- clients and rate limits -----------------------------------------------------------------------
 def _client(role: str, *, limited: bool = True) -> Callable[[F], F]:
     """``require_client(role)``, then (for clerks and devices) the client's rate limit, then the document's check

@@ -41,8 +41,6 @@ from sdk.sdjwt import SdJwtError, verify_sd_jwt
 
 console = Blueprint("console", __name__)
 
-SCENE = "service-window"  # the clerk may re-scan a code while it lives
-MAX_CODE_CHARS = 2048
 MAX_KEY_CHARS = 200
 KEEP_CHOICES = [(15, "15 minutes"), (30, "30 minutes"), (60, "1 hour"), (240, "4 hours"), (1440, "1 day")]
 DEFAULT_KEEP = 30
