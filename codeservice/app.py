@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from codeservice import contract
@@ -96,6 +96,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             raise RequestEntityTooLarge()
 
     app.before_request(contract.check_public_request)  # then the document's check of a request needing no key
+
+    # One pooled connection a request, whatever number of transactions it commits one after another: one
+    # checkout, one liveness ping and one reset instead of one each a transaction (codeservice/db.py).
+    @app.before_request
+    def _database_scope() -> None:
+        g.citycode_db_scope = services.db.open_scope()
+
+    @app.teardown_request
+    def _end_database_scope(_exc: BaseException | None) -> None:
+        token = g.pop("citycode_db_scope", None)
+        if token is not None:
+            services.db.close_scope(token)
     app.after_request(contract.check_response)  # only when app.testing
 
     @app.after_request

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -62,16 +64,61 @@ def schema_is_current(engine: Engine) -> bool:
     return "alembic_version" in inspect(engine).get_table_names()
 
 
+@dataclass
+class _Held:
+    """The connection a scope's sessions take their turns on; ``busy`` while a session has it."""
+
+    connection: Connection | None = None
+    busy: bool = False
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._scope: ContextVar[_Held | None] = ContextVar(f"citycode-db-scope-{id(self)}", default=None)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session in one transaction: committed on success, rolled back on error."""
-        with self._sessions() as session, session.begin():
-            yield session
+        """A session in one transaction: committed on success, rolled back on error.
+
+        Inside ``scope`` (an HTTP request), sessions that follow one another share one pooled connection, each
+        still in a transaction of its own; a session opened while another is open takes a connection of its own,
+        so that its commit stays its own."""
+        held = self._scope.get()
+        if held is None or held.busy:
+            with self._sessions() as session, session.begin():
+                yield session
+            return
+        if held.connection is None or held.connection.invalidated:
+            held.connection = self.engine.connect()
+        elif held.connection.in_transaction():
+            held.connection.rollback()  # nothing of a finished session's is left open (a failed commit's, say)
+        held.busy = True
+        try:
+            with self._sessions(bind=held.connection) as session, session.begin():
+                yield session
+        finally:
+            held.busy = False
+
+    def open_scope(self) -> Token[_Held | None]:
+        """Begin a scope (see ``session``): the connection is taken from the pool when a session first needs it."""
+        return self._scope.set(_Held())
+
+    def close_scope(self, token: Token[_Held | None]) -> None:
+        """End the scope: its connection goes back to the pool (rolled back, as any connection returned is)."""
+        held = self._scope.get()
+        self._scope.reset(token)
+        if held is not None and held.connection is not None:
+            held.connection.close()
+
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        token = self.open_scope()
+        try:
+            yield
+        finally:
+            self.close_scope(token)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -267,3 +267,24 @@ def test_what_tampered_inside_a_nested_list_is_located(services):
 def accesslog_verify(services, batch):
     with services.db.session() as s:
         return accesslog.verify_chain(s, services.audit_key, batch=batch)
+
+
+def test_each_stored_hash_is_entry_hash_of_what_was_appended(services):
+    """On PostgreSQL the database computes the hash (citycode_access_log_append); it must be entry_hash's, byte
+    for byte, for every odd value, and chain each entry to the one before."""
+    appended = []
+    with services.db.session() as s:
+        for i, odd in enumerate(ODD):
+            values = {"office": "xz-hall", "subject": f"{i:016d}", "what": [{"type": "YYZZ"}], "purpose": "p", **odd}
+            values = {**values, "actor": f"clerk:{i}", "action": "fetch", "outcome": "released"}
+            appended.append((accesslog.append(s, actor_label=values.pop("actor_label"), **values), odd))
+    with services.db.session() as s:
+        rows = {e.seq: e for e in s.scalars(select(AccessLogEntry))}
+    prev = accesslog.GENESIS
+    for done, _odd in appended:
+        row = rows[done.seq]
+        fields = {k: getattr(row, k) for k in accesslog.HASHED_FIELDS}
+        assert row.prev_hash == prev
+        assert done.hash == row.hash == accesslog.entry_hash(prev, fields)
+        prev = row.hash
+    assert [done.seq for done, _ in appended] == [1, 2, 3, 4]

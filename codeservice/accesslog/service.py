@@ -5,10 +5,11 @@ Each entry's hash is SHA-256 over the previous entry's hash and the canonical JS
 entries the audit key signs a checkpoint ``{seq, hash}`` (a JWS, typ ``auditcheckpoint+jwt``), so
 that deleting the newest entries, or rewriting the whole chain after a change, is detected too.
 
-Appending is safe with several writers: the next ``seq`` is the head's plus one, and the primary
-key turns a race into a retry. On PostgreSQL an append first takes a transaction-scoped advisory lock
-(``APPEND_LOCK``), so writers take their turns in order instead of racing for the same ``seq`` (under
-load, a writer could lose that race fifty times running and give up); SQLite serialises writers itself.
+Appending is safe with several writers: the next ``seq`` is the head's plus one. On PostgreSQL an append
+is one statement (``citycode_access_log_append``, migration 0007) that takes a transaction-scoped advisory lock
+(``APPEND_LOCK``), reads the head and inserts the entry, so writers take their turns in order, each holding the
+lock for that statement and its commit. On SQLite, which serialises writers itself, the primary key turns a
+race for a ``seq`` into a retry.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -111,6 +112,26 @@ def _now_text(now: dt.datetime | None) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class Appended(NamedTuple):
+    """The entry an append added: its place in the chain and its hash."""
+
+    seq: int
+    hash: str
+
+
+#: PostgreSQL: the whole append in one round trip (migration 0007 says how, and why).
+_PG_APPEND = text("SELECT appended_seq, appended_hash FROM citycode_access_log_append(:key, :at, :actor, "
+                  ":actor_label, :office, :subject, :action, CAST(:what AS json), :purpose, :outcome, :head, :tail)")
+
+
+def body_around_seq(fields: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The canonical JSON of an entry (``entry_hash``'s) in two parts, before and after the ``seq`` value:
+    keys are sorted, and ``seq`` sits between ``purpose`` and ``subject``."""
+    before = _CANONICAL.encode({k: fields[k] for k in HASHED_FIELDS if k < "seq"})
+    after = _CANONICAL.encode({k: fields[k] for k in HASHED_FIELDS if k > "seq"})
+    return (before[:-1] + ',"seq":').encode(), ("," + after[1:]).encode()
+
+
 def append(
     session: Session,
     *,
@@ -124,17 +145,35 @@ def append(
     purpose: str | None = None,
     signer: Signer | None = None,
     now: dt.datetime | None = None,
-) -> AccessLogEntry:
-    """Append one entry in the caller's transaction. With *signer*, sign a checkpoint when due."""
+) -> Appended:
+    """Append one entry in the caller's transaction. With *signer*, sign a checkpoint when due.
+
+    On PostgreSQL one statement (``citycode_access_log_append``) takes the advisory lock, reads the head and
+    inserts the entry, so the lock is held for that statement and the commit only. On SQLite the head is read
+    and the entry inserted under a savepoint; a writer that lost the race for a ``seq`` reads the head again.
+    """
+    fields = {"seq": 0, "at": _now_text(now), "actor": actor, "actor_label": actor_label, "office": office,
+              "subject": subject, "action": action, "what": list(what or []), "purpose": purpose,
+              "outcome": outcome}
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK})
+        head, tail = body_around_seq(fields)
+        params = {**fields, "key": APPEND_LOCK, "what": json.dumps(fields["what"]), "head": head, "tail": tail}
+        seq, chain_hash = session.execute(_PG_APPEND, params).one()
+        appended = Appended(seq, chain_hash)
+    else:
+        appended = _append_in_turn(session, fields)
+    session.info.setdefault(APPENDED, []).append(appended.seq)
+    if signer is not None:
+        checkpoint_if_due(session, signer)
+    return appended
+
+
+def _append_in_turn(session: Session, fields: dict[str, Any]) -> Appended:
     for _ in range(50):
         head = session.execute(select(AccessLogEntry.seq, AccessLogEntry.hash)
                                .order_by(AccessLogEntry.seq.desc()).limit(1)).first()
         seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
-        fields = {"seq": seq, "at": _now_text(now), "actor": actor, "actor_label": actor_label, "office": office,
-                  "subject": subject, "action": action, "what": list(what or []), "purpose": purpose,
-                  "outcome": outcome}
+        fields = {**fields, "seq": seq}
         entry = AccessLogEntry(**fields, prev_hash=prev, hash=entry_hash(prev, fields))
         try:
             with session.begin_nested():
@@ -142,10 +181,7 @@ def append(
                 session.flush()
         except IntegrityError:
             continue  # another writer took this seq: read the new head and try again
-        session.info.setdefault(APPENDED, []).append(seq)
-        if signer is not None:
-            checkpoint_if_due(session, signer)
-        return entry
+        return Appended(seq, entry.hash)
     raise RuntimeError("access log is too busy; try again")
 
 
