@@ -4,7 +4,9 @@
     python -m bench.http [--count 400] [--concurrency 8] [--workers 4]
 
 Phases: online verify (scene service-window), consent requests, approvals, fetches; then ``citycode audit
-verify`` (``audit_ok``; the command exits 1 when the log does not verify). Baseline in the same run:
+verify`` (``audit_ok``; the command exits 1 when the log does not verify). Each phase also says what a request
+cost in CPU (``cpu_ms_per_request``: the server's processes, and the PostgreSQL backends of the bench's
+database), which other load on the machine barely changes, where requests a second do. Baseline in the same run:
 ``GET /api/v1/health`` per second (one database and one Redis round trip, no signing), through the same server
 and client. Prints one JSON document; each phase has ``latency_ms_p99`` beside the median and p95.
 """
@@ -61,8 +63,9 @@ class Client:
         return response.status, json.loads(payload) if payload else None
 
 
-def rate(fn: Any, jobs: list[Any], concurrency: int) -> dict[str, Any]:
+def rate(fn: Any, jobs: list[Any], concurrency: int, meter: CpuMeter | None = None) -> dict[str, Any]:
     latencies: list[float] = []
+    before = meter.read() if meter else (0.0, 0.0)
 
     def one(job: Any) -> Any:
         start = time.perf_counter()
@@ -74,11 +77,49 @@ def rate(fn: Any, jobs: list[Any], concurrency: int) -> dict[str, Any]:
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(one, jobs))
     seconds = time.perf_counter() - start
+    after = meter.read() if meter else (0.0, 0.0)
+    cpu = {"service": round((after[0] - before[0]) * 1000 / len(jobs), 2),
+           "database": round((after[1] - before[1]) * 1000 / len(jobs), 2)} if meter else {}
     return {"count": len(jobs), "seconds": round(seconds, 2), "per_second": round(len(jobs) / seconds, 1),
+            **({"cpu_ms_per_request": cpu} if meter else {}),
             "latency_ms_median": round(statistics.median(latencies) * 1000, 1),
             "latency_ms_p95": round(sorted(latencies)[int(0.95 * len(latencies)) - 1] * 1000, 1),
             "latency_ms_p99": round(sorted(latencies)[max(0, int(0.99 * len(latencies)) - 1)] * 1000, 1),
             "results": results}
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int) -> float:
+    """User plus system CPU seconds of one process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class CpuMeter:
+    """CPU seconds spent by the server's processes (gunicorn's master and workers: its session) and by the
+    PostgreSQL backends serving the bench's database: what a request costs whatever else the machine runs."""
+
+    def __init__(self, session_id: int, admin: sa.Engine, dbname: str) -> None:
+        self.session_id, self.admin, self.dbname = session_id, admin, dbname
+
+    def read(self) -> tuple[float, float]:
+        service = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == self.session_id:
+                service += (int(fields[11]) + int(fields[12])) / TICKS
+        with self.admin.connect() as conn:
+            pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :db"),
+                                {"db": self.dbname}).scalars().all()
+        return service, sum(_cpu_of(pid) for pid in pids)
 
 
 def sign_in_resident(port: int, pid: str) -> str:
@@ -147,18 +188,20 @@ def main() -> None:
         for _ in range(20):  # warm every worker
             clerk_api.call("GET", "/api/v1/health")
 
-        health = rate(lambda _: clerk_api.call("GET", "/api/v1/health")[0], list(range(n)), c)
+        meter = CpuMeter(server.pid, admin, dbname)
+        health = rate(lambda _: clerk_api.call("GET", "/api/v1/health")[0], list(range(n)), c, meter)
         shown = [services.issue_identity_code(elder) for _ in range(n)]
         verified = rate(lambda code: clerk_api.call("POST", "/api/v1/verify",
-                                                    {"code": code, "scene": "service-window"})[0], shown, c)
+                                                    {"code": code, "scene": "service-window"})[0], shown, c, meter)
         codes = [services.issue_identity_code(elder) for _ in range(n)]
         made = rate(lambda code: clerk_api.call("POST", "/api/v1/consent/requests",
                                                 {"code": code, "purpose": "elderly allowance application",
-                                                 "items": ITEMS}), codes, c)
+                                                 "items": ITEMS}), codes, c, meter)
         ids = [body["id"] for status, body in made["results"] if status == 201]
         approved = rate(lambda rid: resident_api.call("POST", f"/api/v1/me/consent-requests/{rid}",
-                                                      {"decision": "approve"})[0], ids, c)
-        fetched = rate(lambda rid: clerk_api.call("POST", f"/api/v1/consent/requests/{rid}/fetch")[0], ids, c)
+                                                      {"decision": "approve"})[0], ids, c, meter)
+        fetched = rate(lambda rid: clerk_api.call("POST", f"/api/v1/consent/requests/{rid}/fetch")[0], ids, c,
+                       meter)
         out: dict[str, Any] = {
             "benchmark": "consent over HTTP", "command": "python -m bench.http " + " ".join(sys.argv[1:]),
             "started_at": started, "python": platform.python_version(), "cpu_count": os.cpu_count(),

@@ -73,7 +73,8 @@ def test_the_checkpoint_is_signed_after_the_step_commits_and_a_failing_one_does_
     clerk = _clerk(services)
     first = services.consent.request(clerk, code=world.code(world.elder), purpose=PURPOSE, items=ELDER_ITEMS,
                                      keep_minutes=30)  # entry 1: no checkpoint due
-    services.consent.answer(world.elder, first.id, None)  # entry 2: due, signed over the committed chain
+    # entry 2: due, signed over the committed chain
+    services.consent.answer(world.elder, first.id, None, lambda _db, answered: answered)
     with services.db.session() as s:
         [checkpoint] = s.scalars(select(AuditCheckpoint))
         assert checkpoint.seq == 2 and checkpoint.hash == s.get(AccessLogEntry, 2).hash

@@ -196,13 +196,15 @@ def answer_request(request_id: str) -> Response:
     body = json_object()  # ConsentAnswer: approve or refuse; a refusal approves nothing
     decision = body["decision"]
     approve = _items(body["approve"], "approve") if body.get("approve") is not None else None
-    answered = current_services().consent.answer(pid, request_id, approve if decision == "approve" else None,
-                                                 everything=decision == "approve" and approve is None)
-    with current_services().db.session() as db:
-        out = consent.describe_request(db, answered)
+    return jsonify(current_services().consent.answer(pid, request_id, approve if decision == "approve" else None,
+                                                     _answered, everything=decision == "approve" and approve is None))
+
+
+def _answered(db: Session, answered: ConsentRequest) -> dict[str, Any]:
+    out = consent.describe_request(db, answered)
     out["approved"] = [{"type": i["type"], "fields": list(i["fields"])} for i in answered.approved or []]
     out["fetch_by"] = consent._aware(answered.fetch_by).isoformat() if answered.fetch_by else None
-    return jsonify(out)
+    return out
 
 
 @consent_api.get("/me/access-log")

@@ -110,7 +110,7 @@ def answer(request_id: str) -> WResponse:
             approve = [{"type": t, "fields": names} for t, names in chosen.items()]
         elif decision != "refuse":
             raise ConsentError("invalid_body", "Choose Approve selected or Refuse.")
-        current_services().consent.answer(pid, request_id[:64], approve)
+        current_services().consent.answer(pid, request_id[:64], approve, lambda _db, _answered: None)
     except ConsentError as exc:
         message = exc.message if exc.reason != "not_pending" else \
             "That request is no longer waiting for an answer (it was answered or has expired)."

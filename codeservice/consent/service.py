@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from codeservice.accesslog import service as accesslog
 from codeservice.accesslog.models import AccessLogEntry
@@ -137,7 +138,8 @@ def create_request(
 
 
 def expire_overdue(session: Session, now: dt.datetime | None = None, resident: str | None = None) -> int:
-    """Mark unanswered requests past their deadline as expired (each logged once)."""
+    """Mark unanswered requests past their deadline as expired (each logged once); the session's copies of
+    them say so too."""
     moment = _utc(now)
     query = select(ConsentRequest).where(ConsentRequest.status == "pending", ConsentRequest.answer_by < moment) \
         .order_by(ConsentRequest.id)  # one order for every writer: no two wait on each other's rows
@@ -150,6 +152,7 @@ def expire_overdue(session: Session, now: dt.datetime | None = None, resident: s
                                .values(status="expired").execution_options(synchronize_session=False))
         if done.rowcount == 1:  # type: ignore[attr-defined]
             expired += 1
+            set_committed_value(request, "status", "expired")
             office = session.get(Office, request.office_id)
             accesslog.append(session, actor="system", actor_label="citycode", office=request.office_id,
                              subject=request.resident, action="expire", what=request.items, purpose=request.purpose,
@@ -169,7 +172,7 @@ def describe_request(session: Session, request: ConsentRequest) -> dict[str, Any
     """What the resident's phone shows: who asks, for what, which certificate and fields."""
     office = session.get(Office, request.office_id)
     clerk = session.get(ApiClient, request.clerk_id)
-    held = {c.type_code: c for c in certificates_of(session, request.resident) if c.status == "valid"}
+    held = valid_certificates(session, request.resident)
     items = []
     for item in request.items:
         cert_type = session.get(CertType, item["type"])
@@ -182,6 +185,16 @@ def describe_request(session: Session, request: ConsentRequest) -> dict[str, Any
             "clerk": clerk.name if clerk else "", "purpose": request.purpose, "items": items,
             "status": request.status, "answer_by": _aware(request.answer_by).isoformat(),
             "keep_minutes": request.keep_minutes, "created_at": _aware(request.created_at).isoformat()}
+
+
+def valid_certificates(session: Session, resident: str) -> dict[str, Certificate]:
+    """The resident's valid certificates by type, read once a transaction (``session.info``): an answer and the
+    description of it that follows, in the same transaction, need the same ones."""
+    cache: dict[str, dict[str, Certificate]] = session.info.setdefault("citycode.consent.valid_certificates", {})
+    held = cache.get(resident)
+    if held is None:
+        held = cache[resident] = {c.type_code: c for c in certificates_of(session, resident) if c.status == "valid"}
+    return held
 
 
 def pending_for(session: Session, resident: str, now: dt.datetime | None = None) -> list[ConsentRequest]:
@@ -198,8 +211,7 @@ def decide(
     """*approve*: None or [] to refuse; else a subset of the request's items [{type, fields}]."""
     moment = _utc(now)
     request = _own_request(session, request_id, resident)
-    expire_overdue(session, moment, resident)
-    session.refresh(request)
+    expire_overdue(session, moment, resident)  # this request too, when it is overdue (its status says so then)
     if request.status != "pending":
         raise ConsentError("not_pending", f"this request is {request.status}", 409)
     approved: list[dict[str, Any]] = []
@@ -207,7 +219,7 @@ def decide(
         if not isinstance(approve, list):
             raise ConsentError("invalid_body", "approve: a list of {type, fields}")
         asked = {i["type"]: set(i["fields"]) for i in request.items}
-        held = {c.type_code: c for c in certificates_of(session, resident) if c.status == "valid"}
+        held = valid_certificates(session, resident)
         for item in approve:
             if not isinstance(item, Mapping) or not isinstance(item.get("type"), str) or item["type"] not in asked:
                 raise ConsentError("invalid_body", "approve only certificate types that were asked for")
@@ -222,14 +234,15 @@ def decide(
                 raise ConsentError("not_held", f"you hold no valid {item['type']} certificate", 409)
             approved.append({"cert_id": cert.id, "type": cert.type_code, "fields": list(dict.fromkeys(fields))})
     status = "approved" if approved else "refused"
+    answer = {"status": status, "approved": approved or None, "decided_at": moment,
+              "fetch_by": moment + dt.timedelta(minutes=fetch_minutes) if approved else None}
     done = session.execute(
         update(ConsentRequest).where(ConsentRequest.id == request.id, ConsentRequest.status == "pending")
-        .values(status=status, approved=approved or None, decided_at=moment,
-                fetch_by=moment + dt.timedelta(minutes=fetch_minutes) if approved else None)
-        .execution_options(synchronize_session=False))
+        .values(**answer).execution_options(synchronize_session=False))
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise ConsentError("not_pending", "this request was answered already", 409)
-    session.refresh(request)
+    for name, value in answer.items():  # what the UPDATE wrote is what the session's copy holds, unflushed
+        set_committed_value(request, name, value)
     office = session.get(Office, request.office_id)
     accesslog.append(session, actor=f"resident:{resident}", actor_label="you", office=request.office_id,
                      subject=resident, action="approve" if approved else "refuse", what=approved or request.items,
@@ -636,10 +649,11 @@ class ConsentService:
         with self._wiring.transaction() as db:
             return view(db, pending_for(db, resident))
 
-    def answer(self, resident: str, request_id: str, approve: list[dict[str, Any]] | None, *,
-               everything: bool = False) -> ConsentRequest:
+    def answer(self, resident: str, request_id: str, approve: list[dict[str, Any]] | None,
+               view: Callable[[Session, ConsentRequest], T], *, everything: bool = False) -> T:
         """Approve *approve* (a subset of what was asked), or with *everything* all that was asked, or refuse
-        with None; an expiry found on the way is committed although the answer is refused."""
+        with None; *view* of the answered request, in the same transaction. An expiry found on the way is
+        committed although the answer is refused."""
         error: ConsentError | None = None
         with self._wiring.transaction() as db:
             made = db.get(ConsentRequest, request_id) if plausible_id(request_id) else None
@@ -652,9 +666,11 @@ class ConsentService:
                                   fetch_minutes=self._wiring.settings.consent_fetch_minutes)
             except ConsentError as exc:
                 error = exc
+            else:
+                out = view(db, answered)
         if error is not None:
             raise error
-        return answered
+        return out
 
     def history(self, resident: str, limit: int = 100) -> list[dict[str, Any]]:
         """The resident's access-log entries in plain language, overdue requests expired (and logged) first."""
