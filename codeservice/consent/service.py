@@ -26,7 +26,7 @@ from codeservice.certificates.service import CertificateError, certificates_of, 
 from codeservice.clients.models import ApiClient
 from codeservice.config import Settings
 from codeservice.consent.models import ConsentRequest, Office, QueueTicket
-from codeservice.identity.residents import get_resident
+from codeservice.identity.residents import frozen_or_none
 from codeservice.state import StateStore
 from issuers.keyring import Keyring
 from issuers.sdjwt import issue_sd_jwt
@@ -277,8 +277,8 @@ def fetch(
         raise refuse("already_fetched", "the certificates were fetched already", 409)
     if request.status != "approved":
         raise refuse("not_approved", f"this request is {request.status}", 409)
-    resident = get_resident(session, request.resident)
-    if resident is None or resident.frozen:  # frozen after approving: a lost phone may have given that approval
+    # frozen after approving (a lost phone may have given that approval), or no longer known: nothing released
+    if frozen_or_none(session, request.resident) is not False:
         raise refuse("identity_frozen", "the resident's identity is frozen; nothing is released", 403)
     approved = request.approved or []
     if items is not None:
@@ -555,10 +555,10 @@ class ConsentService:
             return subject, result.reason.value + (f": {result.detail}" if result.detail else "")
         if result.kind != "id" or subject is None:
             return None, "wrong_kind: not an identity code"
-        resident = get_resident(db, subject)
-        if resident is None:
+        frozen = frozen_or_none(db, subject)
+        if frozen is None:
             return subject, "suspended: no such resident"
-        if resident.frozen:
+        if frozen:
             return subject, "suspended: identity frozen"
         return subject, None
 

@@ -50,6 +50,16 @@ def get_resident(session: Session, pid: str) -> Resident | None:
     return session.scalars(select(Resident).where(Resident.pid == pid)).one_or_none()
 
 
+def frozen_or_none(session: Session, pid: str) -> bool | None:
+    """Whether the resident *pid* is frozen; None when there is no such resident. One column, no ORM object:
+    what every signed-in request and every code a clerk scans asks of the residents' table."""
+    try:
+        subject_from_text(pid)
+    except ValueError:
+        return None
+    return session.execute(select(Resident.frozen).where(Resident.pid == pid)).scalar_one_or_none()
+
+
 def by_external_subject(session: Session, subject: str) -> Resident | None:
     return session.scalars(select(Resident).where(Resident.external_subject == subject)).one_or_none()
 

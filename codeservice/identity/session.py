@@ -9,7 +9,7 @@ from flask import redirect, session, url_for
 from sqlalchemy.orm import Session
 
 from codeservice.contract import check_request
-from codeservice.identity.residents import get_resident
+from codeservice.identity.residents import frozen_or_none
 from codeservice.jsonapi import BadRequest
 
 
@@ -34,11 +34,11 @@ def signed_in_resident(db: Session) -> str:
     pid = session.get("resident")
     if not isinstance(pid, str) or not pid:
         raise BadRequest("unauthorised", "sign in first", 401)
-    resident = get_resident(db, pid)
-    if resident is None:
+    frozen = frozen_or_none(db, pid)
+    if frozen is None:
         session.clear()
         raise BadRequest("unauthorised", "sign in again", 401)
-    if resident.frozen:
+    if frozen:
         raise BadRequest("frozen", "this identity is frozen; contact the identity office", 403)
     check_request()  # the resident is known: now the request itself (codeservice/contract.py)
     return pid
