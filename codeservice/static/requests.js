@@ -2,6 +2,7 @@
 // countdown to each request's expiry runs, and a request answered or expired elsewhere is closed.
 (function () {
   "use strict";
+  var t = window.CityI18n.t;
   var list = document.getElementById("requests");
   if (!list) return;
   var empty = document.getElementById("no-requests");
@@ -39,7 +40,7 @@
       card.dataset.secondsLeft = String(left);
       var shown = card.querySelector(".countdown");
       if (shown) shown.textContent = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
-      if (left <= 0) close(card, "This request expired unanswered; nothing was shared.");
+      if (left <= 0) close(card, t("This request expired unanswered; nothing was shared."));
     });
     refreshTitle();
   }
@@ -51,7 +52,7 @@
       var approve = event.submitter && event.submitter.value === "approve";
       if (approve && !form.querySelector("input[name=fields]:checked")) {
         event.preventDefault();
-        error.textContent = "Tick at least one item to share, or press Refuse.";
+        error.textContent = t("Tick at least one item to share, or press Refuse.");
         error.hidden = false;
         return;
       }
@@ -75,7 +76,7 @@
         data.requests.forEach(function (r) { pending[r.id] = r; });
         cards().forEach(function (card) {
           if (!pending[card.dataset.request]) {
-            close(card, "This request is no longer waiting: it was answered or has expired.");
+            close(card, t("This request is no longer waiting: it was answered or has expired."));
           }
         });
         // Newest first, as the server lists them: insert the new ones at the top, in order.
