@@ -229,12 +229,16 @@ def _page_context() -> dict[str, Any]:
 
 
 # -- wiring --------------------------------------------------------------------------------------------------------
+def _writable(directory: Path) -> bool:
+    return os.access(directory, os.W_OK)
+
+
 def _catalog_directory(settings: Settings) -> Path:
     """Where the compiled catalogs are: the package's own when fresh (scripts/setup, the image) or when it can
     compile them there, else a fresh copy under the data directory."""
     if not catalogs.stale():
         return catalogs.TRANSLATIONS
-    if os.access(catalogs.TRANSLATIONS, os.W_OK):
+    if _writable(catalogs.TRANSLATIONS):
         try:
             catalogs.compile_all()
             return catalogs.TRANSLATIONS

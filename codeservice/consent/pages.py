@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Response, abort, jsonify, request, session
-from flask_babel import lazy_gettext, ngettext
+from flask_babel import get_locale, lazy_gettext, ngettext
 from werkzeug.wrappers import Response as WResponse
 
 from codeservice.certificates.models import CertType
@@ -77,6 +77,14 @@ def fields_from_form(values: Iterable[str]) -> dict[str, list[str]]:
 
 def labels_of(cert_type: CertType | None) -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in disclosable(cert_type)} if cert_type is not None else {}
+
+
+def in_sentence(name: str, *, label: bool = False) -> str:
+    """A certificate type's name (or a field's *label*) inside an English sentence as the service has always
+    written it ("your elderly preferential card (name)"); in other languages the name as the department gave it."""
+    if str(get_locale()) != "en":
+        return name
+    return name[:1].lower() + name[1:] if label else name.split(" (")[0].lower()
 
 
 def keep_text(minutes: int) -> str:

@@ -22,6 +22,7 @@ from codeservice.consent.pages import (
     consent_message,
     fields_from_form,
     html_page,
+    in_sentence,
     json_error,
     keep_text,
     labels_of,
@@ -70,7 +71,7 @@ def _answered_message(db: Session, pid: str, request_id: str) -> str | None:
     for item in req.approved or []:
         cert_type = db.get(CertType, item["type"])
         labels = labels_of(cert_type)
-        name = cert_type.name if cert_type else item["type"]
+        name = in_sentence(cert_type.name) if cert_type else item["type"]
         fields = ", ".join(labels.get(f, {}).get("label", f) for f in item["fields"])
         shared.append(_("your %(name)s (%(fields)s)", name=name, fields=fields))
     return _("You let %(office)s take %(what)s for %(purpose)s. They can take it once.",
@@ -168,8 +169,8 @@ def _why(outcome: str) -> str:
 
 def _sentence(entry: AccessLogEntry, types: list[CertType]) -> str:
     """One access-log entry in the reader's language, without its time (the page shows it beside)."""
-    names = {t.code: t.name for t in types}
-    labels = {(t.code, d["name"]): d["label"] for t in types for d in disclosable(t)}
+    names = {t.code: in_sentence(t.name) for t in types}
+    labels = {(t.code, d["name"]): in_sentence(d["label"], label=True) for t in types for d in disclosable(t)}
 
     def thing(item: Mapping[str, Any]) -> str:
         code = item.get("type", "")
