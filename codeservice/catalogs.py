@@ -12,6 +12,7 @@ on start, see ``codeservice.i18n``); ``check`` exits 1 when the sources have a s
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -87,8 +88,10 @@ def compile_all(target: Path = TRANSLATIONS) -> list[Path]:
         catalog = read(locale)
         out = target / locale / "LC_MESSAGES" / "messages.mo"
         out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("wb") as handle:
+        part = out.with_name(f".messages.mo.{os.getpid()}")  # whole or not at all: workers may start together
+        with part.open("wb") as handle:
             write_mo(handle, catalog)
+        os.replace(part, out)
         written.append(out)
     return written
 

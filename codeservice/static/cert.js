@@ -33,6 +33,16 @@
     figure.classList.toggle("expired", left <= 0);
   }
 
+  // The API's reasons in the page's language (its English message for a reason not listed).
+  var REASONS = {
+    certificate_suspended: t("this certificate is suspended"),
+    certificate_revoked: t("this certificate is revoked"),
+    certificate_expired: t("this certificate has expired"),
+    certificate_not_yet_valid: t("this certificate is not valid yet"),
+    not_showable: t("this certificate cannot be shown now"),
+    not_found: t("you hold no such certificate")
+  };
+
   function showError(message) {
     error.textContent = message;
     error.hidden = !message;
@@ -99,7 +109,8 @@
         if (response.status >= 400 && response.status < 500) {
           // Not worth retrying: the certificate was suspended, the choice is not allowed, …
           hideCode();
-          showError(data.message ? t("Cannot show: {reason}.", { reason: data.message })
+          var reason = REASONS[data.error] || data.message;
+          showError(reason ? t("Cannot show: {reason}.", { reason: reason })
                                  : t("Cannot show (HTTP {status}).", { status: response.status }));
           return;
         }
