@@ -250,8 +250,17 @@ def _catalog_directory(settings: Settings) -> Path:
     return spare
 
 
+def _vary(response: Response) -> Response:
+    """A page depends on the language and the elders' mode: caches must not hand one reader's to another."""
+    if response.mimetype == "text/html":
+        response.vary.add("Accept-Language")
+        response.vary.add("Cookie")
+    return response
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["citycode_settings"] = settings
+    app.after_request(_vary)
     directory = _catalog_directory(settings)
     app.config.update(BABEL_TRANSLATION_DIRECTORIES=str(directory), BABEL_DEFAULT_LOCALE=DEFAULT_LANGUAGE)
     Babel(app, locale_selector=select_language)

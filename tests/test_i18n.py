@@ -210,8 +210,10 @@ def test_pages_are_chinese_by_default_and_follow_the_browser(page_client) -> Non
     assert _html_lang(default) == "zh-Hans" and "<h1>登录</h1>" in default
     tibetan = page_client.get("/signin", headers={"Accept-Language": "bo"}).get_data(as_text=True)
     assert _html_lang(tibetan) == "bo" and "<h1>ཐོ་འགོད།</h1>" in tibetan
-    english = page_client.get("/signin", headers={"Accept-Language": "en-US,en;q=0.9"}).get_data(as_text=True)
+    answer = page_client.get("/signin", headers={"Accept-Language": "en-US,en;q=0.9"})
+    english = answer.get_data(as_text=True)
     assert _html_lang(english) == "en" and "<h1>Sign in</h1>" in english
+    assert {"Accept-Language", "Cookie"} <= set(answer.vary)  # no cache hands one reader's page to another
     # The scripts' catalog comes with the page, in its language.
     assert '"Valid for {seconds} s": "{seconds} \\u79d2\\u5185\\u6709\\u6548"' in default
 
