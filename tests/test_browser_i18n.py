@@ -87,6 +87,18 @@ def _city_clock(iso: str) -> str:
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(CITY).strftime("%H:%M")
 
 
+def _clerk_asks(console, resident) -> str:
+    """The signed-in clerk's console asks for the name on the resident's elderly card; the request's id."""
+    console.goto("/console")
+    code = resident.context.request.get("/api/v1/me/code").json()["code"]
+    console.fill("#scan", code)
+    console.select_option("#purpose", PURPOSE)
+    console.check("input[value='LNYD:name']")
+    console.click("#send-button")
+    console.wait_for_selector("#request-status[data-status=pending]")
+    return str(console.locator("#progress").get_attribute("data-request-id"))
+
+
 def _sign_in_resident(page) -> None:
     page.goto("/signin")
     page.locator("button[data-resident]").first.click()
@@ -130,13 +142,7 @@ def test_every_page_speaks_the_language_with_city_times_in_one_style(browser, se
         _check_page(console, lang, "console-signin")
         console.locator("button[data-clerk='Clerk Zhou']").click()
         console.wait_for_url("**/console")
-        code = resident.context.request.get("/api/v1/me/code").json()["code"]
-        console.fill("#scan", code)
-        console.select_option("#purpose", PURPOSE)
-        console.check("input[value='LNYD:name']")
-        console.click("#send-button")
-        console.wait_for_selector("#request-status[data-status=pending]")
-        request_id = console.locator("#progress").get_attribute("data-request-id")
+        request_id = _clerk_asks(console, resident)
         state = console.context.request.get(f"/console/requests/{request_id}").json()
         pending = console.locator("#request-status").inner_text()
         assert _city_clock(state["answer_by"]) in pending, (pending, state["answer_by"])
@@ -308,6 +314,7 @@ MEASURE = """() => {
   const targets = [];
   for (const el of document.querySelectorAll("a[href], button, input:not([type=hidden]), select, label.choice")) {
     if (!shown(el) || el.closest("[hidden]") || el.disabled) continue;
+    if (el.matches("label.choice input")) continue;  // its label is the target, measured itself
     const r = el.getBoundingClientRect();
     targets.push({tag: el.tagName, id: el.id, cls: String(el.className), text: el.textContent.trim().slice(0, 30),
                   width: r.width, height: r.height, top: r.top + scrollY, left: r.left + scrollX,
@@ -383,6 +390,42 @@ def test_elders_mode_is_one_tap_from_home_remembered_and_meets_the_guideline(bro
         page.wait_for_function("() => !document.documentElement.classList.contains('elder')")
     finally:
         ctx.close()
+
+
+def test_in_elders_mode_a_new_request_does_not_move_the_one_being_answered(browser, service) -> None:
+    phone = _context(browser, service, "zh", device_scale_factor=2, is_mobile=True, has_touch=True)
+    desk = _context(browser, service, "zh", viewport=DESKTOP)
+    try:
+        phone.add_cookies([{"name": "citycode_elder", "value": "1", "url": service.url}])
+        resident, console = phone.new_page(), desk.new_page()
+        _sign_in_resident(resident)
+        console.goto("/console/signin")
+        console.locator("button[data-clerk='Clerk Zhou']").click()
+        console.wait_for_url("**/console")
+        first = _clerk_asks(console, resident)
+        resident.goto("/requests")
+        approve = resident.locator(f"[data-request='{first}'] button.approve")
+        approve.wait_for()
+        approve.scroll_into_view_if_needed()
+        before = approve.bounding_box()
+        second = _clerk_asks(console, resident)
+        resident.wait_for_selector(f"[data-request='{second}']", timeout=15_000)  # polled in, every 3 s
+        assert approve.bounding_box() == before
+        _measured(resident, "requests with two")
+        resident.screenshot(path=str(_artifact("zh", "elder-requests-two")), full_page=True)
+        card = resident.locator(f"[data-request='{second}']")
+        card_before = card.bounding_box()
+        for request_id in (first, second):  # answered elsewhere, the cards close in place
+            answer = resident.context.request.post(f"/api/v1/me/consent-requests/{request_id}",
+                                                   data={"decision": "refuse"})
+            assert answer.ok, answer.text()
+        resident.wait_for_function("() => document.querySelectorAll('.request-card.closed').length === 2",
+                                   timeout=15_000)
+        assert card.bounding_box() == card_before
+        assert resident.locator(f"[data-request='{first}'] .closed-note").is_visible()
+    finally:
+        phone.close()
+        desk.close()
 
 
 def test_elders_mode_sign_in_page_meets_the_guideline_in_tibetan(browser, service) -> None:

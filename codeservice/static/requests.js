@@ -9,6 +9,9 @@
   var url = list.dataset.pollUrl;
   var POLL_SECONDS = 3;
   var baseTitle = document.title;
+  // Elders' mode: nothing may move under the finger, so a new request comes in below the ones on screen and a
+  // closed card's note lies over the card (style.css) instead of pushing it down.
+  var elder = document.documentElement.classList.contains("elder");
 
   function cards() {
     return Array.prototype.slice.call(list.querySelectorAll(".request-card"));
@@ -79,8 +82,9 @@
             close(card, t("This request is no longer waiting: it was answered or has expired."));
           }
         });
-        // Newest first, as the server lists them: insert the new ones at the top, in order.
-        var anchor = list.firstChild;
+        // Newest first, as the server lists them: insert the new ones at the top, in order (in the elders'
+        // mode below the cards already shown).
+        var anchor = elder ? null : list.firstChild;
         data.requests.forEach(function (r) {
           if (list.querySelector('[data-request="' + r.id + '"]')) return;
           var holder = document.createElement("template");
