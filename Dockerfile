@@ -7,8 +7,10 @@
 # Keys live in CITYCODE_HOME (/data): mount a volume there, readable by this container only.
 FROM python:3.11-slim
 
+# Fonts: the pages are Chinese first and Tibetan (Noto Sans CJK, Tibetan Machine Uni), for anything the
+# server draws and for a browser on the image; tzdata for the city's zone (CITYCODE_CITY_TZ).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libzbar0 \
+ && apt-get install -y --no-install-recommends libzbar0 fonts-noto-cjk fonts-tibetan-machine tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /data --create-home citycode
 
@@ -19,7 +21,8 @@ COPY pyproject.toml README.md /app/
 COPY codeservice/ /app/codeservice/
 COPY issuers/ /app/issuers/
 COPY verifiers/ /app/verifiers/
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . \
+ && python -c "import codeservice.catalogs as c; c.compile_all()"
 
 USER citycode
 ENV CITYCODE_HOME=/data \

@@ -28,6 +28,10 @@ import redis
 import sqlalchemy as sa
 
 from bench.http import ITEMS, _cpu_of
+from codeservice.app import create_app
+from codeservice.config import Settings
+from codeservice.identity.residents import list_residents
+from codeservice.services import Services
 
 CITYCODE = str(Path(sys.executable).with_name("citycode"))
 PHASES = ("health", "verify", "request", "approve", "fetch")
@@ -63,11 +67,6 @@ def main() -> None:
 
 def run(env: dict[str, str], key: str, n: int, admin: sa.Engine, dbname: str, state: redis.Redis,
         profile: str | None) -> dict[str, Any]:
-    from codeservice.app import create_app  # lazy: the app reads CITYCODE_* from the environment set here
-    from codeservice.config import Settings
-    from codeservice.identity.residents import list_residents
-    from codeservice.services import Services
-
     settings = Settings.from_env(env)
     app = create_app(settings, initialise=False)
     services: Services = app.extensions["citycode"]

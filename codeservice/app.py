@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, g, jsonify, render_template, request
+from flask_babel import lazy_gettext
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Response
 
-from codeservice import contract
+from codeservice import contract, i18n
 from codeservice.accesslog.api import audit_api
 from codeservice.certificates.api import certs_api
 from codeservice.certificates.pages import resident_certs
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app.extensions["citycode_contract"] = contract.compiled()  # once per process (codeservice/contract.py)
 
+    i18n.init_app(app, settings)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
 
@@ -75,11 +78,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             if allow:
                 response.headers["Allow"] = allow
             return response
-        return exc
+        return _error_page(exc.code or 500, exc.get_response().headers.get("Allow"))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         log.error("unhandled %s on %s %s", exc.__class__.__name__, request.method, request.path)
+        if not request.path.startswith("/api/"):
+            return _error_page(500)
         response = jsonify(error="internal_error", message="internal error; the event was logged")
         response.status_code = 500
         return response
@@ -122,6 +127,38 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return response
 
     return app
+
+
+#: What a page's error says, in the reader's language (the JSON API keeps its codes and English messages).
+ERROR_PAGES = {
+    400: (lazy_gettext("Something in the request was wrong"),
+          lazy_gettext("The form may have expired. Go back, reload the page and try again.")),
+    403: (lazy_gettext("Not allowed"), lazy_gettext("This page is not open to you.")),
+    404: (lazy_gettext("Page not found"),
+          lazy_gettext("There is no page at this address. Check the address, or start again from the home page.")),
+    405: (lazy_gettext("Not possible this way"),
+          lazy_gettext("This address cannot be used like that. Start again from the home page.")),
+    413: (lazy_gettext("Too much at once"), lazy_gettext("What was sent is too large. Send less and try again.")),
+    500: (lazy_gettext("Something went wrong on our side"),
+          lazy_gettext("The service could not finish this. Please try again in a moment.")),
+}
+
+
+def _error_page(status: int, allow: str | None = None) -> Response:
+    """A styled page in the reader's language with a way back; a bare text if even that cannot be drawn."""
+    title, message = ERROR_PAGES.get(status, ERROR_PAGES[500] if status >= 500 else ERROR_PAGES[400])
+    try:
+        body = render_template("error.html", status=status, title=title, message=message)
+    except Exception as exc:  # a broken template must not hide the first error
+        log.error("error page %s not drawn: %s", status, exc.__class__.__name__)
+        body, mimetype = f"{status}", "text/plain"
+    else:
+        mimetype = "text/html"
+    response = Response(body, status=status, mimetype=mimetype)
+    response.headers["Cache-Control"] = "no-store"
+    if allow:
+        response.headers["Allow"] = allow
+    return response
 
 
 def _error_code(status: int) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sdk.citytime import zone
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the variable."""
@@ -75,6 +77,9 @@ class Settings:
     consent_answer_minutes: int = 5
     #: Minutes after an approval within which the clerk may fetch, once.
     consent_fetch_minutes: int = 3
+    #: The city's time zone (IANA name): every time a page shows is in it. ``sdk.citytime`` reads the same
+    #: variable for the dates of certificates and the operating day.
+    city_tz: str = "Asia/Shanghai"
 
     @property
     def keys_dir(self) -> Path:
@@ -117,6 +122,11 @@ class Settings:
         if ride_refresh >= ride_validity:
             raise ConfigError(f"CITYCODE_RIDE_REFRESH ({ride_refresh} s) must be shorter than "
                               f"CITYCODE_RIDE_CODE_VALIDITY ({ride_validity} s)")
+        city_tz = env.get("CITYCODE_CITY_TZ") or "Asia/Shanghai"
+        try:
+            zone(city_tz)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
             home=home,
             database_url=database_url,
@@ -139,4 +149,5 @@ class Settings:
             ride_fare_limit=_int(env, "CITYCODE_RIDE_FARE_LIMIT", 2000, 0, 1_000_000),
             consent_answer_minutes=_int(env, "CITYCODE_CONSENT_ANSWER_MINUTES", 5, 1, 60),
             consent_fetch_minutes=_int(env, "CITYCODE_CONSENT_FETCH_MINUTES", 3, 1, 60),
+            city_tz=city_tz,
         )

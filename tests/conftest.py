@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 
 from codeservice.config import Settings
 from issuers.codes import issue_code
@@ -165,3 +166,17 @@ def web_app(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def client(app):  # type: ignore[no-untyped-def]
     return app.test_client()
+
+
+class EnglishClient(FlaskClient):
+    """A test client whose browser asks for English (the pages' default is Chinese)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en-GB,en;q=0.9"
+
+
+def in_english(app):  # type: ignore[no-untyped-def]
+    """*app*, whose test clients ask for the English pages (tests that read the pages' English wording)."""
+    app.test_client_class = EnglishClient
+    return app

@@ -186,7 +186,7 @@ def test_dev_sign_in_with_an_unknown_resident_shows_an_error(client):
     page = client.get("/signin").get_data(as_text=True)
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     response = client.post("/signin/dev", data={"csrf": csrf, "resident": "nobody"}, follow_redirects=True)
-    assert "No resident with that id" in response.get_data(as_text=True)
+    assert "没有这个编号的居民" in response.get_data(as_text=True)  # the pages speak Chinese first
 
 
 def test_health_reports_database_and_state(client):

@@ -167,9 +167,10 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def context(browser, service: Service) -> Iterator[object]:
-    """A fresh phone-sized browsing context (own cookies) per test."""
+    """A fresh phone-sized browsing context (own cookies) per test, its browser asking for English (the tests
+    read the pages' English wording; tests/test_browser_i18n.py covers Chinese, the default, and Tibetan)."""
     ctx = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
-                              base_url=service.url)
+                              base_url=service.url, locale="en-US")
     ctx.set_default_timeout(15_000)
     try:
         yield ctx

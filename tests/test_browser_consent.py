@@ -41,8 +41,8 @@ WAIT_MS = 20_000  # the resident's page polls every 3 s, the console every 1.5 s
 
 def _contexts(browser, service: base.Service):
     phone = browser.new_context(viewport=base.PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
-                                base_url=service.url)
-    desk = browser.new_context(viewport=DESKTOP, base_url=service.url)
+                                base_url=service.url, locale="en-US")  # the test reads the English wording
+    desk = browser.new_context(viewport=DESKTOP, base_url=service.url, locale="en-US")
     for ctx in (phone, desk):
         ctx.set_default_timeout(15_000)
     return phone, desk

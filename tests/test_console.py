@@ -19,7 +19,7 @@ from codeservice.consent.models import ConsentRequest
 from codeservice.demo import DEMO_OFFICE
 from codeservice.identity.models import Resident
 from codeservice.identity.residents import list_residents
-from tests.conftest import clear_database, make_settings
+from tests.conftest import clear_database, in_english, make_settings
 from tests.test_api import sign_in
 
 PURPOSE = "elderly allowance application"
@@ -249,7 +249,7 @@ def test_a_clerk_beyond_the_allowance_is_refused_and_logged(app):
     code = services(app).issue_identity_code(residents(app)[0])
     assert send(client, code).status_code == 303
     response = send(client, code)
-    assert response.status_code == 403 and "requests a minute" in response.get_data(as_text=True)
+    assert response.status_code == 403 and "Too many requests in a minute" in response.get_data(as_text=True)
     assert requests_made(app) == 1
     with services(app).db.session() as s:
         assert s.scalar(select(func.count()).select_from(AccessLogEntry)
@@ -450,4 +450,4 @@ def test_the_console_uses_the_configured_consent_windows(tmp_path, database_url)
 
 @pytest.fixture
 def app(web_app):  # type: ignore[no-untyped-def]
-    return web_app
+    return in_english(web_app)  # these tests read the console's and the resident's English wording

@@ -117,7 +117,7 @@ def _csrf(client) -> str:
 
 
 def test_resident_signs_in_through_the_identity_platform_and_gets_a_code(client):
-    assert b"identity platform" in client.get("/signin").data
+    assert "用城市身份认证平台登录" in client.get("/signin").get_data(as_text=True)  # Chinese first
     done = _sign_in(client)
     assert done.status_code == 302 and done.headers["Location"].endswith("/code")
     code = client.get("/api/v1/me/code")

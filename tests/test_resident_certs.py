@@ -16,6 +16,7 @@ from codeservice.identity.residents import get_resident, list_residents
 from sdk import PREFIX, TrustList, Verifier, base45, load_anchor
 from sdk.certid import CertificateId
 from sdk.statuslist import StatusCache
+from tests.conftest import in_english
 from tests.test_api import sign_in
 from verifiers.scenes import SCENES
 
@@ -317,4 +318,4 @@ def test_pages_list_the_certificates_and_offer_every_disclosable_item(app, clien
 
 @pytest.fixture
 def app(web_app):  # type: ignore[no-untyped-def]
-    return web_app
+    return in_english(web_app)  # these tests read the pages' English wording

@@ -6,6 +6,8 @@ import datetime as dt
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as WResponse
@@ -21,6 +23,7 @@ from codeservice.consent.pages import (
     MAX_FIELDS,
     aware,
     check_csrf_form,
+    consent_message,
     csrf_header_ok,
     fields_from_form,
     html_page,
@@ -33,16 +36,23 @@ from codeservice.consent.pages import (
     utcnow,
 )
 from codeservice.consent.service import CodeRefused, ConsentError
+from codeservice.i18n import reason_text
 from codeservice.services import Services, current_services
 from codeservice.state import StateError
 from issuers.trustlist import current_trust_list
-from sdk.reasons import DESCRIPTIONS, Reason
 from sdk.sdjwt import SdJwtError, verify_sd_jwt
 
 console = Blueprint("console", __name__)
 
+#: The console's sign-in errors by the code in ``?error=``.
+SIGNIN_ERRORS = {
+    "key": lazy_gettext("That is not an active clerk’s API key."),
+    "clerk": lazy_gettext("No such clerk."),
+    "expired": lazy_gettext("Your console session ended; sign in again."),
+}
+
 MAX_KEY_CHARS = 200
-KEEP_CHOICES = [(15, "15 minutes"), (30, "30 minutes"), (60, "1 hour"), (240, "4 hours"), (1440, "1 day")]
+KEEP_MINUTES = (15, 30, 60, 240, 1440)
 DEFAULT_KEEP = 30
 
 
@@ -77,10 +87,9 @@ def signin() -> WResponse:
                 .order_by(Office.name, ApiClient.name).limit(50))
             clerks = [{"id": c.id, "name": c.name, "office": o.name} for c, o in rows]
     error = request.args.get("error")
-    messages = {"key": "That is not an active clerk's API key.", "clerk": "No such clerk.",
-                "expired": "Your console session ended; sign in again."}
+    message = SIGNIN_ERRORS.get(error or "")
     return html_page(render_template("console_signin.html", dev_signin=services.settings.dev_signin, clerks=clerks,
-                                 error=messages.get(error or "")))
+                                     error=str(message) if message is not None else None))
 
 
 @console.post("/console/signin/dev")
@@ -139,7 +148,7 @@ def _render_console(db: Session, clerk: ApiClient, *, error: str | None = None, 
     form = form or {}
     return html_page(render_template(
         "console.html", clerk=clerk.name, office=office.name, purposes=office.purposes,
-        types=_office_types(db, office), keep_choices=KEEP_CHOICES, error=error,
+        types=_office_types(db, office), keep_choices=[(m, keep_text(m)) for m in KEEP_MINUTES], error=error,
         chosen_purpose=form.get("purpose"), chosen_fields=set(form.get("fields", [])),
         chosen_keep=form.get("keep", DEFAULT_KEEP),
         shown=_clerk_view(db, shown) if shown is not None else None,
@@ -167,14 +176,11 @@ def console_page() -> WResponse:
 
 
 def _code_message(refusal: str) -> str:
+    """What the clerk reads when the resident's code was refused: the reason in the clerk's language."""
     if refusal.startswith("suspended"):
-        return "This identity is frozen or unknown; the resident should contact the identity office."
-    reason = refusal.split(":")[0]
-    try:
-        description = DESCRIPTIONS[Reason(reason)]
-    except ValueError:
-        description = reason.replace("_", " ")
-    return f"The code was not accepted: {description}. Ask the resident to show their code again."
+        return consent_message("identity_frozen", "")
+    return _("The code was not accepted: %(reason)s. Ask the resident to show their code again.",
+             reason=reason_text(refusal.split(":")[0]))
 
 
 def _signed_in_clerk(services: Services) -> ApiClient | None:
@@ -205,19 +211,19 @@ def send_request() -> WResponse:
     request_id = None
     try:
         if not code:
-            raise ConsentError("no_code", "Scan the resident's code first.")
+            raise ConsentError("no_code", consent_message("no_code", ""))
         _checked_rate(services, signed_in)
         if not chosen:
-            raise ConsentError("invalid_body", "Tick at least one field to ask for.")
-        if keep not in dict(KEEP_CHOICES):
-            raise ConsentError("invalid_body", "Choose how long you will keep the data.")
+            raise ConsentError("invalid_body", consent_message("no_fields", ""))
+        if keep not in KEEP_MINUTES:
+            raise ConsentError("invalid_body", consent_message("no_keep", ""))
         request_id = services.consent.request(
             signed_in, code=code, purpose=purpose, keep_minutes=keep,
             items=[{"type": t, "fields": names} for t, names in chosen.items()]).id
     except CodeRefused as exc:
         error = ConsentError(exc.reason, _code_message(exc.refusal), exc.status)
     except ConsentError as exc:
-        error = exc
+        error = ConsentError(exc.reason, consent_message(exc.reason, exc.message), exc.status)
     if error is not None:
         with services.db.session() as db:
             clerk = _clerk(db)
@@ -234,8 +240,7 @@ def _checked_rate(services: Services, clerk: ApiClient) -> None:
     try:
         services.consent.check_rate(clerk, method=request.method, path=request.path)
     except StateError:
-        raise ConsentError("unavailable", "The service cannot check the request allowance now; try again.",
-                           503) from None
+        raise ConsentError("unavailable", consent_message("unavailable", ""), 503) from None
 
 
 def _clerk_view(db: Session, req: ConsentRequest) -> dict[str, Any]:
@@ -274,9 +279,9 @@ def request_status(request_id: str) -> WResponse:
 
 def _value_text(value: Any) -> str:
     if value is True:
-        return "yes"
+        return _("yes")
     if value is False:
-        return "no"
+        return _("no")
     return str(value)
 
 
@@ -297,7 +302,7 @@ def _verified(db: Session, services: Services, released: list[dict[str, Any]]) -
             out.append(entry)
             continue
         if token.claims.get("type") != item["type"] or set(token.disclosed) != set(item["fields"]):
-            entry["problem"] = "the signed certificate does not match what was approved"
+            entry["problem"] = _("the signed certificate does not match what was approved")
             out.append(entry)
             continue
         department = db.get(Department, token.issuer)
@@ -324,7 +329,7 @@ def receive(request_id: str) -> WResponse:
         _checked_rate(services, clerk)
         released = services.consent.fetch(clerk, request_id[:64])
     except ConsentError as exc:
-        return json_error(exc.status, exc.reason, exc.message)
+        return json_error(exc.status, exc.reason, consent_message(exc.reason, exc.message))
     with services.db.session() as db:
         received = _verified(db, services, released)
     return no_store(jsonify(id=request_id, status="fetched", received=received))

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Response, abort, jsonify, request, session
+from flask_babel import get_locale, lazy_gettext, ngettext
 from werkzeug.wrappers import Response as WResponse
 
 from codeservice.certificates.models import CertType
@@ -78,12 +79,45 @@ def labels_of(cert_type: CertType | None) -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in disclosable(cert_type)} if cert_type is not None else {}
 
 
+def in_sentence(name: str, *, label: bool = False) -> str:
+    """A certificate type's name (or a field's *label*) inside an English sentence as the service has always
+    written it ("your elderly preferential card (name)"); in other languages the name as the department gave it."""
+    if str(get_locale()) != "en":
+        return name
+    return name[:1].lower() + name[1:] if label else name.split(" (")[0].lower()
+
+
 def keep_text(minutes: int) -> str:
+    """How long a clerk keeps the data, in the reader's language: 30 minutes, 4 hours, 1 day."""
     if minutes % 1440 == 0:
-        days = minutes // 1440
-        return f"{days} day" + ("s" if days != 1 else "")
+        return ngettext("%(num)d day", "%(num)d days", minutes // 1440)
     if minutes % 60 == 0:
-        hours = minutes // 60
-        return f"{hours} hour" + ("s" if hours != 1 else "")
-    return f"{minutes} minute" + ("s" if minutes != 1 else "")
+        return ngettext("%(num)d hour", "%(num)d hours", minutes // 60)
+    return ngettext("%(num)d minute", "%(num)d minutes", minutes)
+
+
+#: What a page says for a refusal of the consent rules (``ConsentError.reason``), in the reader's language.
+#: The JSON API keeps the English ``message``; a reason not listed here shows that message.
+CONSENT_MESSAGES = {
+    "no_code": lazy_gettext("Scan the resident’s code first."),
+    "no_fields": lazy_gettext("Tick at least one field to ask for."),
+    "no_keep": lazy_gettext("Choose how long you will keep the data."),
+    "purpose_not_allowed": lazy_gettext("This office may not state that purpose; choose one from the list."),
+    "type_not_allowed": lazy_gettext("This office may not ask for that kind of certificate."),
+    "rate_limited": lazy_gettext("Too many requests in a minute; wait a moment and try again."),
+    "unavailable": lazy_gettext("The service cannot check the request allowance now; try again."),
+    "nothing_chosen": lazy_gettext("Tick at least one item to share, or press Refuse."),
+    "no_decision": lazy_gettext("Choose Approve selected or Refuse."),
+    "not_pending": lazy_gettext("That request is no longer waiting for an answer (it was answered or has expired)."),
+    "not_held": lazy_gettext("You hold no valid certificate of that kind, so it cannot be shared."),
+    "not_found": lazy_gettext("There is no such request."),
+    "forbidden": lazy_gettext("This clerk belongs to no office."),
+    "identity_frozen": lazy_gettext(
+        "This identity is frozen or unknown; the resident should contact the identity office."),
+}
+
+
+def consent_message(reason: str, fallback: str) -> str:
+    text = CONSENT_MESSAGES.get(reason)
+    return str(text) if text is not None else fallback
 

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as WResponse
 
+from codeservice.accesslog.models import AccessLogEntry
 from codeservice.certificates.models import CertType
+from codeservice.certificates.service import disclosable
 from codeservice.consent import service as consent
 from codeservice.consent.models import ConsentRequest, Office
 from codeservice.consent.pages import (
     aware,
     check_csrf_form,
+    consent_message,
     fields_from_form,
     html_page,
+    in_sentence,
     json_error,
     keep_text,
     labels_of,
@@ -59,14 +66,16 @@ def _answered_message(db: Session, pid: str, request_id: str) -> str | None:
     office = db.get(Office, req.office_id)
     where = office.name if office else req.office_id
     if req.status == "refused":
-        return f"You refused the request from {where}. Nothing was shared."
+        return _("You refused the request from %(office)s. Nothing was shared.", office=where)
     shared = []
     for item in req.approved or []:
         cert_type = db.get(CertType, item["type"])
         labels = labels_of(cert_type)
-        name = cert_type.name.split(" (")[0].lower() if cert_type else item["type"]
-        shared.append(f"your {name} ({', '.join(labels.get(f, {}).get('label', f) for f in item['fields'])})")
-    return f"You let {where} take {'; '.join(shared)} for {req.purpose}. They can take it once."
+        name = in_sentence(cert_type.name) if cert_type else item["type"]
+        fields = ", ".join(labels.get(f, {}).get("label", f) for f in item["fields"])
+        shared.append(_("your %(name)s (%(fields)s)", name=name, fields=fields))
+    return _("You let %(office)s take %(what)s for %(purpose)s. They can take it once.",
+             office=where, what="; ".join(shared), purpose=req.purpose)
 
 
 def _render_requests(pid: str, *, error: str | None = None, status: int = 200) -> WResponse:
@@ -106,14 +115,13 @@ def answer(request_id: str) -> WResponse:
         if decision == "approve":
             chosen = fields_from_form(request.form.getlist("fields"))
             if not chosen:
-                raise ConsentError("nothing_chosen", "Tick at least one item to share, or press Refuse.")
+                raise ConsentError("nothing_chosen", consent_message("nothing_chosen", ""))
             approve = [{"type": t, "fields": names} for t, names in chosen.items()]
         elif decision != "refuse":
-            raise ConsentError("invalid_body", "Choose Approve selected or Refuse.")
+            raise ConsentError("invalid_body", consent_message("no_decision", ""))
         current_services().consent.answer(pid, request_id[:64], approve, lambda _db, _answered: None)
     except ConsentError as exc:
-        message = exc.message if exc.reason != "not_pending" else \
-            "That request is no longer waiting for an answer (it was answered or has expired)."
+        message = consent_message(exc.reason, exc.message)
         return _render_requests(pid, error=message, status=exc.status)
     return redirect(url_for("requests.requests_page", answered=request_id), 303)
 
@@ -122,13 +130,83 @@ def answer(request_id: str) -> WResponse:
 @login_required
 def history_page() -> WResponse:
     pid = _pid()
-    entries = current_services().consent.history(pid)
+    entries = current_services().consent.history(pid, describe=_sentence)
     for entry in entries:
-        # The sentence ends with the time of day; the page shows the date and time (city time) beside it.
-        moment = consent.city_time(entry["at"])
-        entry["text"] = entry["text"].removesuffix(", " + moment.strftime("%H:%M"))
-        entry["city_at"] = moment.strftime("%Y-%m-%d %H:%M")
+        # The page shows the date and time (city time) beside the sentence.
         entry["kind"] = ("refused" if "refused" in entry["outcome"] or entry["action"] == "refuse" else
                          "took" if entry["action"] == "fetch" else entry["action"])
     return html_page(render_template("history.html", entries=entries))
 
+
+
+# -- the history in the reader's language ---------------------------------------------------------------------------
+#: Why a step was refused (the access log's outcome after "refused: "), as the resident reads it.
+_REFUSALS = {
+    "already_fetched": lazy_gettext("it had been taken once already"),
+    "other_clerk": lazy_gettext("another clerk had asked for it"),
+    "not_approved": lazy_gettext("you had not approved it"),
+    "window_closed": lazy_gettext("the time to take it had passed"),
+    "not_found": lazy_gettext("there was no such request"),
+    "purpose": lazy_gettext("that office may not state that purpose"),
+    "rate limit": lazy_gettext("too many requests"),
+    "identity_frozen": lazy_gettext("your identity was frozen"),
+    "type_not_allowed": lazy_gettext("they may not ask about that certificate"),
+    "predicate_not_allowed": lazy_gettext("they may not ask that question"),
+    "unknown_service": lazy_gettext("there is no such queue"),
+    "unknown_type": lazy_gettext("there is no such certificate type"),
+    "invalid_value": lazy_gettext("that is not a question about it"),
+    "busy": lazy_gettext("the queue was busy"),
+}
+
+
+def _why(outcome: str) -> str:
+    reason = outcome.removeprefix("refused").lstrip(": ").strip()
+    if reason.startswith("code "):
+        return _("the code shown was not accepted")
+    text = _REFUSALS.get(reason)
+    return str(text) if text is not None else (reason.replace("_", " ") or _("refused"))
+
+
+def _sentence(entry: AccessLogEntry, types: list[CertType]) -> str:
+    """One access-log entry in the reader's language, without its time (the page shows it beside)."""
+    names = {t.code: in_sentence(t.name) for t in types}
+    labels = {(t.code, d["name"]): in_sentence(d["label"], label=True) for t in types for d in disclosable(t)}
+
+    def thing(item: Mapping[str, Any]) -> str:
+        code = item.get("type", "")
+        fields = ", ".join(labels.get((code, f), f) for f in item.get("fields", []))
+        return _("your %(name)s (%(fields)s)", name=names.get(code, code), fields=fields)
+
+    things = "; ".join(thing(i) for i in entry.what if isinstance(i, Mapping) and "type" in i) or _("your identity")
+    purpose = _(" for %(purpose)s", purpose=entry.purpose) if entry.purpose else ""
+    who, outcome = entry.actor_label, entry.outcome
+    words = {"who": who, "things": things, "purpose": purpose}
+    refused = outcome.startswith("refused")
+    if entry.action == "fetch":
+        if outcome == "released":
+            return _("%(who)s took %(things)s%(purpose)s", **words)
+        return _("%(who)s tried to take %(things)s%(purpose)s; refused: %(why)s", why=_why(outcome), **words)
+    if entry.action == "request" and outcome == "pending":
+        return _("%(who)s asked for %(things)s%(purpose)s", **words)
+    if entry.action == "request" and refused:
+        return _("%(who)s asked for %(things)s%(purpose)s; refused: %(why)s", why=_why(outcome), **words)
+    if entry.action == "approve":
+        return _("You let %(whom)s take %(things)s%(purpose)s", whom=outcome.removeprefix("approved for "), **words)
+    if entry.action == "refuse":
+        return _("You refused %(whom)s: %(things)s%(purpose)s", whom=outcome.removeprefix("refused for "), **words)
+    if entry.action == "expire":
+        return _("A request for %(things)s%(purpose)s expired unanswered", **words)
+    if entry.action == "ticket":
+        first = entry.what[0] if entry.what and isinstance(entry.what[0], Mapping) else {}
+        service = first.get("service") or ""
+        if refused:
+            return _("%(who)s did not give you a queue number (%(service)s); refused: %(why)s",
+                     who=who, service=service, why=_why(outcome))
+        return _("%(who)s gave you queue number %(number)s (%(service)s)", who=who, service=service,
+                 number=first.get("number", ""))
+    if entry.action == "check":
+        if refused:
+            return _("%(who)s tried to check whether you hold %(things)s%(purpose)s; refused: %(why)s",
+                     why=_why(outcome), **words)
+        return _("%(who)s checked whether you hold %(things)s%(purpose)s: %(outcome)s", outcome=outcome, **words)
+    return _("%(who)s: %(action)s %(things)s%(purpose)s (%(outcome)s)", action=entry.action, outcome=outcome, **words)

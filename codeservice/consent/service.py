@@ -451,16 +451,23 @@ def sentence(
     return f"{who} {verb} {things}{purpose} ({entry.outcome}), {when}"
 
 
-def history(session: Session, subject: str, limit: int = 100, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+#: Puts an entry in words from the certificate types (the /history page does, in the reader's language).
+Describe = Callable[[AccessLogEntry, list[CertType]], str]
+
+
+def history(session: Session, subject: str, limit: int = 100, now: dt.datetime | None = None,
+            describe: Describe | None = None) -> list[dict[str, Any]]:
     """What the resident reads (the JSON API and the /history page alike): first the subject's unanswered
-    requests past their deadline are expired (and logged), then their entries, newest first, in plain language."""
+    requests past their deadline are expired (and logged), then their entries, newest first, in plain language
+    (``sentence``, English, unless *describe* puts them in words)."""
     expire_overdue(session, now, subject)
     types = list(session.scalars(select(CertType)))
     names = {t.code: t.name.split(" (")[0].lower() for t in types}
     labels = {(t.code, d["name"]): d["label"][:1].lower() + d["label"][1:] for t in types for d in disclosable(t)}
     entries = accesslog.entries_about(session, subject, limit)
     return [{"seq": e.seq, "at": e.at, "action": e.action, "who": e.actor_label, "purpose": e.purpose,
-             "outcome": e.outcome, "text": sentence(e, names, labels)} for e in entries]
+             "outcome": e.outcome, "text": describe(e, types) if describe else sentence(e, names, labels)}
+            for e in entries]
 
 
 # -- the consent service: every step in its own unit of work, with every rule ---------------------------------
@@ -672,7 +679,7 @@ class ConsentService:
             raise error
         return out
 
-    def history(self, resident: str, limit: int = 100) -> list[dict[str, Any]]:
+    def history(self, resident: str, limit: int = 100, describe: Describe | None = None) -> list[dict[str, Any]]:
         """The resident's access-log entries in plain language, overdue requests expired (and logged) first."""
         with self._wiring.transaction() as db:
-            return history(db, resident, limit=limit)
+            return history(db, resident, limit=limit, describe=describe)

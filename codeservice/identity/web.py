@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from codeservice.identity.oidc import OIDCClient, OIDCError, pkce_pair
@@ -14,6 +16,15 @@ from codeservice.identity.session import _signed_in, login_required
 from codeservice.services import current_services
 
 web = Blueprint("web", __name__)
+log = logging.getLogger("citycode")
+
+#: The sign-in page's errors by the code in its ``?error=``: a link cannot make the page say anything else.
+SIGNIN_ERRORS = {
+    "resident": lambda: _("No resident with that id."),
+    "expired": lambda: _("Sign-in expired or was started elsewhere; try again."),
+    "refused": lambda: _("The identity platform did not sign you in."),
+    "platform": lambda: _("The identity platform could not be reached or did not answer as expected; try again."),
+}
 
 
 def _csrf_token() -> str:
@@ -68,7 +79,7 @@ def signin() -> str:
         dev_signin=services.settings.dev_signin,
         oidc=services.settings.oidc is not None,
         demo=demo,
-        error=request.args.get("error"),
+        error=SIGNIN_ERRORS[error]() if (error := request.args.get("error")) in SIGNIN_ERRORS else None,
     )
 
 
@@ -82,7 +93,7 @@ def signin_dev() -> Response:
     with services.db.session() as db:
         resident = get_resident(db, pid)
     if resident is None:
-        return redirect(url_for("web.signin", error="No resident with that id."))
+        return redirect(url_for("web.signin", error="resident"))
     _start_session(resident.pid)
     return redirect(url_for("web.code_page"))
 
@@ -98,7 +109,8 @@ def signin_oidc() -> Response:
     try:
         url = client.authorization_url(url_for("web.oidc_callback", _external=True), state, nonce, challenge)
     except OIDCError as exc:
-        return redirect(url_for("web.signin", error=str(exc)))
+        log.warning("identity platform unreachable at sign-in: %s", exc.__class__.__name__)
+        return redirect(url_for("web.signin", error="platform"))
     return redirect(url)
 
 
@@ -110,15 +122,16 @@ def oidc_callback() -> Response:
     pending = session.pop("oidc", None)
     state = request.args.get("state", "")
     if not isinstance(pending, dict) or not secrets.compare_digest(state, pending.get("state", "")):
-        return redirect(url_for("web.signin", error="Sign-in expired or was started elsewhere; try again."))
+        return redirect(url_for("web.signin", error="expired"))
     if "error" in request.args or "code" not in request.args:
-        return redirect(url_for("web.signin", error="The identity platform did not sign you in."))
+        return redirect(url_for("web.signin", error="refused"))
     try:
         subject = client.exchange(
             request.args["code"], pending["verifier"], url_for("web.oidc_callback", _external=True), pending["nonce"]
         )
     except OIDCError as exc:
-        return redirect(url_for("web.signin", error=str(exc)))
+        log.warning("identity platform refused the sign-in: %s", exc.__class__.__name__)
+        return redirect(url_for("web.signin", error="platform"))
     services = current_services()
     with services.db.session() as db:
         resident = by_external_subject(db, subject) or add_resident(db, external_subject=subject)

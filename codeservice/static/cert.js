@@ -2,6 +2,7 @@
 // one with the same fields before it expires, without reloading the page (like code.js).
 (function () {
   "use strict";
+  var t = window.CityI18n.t;
   var form = document.getElementById("show-form");
   if (!form) return;
   var url = form.dataset.showUrl;
@@ -28,9 +29,19 @@
   function tick() {
     if (!chosen || !expiresAt) return;
     var left = secondsLeft();
-    status.textContent = left > 0 ? "Valid for " + left + " s" : "Expired — renewing…";
+    status.textContent = left > 0 ? t("Valid for {seconds} s", { seconds: left }) : t("Expired — renewing…");
     figure.classList.toggle("expired", left <= 0);
   }
+
+  // The API's reasons in the page's language (its English message for a reason not listed).
+  var REASONS = {
+    certificate_suspended: t("this certificate is suspended"),
+    certificate_revoked: t("this certificate is revoked"),
+    certificate_expired: t("this certificate has expired"),
+    certificate_not_yet_valid: t("this certificate is not valid yet"),
+    not_showable: t("this certificate cannot be shown now"),
+    not_found: t("you hold no such certificate")
+  };
 
   function showError(message) {
     error.textContent = message;
@@ -46,8 +57,8 @@
         return b.checked && b.dataset.derivedFrom === box.value;
       });
       if (derived.length) {
-        notes.push("“" + box.dataset.label + "” is ticked too: the checker will see it, not only “" +
-                   derived[0].dataset.label + "”.");
+        notes.push(t("“{field}” is ticked too: the checker will see it, not only “{question}”.",
+                     { field: box.dataset.label, question: derived[0].dataset.label }));
       }
     });
     warning.textContent = notes.join(" ");
@@ -98,7 +109,9 @@
         if (response.status >= 400 && response.status < 500) {
           // Not worth retrying: the certificate was suspended, the choice is not allowed, …
           hideCode();
-          showError(data.message ? "Cannot show: " + data.message + "." : "Cannot show (HTTP " + response.status + ").");
+          var reason = REASONS[data.error] || data.message;
+          showError(reason ? t("Cannot show: {reason}.", { reason: reason })
+                                 : t("Cannot show (HTTP {status}).", { status: response.status }));
           return;
         }
         if (!response.ok) throw new Error("HTTP " + response.status);
@@ -111,14 +124,14 @@
         figure.dataset.expiresAt = String(data.expires_at);
         figure.dataset.fields = fields.map(function (b) { return b.value; }).join(",");
         figure.dataset.serial = String((Number(figure.dataset.serial) || 0) + 1);
-        shows.textContent = "Shows only: " + fields.map(function (b) { return b.dataset.label; }).join(" · ");
+        shows.textContent = t("Shows only: {fields}", { fields: fields.map(function (b) { return b.dataset.label; }).join(" · ") });
         tick();
         if (first) figure.scrollIntoView({ block: "center", behavior: "instant" });
         schedule(data.refresh_in);
       })
       .catch(function () {
         if (mine !== generation || !chosen) return;
-        status.textContent = "No connection — retrying…";
+        status.textContent = t("No connection — retrying…");
         schedule(3);
       });
   }
@@ -128,7 +141,7 @@
     var fields = ticked();
     hideCode();
     if (!fields.length) {
-      showError("Tick at least one item to show.");
+      showError(t("Tick at least one item to show."));
       return;
     }
     showError("");

@@ -1,6 +1,7 @@
 // Keeps the resident's identity code fresh: fetch a new one before the current one expires.
 (function () {
   "use strict";
+  var t = window.CityI18n.t;
   var figure = document.getElementById("code");
   var image = document.getElementById("code-image");
   var status = document.getElementById("code-status");
@@ -14,7 +15,7 @@
   function tick() {
     if (!expiresAt) return;
     var left = secondsLeft();
-    status.textContent = left > 0 ? "Valid for " + left + " s" : "Expired — renewing…";
+    status.textContent = left > 0 ? t("Valid for {seconds} s", { seconds: left }) : t("Expired — renewing…");
     figure.classList.toggle("expired", left <= 0);
   }
 
@@ -40,7 +41,7 @@
         schedule(data.refresh_in);
       })
       .catch(function () {
-        status.textContent = "No connection — retrying…";
+        status.textContent = t("No connection — retrying…");
         schedule(3);
       });
   }

@@ -2,6 +2,7 @@
 // and receive the approved certificates once (JSON post carrying the page's CSRF token in a header).
 (function () {
   "use strict";
+  var t = window.CityI18n.t;
   var root = document.getElementById("console");
   if (!root) return;
   var csrf = root.dataset.csrf;
@@ -40,10 +41,8 @@
     return node;
   }
 
-  function clock(iso) {
-    if (!iso) return "";
-    return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  }
+  // The city's time of day (24-hour), as every page shows it.
+  var clock = window.CityI18n.clock;
 
   function describe(items) {
     return items.map(function (i) {
@@ -60,7 +59,7 @@
   function showApproved(data) {
     approvedBox.textContent = "";
     if (!data.approved) { approvedBox.hidden = true; return; }
-    approvedBox.appendChild(el("p", "label", "The resident approved:"));
+    approvedBox.appendChild(el("p", "label", t("The resident approved:")));
     var list = el("ul");
     describe(data.approved).forEach(function (line) { list.appendChild(el("li", "", line)); });
     approvedBox.appendChild(list);
@@ -72,24 +71,24 @@
     button.hidden = !data.can_receive;
     switch (data.status) {
       case "pending":
-        setStatus("pending", "Waiting for the resident to answer on their phone (until " + clock(data.answer_by) + ")…");
+        setStatus("pending", t("Waiting for the resident to answer on their phone (until {time})…", { time: clock(data.answer_by) }));
         return true;
       case "approved":
         if (data.can_receive) {
-          setStatus("approved", "Approved. Receive it before " + clock(data.fetch_by) + "; it can be received once.");
+          setStatus("approved", t("Approved. Receive it before {time}; it can be received once.", { time: clock(data.fetch_by) }));
           button.focus();
           return true;
         }
-        setStatus("closed", "Approved, but the time to receive it has passed.");
+        setStatus("closed", t("Approved, but the time to receive it has passed."));
         return false;
       case "refused":
-        setStatus("refused", "The resident refused. Nothing was shared.");
+        setStatus("refused", t("The resident refused. Nothing was shared."));
         return false;
       case "expired":
-        setStatus("expired", "The request expired unanswered.");
+        setStatus("expired", t("The request expired unanswered."));
         return false;
       case "fetched":
-        setStatus("fetched", "Received already; it cannot be received again.");
+        setStatus("fetched", t("Received already; it cannot be received again."));
         return false;
       default:
         setStatus(data.status, data.status);
@@ -118,7 +117,7 @@
       })
       .catch(function () {
         if (done) return;
-        setStatus("offline", "No connection — retrying…");
+        setStatus("offline", t("No connection — retrying…"));
         schedule(3);
       });
   }
@@ -131,14 +130,14 @@
       var head = el("header");
       head.appendChild(el("h3", "", item.type_name));
       head.appendChild(el("span", "badge " + (item.verified ? "badge-ok" : "badge-bad"),
-                          item.verified ? "verified ✓" : "not verified ✗"));
+                          item.verified ? t("verified ✓") : t("not verified ✗")));
       card.appendChild(head);
       if (!item.verified) {
-        card.appendChild(el("p", "error", "Do not use: " + (item.problem || "the signature did not verify") + "."));
+        card.appendChild(el("p", "error", t("Do not use: {problem}.", { problem: item.problem || t("the signature did not verify") })));
         received.appendChild(card);
         return;
       }
-      card.appendChild(el("p", "issuer", "Signed by " + item.issuer_name));
+      card.appendChild(el("p", "issuer", t("Signed by {issuer}", { issuer: item.issuer_name })));
       var list = el("dl", "received-fields");
       item.fields.forEach(function (f) {
         var dt = el("dt", "", f.label);
@@ -148,9 +147,9 @@
         list.appendChild(dd);
       });
       card.appendChild(list);
-      card.appendChild(el("p", "hint", "Keep until " + clock(item.keep_until) + ", then delete it."));
+      card.appendChild(el("p", "hint", t("Keep until {time}, then delete it.", { time: clock(item.keep_until) })));
       var details = el("details", "sd-jwt");
-      details.appendChild(el("summary", "", "Signed certificate (SD-JWT) for your records system"));
+      details.appendChild(el("summary", "", t("Signed certificate (SD-JWT) for your records system")));
       var text = el("textarea");
       text.readOnly = true;
       text.rows = 4;
@@ -176,7 +175,7 @@
       })
       .then(function (answer) {
         if (!answer.ok) {
-          errorBox.textContent = "Not received: " + (answer.data.message || "HTTP " + answer.status) + ".";
+          errorBox.textContent = t("Not received: {reason}.", { reason: answer.data.message || "HTTP " + answer.status });
           errorBox.hidden = false;
           if (answer.status >= 500) { button.disabled = false; return; }
           button.hidden = true;
@@ -187,13 +186,13 @@
         done = true;
         clearTimeout(timer);
         button.hidden = true;
-        setStatus("received", "Received. Only what the resident approved is shown below.");
+        setStatus("received", t("Received. Only what the resident approved is shown below."));
         showReceived(answer.data.received || []);
         var next = document.getElementById("next-link");
         if (next) next.focus();
       })
       .catch(function () {
-        errorBox.textContent = "No connection; try again.";
+        errorBox.textContent = t("No connection; try again.");
         errorBox.hidden = false;
         button.disabled = false;
       });

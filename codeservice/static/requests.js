@@ -2,12 +2,16 @@
 // countdown to each request's expiry runs, and a request answered or expired elsewhere is closed.
 (function () {
   "use strict";
+  var t = window.CityI18n.t;
   var list = document.getElementById("requests");
   if (!list) return;
   var empty = document.getElementById("no-requests");
   var url = list.dataset.pollUrl;
   var POLL_SECONDS = 3;
   var baseTitle = document.title;
+  // Elders' mode: nothing may move under the finger, so a new request comes in below the ones on screen and a
+  // closed card's note lies over the card (style.css) instead of pushing it down.
+  var elder = document.documentElement.classList.contains("elder");
 
   function cards() {
     return Array.prototype.slice.call(list.querySelectorAll(".request-card"));
@@ -39,7 +43,7 @@
       card.dataset.secondsLeft = String(left);
       var shown = card.querySelector(".countdown");
       if (shown) shown.textContent = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
-      if (left <= 0) close(card, "This request expired unanswered; nothing was shared.");
+      if (left <= 0) close(card, t("This request expired unanswered; nothing was shared."));
     });
     refreshTitle();
   }
@@ -51,7 +55,7 @@
       var approve = event.submitter && event.submitter.value === "approve";
       if (approve && !form.querySelector("input[name=fields]:checked")) {
         event.preventDefault();
-        error.textContent = "Tick at least one item to share, or press Refuse.";
+        error.textContent = t("Tick at least one item to share, or press Refuse.");
         error.hidden = false;
         return;
       }
@@ -75,11 +79,12 @@
         data.requests.forEach(function (r) { pending[r.id] = r; });
         cards().forEach(function (card) {
           if (!pending[card.dataset.request]) {
-            close(card, "This request is no longer waiting: it was answered or has expired.");
+            close(card, t("This request is no longer waiting: it was answered or has expired."));
           }
         });
-        // Newest first, as the server lists them: insert the new ones at the top, in order.
-        var anchor = list.firstChild;
+        // Newest first, as the server lists them: insert the new ones at the top, in order (in the elders'
+        // mode below the cards already shown).
+        var anchor = elder ? null : list.firstChild;
         data.requests.forEach(function (r) {
           if (list.querySelector('[data-request="' + r.id + '"]')) return;
           var holder = document.createElement("template");

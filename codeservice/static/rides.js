@@ -4,6 +4,7 @@
 // the credential, the time and a random nonce are signed with the device key and drawn as a QR code.
 (function () {
   "use strict";
+  var t = window.CityI18n.t;
   var PREFIX = "CC1:";
   var PROOF_PREFIX = new TextEncoder().encode("citycode-ride-device:");
   var BASE45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
@@ -136,7 +137,7 @@
   }
   async function register() {
     enable.disabled = true;
-    status.textContent = "Making this phone's key…";
+    status.textContent = t("Making this phone’s key…");
     try {
       var pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
       var raw = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
@@ -148,7 +149,7 @@
       start();
     } catch (error) {
       device = null;
-      status.textContent = "Could not turn on the ride code: " + error.message;
+      status.textContent = t("Could not turn on the ride code: {reason}", { reason: error.message });
       enable.disabled = false;
     }
   }
@@ -167,7 +168,7 @@
       if (error.reason === "not_found" || error.reason === "device_revoked") {
         await forgetDevice();
         device = null;
-        stop("This phone was removed from your account.");
+        stop(t("This phone was removed from your account."));
         enable.hidden = false;
         enable.disabled = false;
       }
@@ -180,7 +181,7 @@
     var now = Math.floor(Date.now() / 1000);
     if (now > device.expiresAt) {
       section.dataset.state = "stale";
-      status.textContent = "Ride authorisation expired: connect once to renew it.";
+      status.textContent = t("Ride authorisation expired: connect once to renew it.");
       schedule(5);
       renewIfDue();
       return;
@@ -201,10 +202,10 @@
   function tick() {
     if (device && madeAt) {
       var left = Math.max(0, madeAt + device.validity - Math.floor(Date.now() / 1000));
-      status.textContent = "Valid for " + left + " s · renews every " + device.refresh + " s";
+      status.textContent = t("Valid for {seconds} s · renews every {refresh} s", { seconds: left, refresh: device.refresh });
     }
     var online = navigator.onLine;
-    network.textContent = online ? "Online" : "Offline — the code keeps working";
+    network.textContent = online ? t("Online") : t("Offline — the code keeps working");
     network.classList.toggle("offline", !online);
   }
   function start() {
@@ -218,17 +219,17 @@
       var ride = known || await api("GET", "/api/v1/me/ride");
       document.getElementById("ride-card").textContent = ride.card_type;
       document.getElementById("ride-limit").textContent = "¥" + (ride.fare_limit / 100).toFixed(2);
-      if (device) document.getElementById("ride-until").textContent = new Date(device.expiresAt * 1000).toLocaleString();
+      if (device) document.getElementById("ride-until").textContent = window.CityI18n.dateTime(device.expiresAt);
       document.getElementById("ride-account").hidden = false;
       var trips = (await api("GET", "/api/v1/me/trips")).trips, list = document.getElementById("trips");
       if (trips.length) {
         list.textContent = "";
-        trips.slice(0, 20).forEach(function (t) {
+        trips.slice(0, 20).forEach(function (trip) {
           var item = document.createElement("li"), where = document.createElement("span"),
               cost = document.createElement("span");
-          where.textContent = t.operator_name + " · " + (t.line ? "line " + t.line : (t.origin || "") +
-                              (t.destination ? " → " + t.destination : "")) + " · " + t.service_day;
-          cost.textContent = "¥" + (t.charged / 100).toFixed(2);
+          where.textContent = trip.operator_name + " · " + (trip.line ? t("line {line}", { line: trip.line }) : (trip.origin || "") +
+                              (trip.destination ? " → " + trip.destination : "")) + " · " + trip.service_day;
+          cost.textContent = "¥" + (trip.charged / 100).toFixed(2);
           item.append(where, cost);
           list.append(item);
         });
@@ -237,16 +238,16 @@
   }
 
   remove.addEventListener("click", async function () {
-    if (!device || !window.confirm("Remove this phone? Its ride codes stop working at gates.")) return;
+    if (!device || !window.confirm(t("Remove this phone? Its ride codes stop working at gates."))) return;
     try {
       await api("DELETE", "/api/v1/me/ride/devices/" + device.deviceId);
       await forgetDevice();
       device = null;
       remove.hidden = true;
-      stop("This phone was removed.");
+      stop(t("This phone was removed."));
       enable.hidden = false;
       enable.disabled = false;
-    } catch (error) { status.textContent = "Could not remove this phone: " + error.message; }
+    } catch (error) { status.textContent = t("Could not remove this phone: {reason}", { reason: error.message }); }
   });
   enable.addEventListener("click", register);
   window.addEventListener("online", function () { tick(); renewIfDue(); showAccount(); });
@@ -254,7 +255,7 @@
   setInterval(tick, 1000);
 
   if (!window.crypto || !crypto.subtle || !window.indexedDB) {
-    status.textContent = "This browser cannot keep a ride key (it needs WebCrypto and IndexedDB over HTTPS).";
+    status.textContent = t("This browser cannot keep a ride key (it needs WebCrypto and IndexedDB over HTTPS).");
     return;
   }
   (async function boot() {
@@ -266,15 +267,15 @@
     } catch (error) {
       account = localStorage.getItem("citycode-ride-account");  // offline: the phone's last account
     }
-    if (!account) { status.textContent = "Connect once to turn on the ride code."; return; }
+    if (!account) { status.textContent = t("Connect once to turn on the ride code."); return; }
     try {
       var saved = await loadDevice();
       if (saved && saved.credential) { device = saved; start(); return; }
     } catch (error) {
-      status.textContent = "This browser keeps no data for this site.";
+      status.textContent = t("This browser keeps no data for this site.");
       return;
     }
-    status.textContent = "The ride code is not on this phone yet.";
+    status.textContent = t("The ride code is not on this phone yet.");
     enable.hidden = false;
     if (ride) showAccount(ride);
   })();
