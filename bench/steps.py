@@ -26,10 +26,12 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
+from sqlalchemy import select
 
 from bench.http import ITEMS, _cpu_of
 from codeservice.app import create_app
 from codeservice.config import Settings
+from codeservice.identity.models import Resident
 from codeservice.identity.residents import list_residents
 from codeservice.services import Services
 
@@ -130,10 +132,34 @@ def run(env: dict[str, str], key: str, n: int, admin: sa.Engine, dbname: str, st
                                                       json={"decision": "approve"}), 200), list(ids))
     phase("fetch", lambda rid: expect(clerk.post(f"/api/v1/consent/requests/{rid}/fetch", headers=auth), 200),
           list(ids))
+    out["one_statement"] = statement_costs(services, elder)
     base = out["health"]["python_ms"] + out["health"]["postgres_ms"]
     for name in PHASES[1:]:
         out[name]["vs_health_cpu"] = round(base / (out[name]["python_ms"] + out[name]["postgres_ms"]), 3)
     services.db.dispose()
+    return out
+
+
+def statement_costs(services: Services, pid: str, rounds: int = 2000) -> dict[str, float]:
+    """ms of Python for one SELECT of a resident by id, inside an open transaction: on a bare psycopg cursor, as
+    a SQLAlchemy Core ``select``, and as the ORM loads it (what a step pays a statement)."""
+    out: dict[str, float] = {}
+    with services.db.session() as s:
+        cursor = s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        core = select(Resident.id, Resident.frozen).where(Resident.pid == pid)
+        orm = select(Resident).where(Resident.pid == pid)
+        for name, one in (
+            ("psycopg_cursor_ms", lambda: cursor.execute("SELECT id, frozen FROM residents WHERE pid = %s",
+                                                         (pid,)).fetchall()),
+            ("sqlalchemy_core_ms", lambda: s.execute(core).all()),
+            ("sqlalchemy_orm_ms", lambda: s.scalars(orm).all()),
+        ):
+            for _ in range(50):
+                one()
+            start = time.process_time()
+            for _ in range(rounds):
+                one()
+            out[name] = round((time.process_time() - start) * 1000 / rounds, 3)
     return out
 
 
