@@ -91,7 +91,7 @@ def rate(fn: Any, jobs: list[Any], concurrency: int, meter: CpuMeter | None = No
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_of(pid: int) -> float:
+def cpu_of(pid: int) -> float:
     """User plus system CPU seconds of one process (0 when it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -119,7 +119,7 @@ class CpuMeter:
         with self.admin.connect() as conn:
             pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :db"),
                                 {"db": self.dbname}).scalars().all()
-        return service, sum(_cpu_of(pid) for pid in pids)
+        return service, sum(cpu_of(pid) for pid in pids)
 
 
 def sign_in_resident(port: int, pid: str) -> str:

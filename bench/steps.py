@@ -28,7 +28,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from bench.http import ITEMS, _cpu_of
+from bench.http import ITEMS, cpu_of
 from codeservice.app import create_app
 from codeservice.config import Settings
 from codeservice.identity.models import Resident
@@ -80,7 +80,7 @@ def run(env: dict[str, str], key: str, n: int, admin: sa.Engine, dbname: str, st
     def backends() -> float:
         with admin.connect() as conn:
             pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": dbname})
-            return sum(_cpu_of(pid) for (pid,) in pids)
+            return sum(cpu_of(pid) for (pid,) in pids)
 
     def redis_cpu() -> float:
         info = state.info("cpu")

@@ -6,6 +6,7 @@ A test that needs a server skips when it is unreachable, except under CI=true, w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -70,24 +71,33 @@ def make_code(keyring: Keyring, subject: bytes) -> Callable[..., str]:
 
 
 # -- real servers -------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test process, dropped at the end."""
+@contextlib.contextmanager
+def throwaway_postgres_database(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database named *prefix* and a random suffix, dropped afterwards
+    (a failure, not a skip, under CI when the server is unreachable: ``server_unavailable``)."""
     import sqlalchemy as sa
 
     admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"citycode_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         admin.dispose()
         server_unavailable("PostgreSQL", exc)
-    url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test process, dropped at the end."""
+    with throwaway_postgres_database("citycode_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from codeservice.identity.models import Resident
 from codeservice.identity.residents import add_resident, ensure_demo_residents, get_resident, list_residents
 from codeservice.models import Base
 from sdk.claims import subject_from_text
-from tests.conftest import clear_database
+from tests.conftest import clear_database, throwaway_postgres_database
 
 
 @pytest.fixture
@@ -97,24 +97,8 @@ def empty_database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
         return
-    import uuid
-
-    import sqlalchemy as sa
-
-    from tests.conftest import POSTGRES_URL, server_unavailable
-
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"citycode_migration_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        server_unavailable("PostgreSQL", exc)
-    yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_postgres_database("citycode_migration") as url:
+        yield url
 
 
 def test_migration_0006_keys_stored_codes_and_makes_later_copies_duplicates_of_the_first(empty_database_url):

@@ -359,14 +359,19 @@ def test_a_gate_asks_for_its_fares_and_capacity(app, client):
     assert client.get("/api/v1/gate/setup", headers=bearer(bus)).json["error"] == "invalid_query"
 
 
-def test_the_sdk_uploader_delivers_a_real_gates_records_once(app, client, tmp_path):
-    """The SDK's uploader through the service's HTTP handler; the answer of the first delivery is lost."""
+def _phone_and_entry_gate(app, client, tmp_path) -> tuple[BrowserPhone, Gate]:
+    """A signed-in resident's registered phone, and an entry gate of the demo metro at station 101."""
     sign_in(client, residents(app)[2])
     phone = BrowserPhone()
     phone.register(client)
     config = GateConfig(gate_id="g-101-1", operator="qd-metro", kind="metro", scene=SCENES["metro-gate"],
                         station="101", direction="in")
-    gate = Gate(config, gate_verifier(client), GateStore(tmp_path / "gate.sqlite3"))
+    return phone, Gate(config, gate_verifier(client), GateStore(tmp_path / "gate.sqlite3"))
+
+
+def test_the_sdk_uploader_delivers_a_real_gates_records_once(app, client, tmp_path):
+    """The SDK's uploader through the service's HTTP handler; the answer of the first delivery is lost."""
+    phone, gate = _phone_and_entry_gate(app, client, tmp_path)
     for _ in range(3):
         assert gate.scan(phone.code()).record
     key = client_key(app, "device", operator="qd-metro")
@@ -627,12 +632,7 @@ def test_the_operator_sees_a_copy_of_a_charged_code_among_its_records(app, clien
 
 
 def test_the_sdk_uploader_counts_a_copy_of_a_charged_code_delivered_and_never_sends_it_again(app, client, tmp_path):
-    sign_in(client, residents(app)[2])
-    phone = BrowserPhone()
-    phone.register(client)
-    config = GateConfig(gate_id="g-101-1", operator="qd-metro", kind="metro", scene=SCENES["metro-gate"],
-                        station="101", direction="in")
-    gate = Gate(config, gate_verifier(client), GateStore(tmp_path / "gate.sqlite3"))
+    phone, gate = _phone_and_entry_gate(app, client, tmp_path)
     assert gate.scan(phone.code()).record
     (record,) = gate.store.records()
     record.pop("upload_state")
