@@ -335,6 +335,7 @@ def _favours(out: dict[str, Any], decoders: list[str]) -> dict[str, Any]:
 def bench_issue(s: Setup, plan: Plan) -> dict[str, Any]:
     signer, subject = s.signer, s.subject
     private_key = signer.private_key
+    assert isinstance(private_key, ec.EllipticCurvePrivateKey)  # the bench's identity office signs with ES256
     algorithm = ec.ECDSA(hashes.SHA256())
     message = parse(base45.b45decode(s.code[len(PREFIX):]))
     data = message.to_be_signed()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sdk import sm2
 from sdk.citytime import zone
 
 
@@ -80,6 +82,10 @@ class Settings:
     #: The city's time zone (IANA name): every time a page shows is in it. ``sdk.citytime`` reads the same
     #: variable for the dates of certificates and the operating day.
     city_tz: str = "Asia/Shanghai"
+    #: What the keys ``citycode init`` makes sign with: ``ES256`` (default) or ``SM2`` (SM2 with SM3), the anchor's
+    #: and every issuer's, but those named in ``issuer_signing_algs`` (issuer id, algorithm).
+    signing_alg: str = "ES256"
+    issuer_signing_algs: tuple[tuple[str, str], ...] = ()
 
     @property
     def keys_dir(self) -> Path:
@@ -127,6 +133,7 @@ class Settings:
             zone(city_tz)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        signing_alg, issuer_algs = _signing_algs(env)
         return cls(
             home=home,
             database_url=database_url,
@@ -150,4 +157,36 @@ class Settings:
             consent_answer_minutes=_int(env, "CITYCODE_CONSENT_ANSWER_MINUTES", 5, 1, 60),
             consent_fetch_minutes=_int(env, "CITYCODE_CONSENT_FETCH_MINUTES", 3, 1, 60),
             city_tz=city_tz,
+            signing_alg=signing_alg,
+            issuer_signing_algs=issuer_algs,
         )
+
+
+_SIGNING_ALGS = ("ES256", "SM2")
+_ISSUER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")
+
+
+def _signing_alg(name: str, value: str) -> str:
+    alg = value.strip().upper()
+    if alg not in _SIGNING_ALGS:
+        raise ConfigError(f"{name} must be ES256 or SM2, got {value!r}")
+    if alg == "SM2" and not sm2.available():
+        raise ConfigError(f"{name} names SM2, but {sm2.INSTALL_HINT} is not installed")
+    return alg
+
+
+def _signing_algs(env: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``CITYCODE_SIGNING_ALG`` (ES256 or SM2) and ``CITYCODE_ISSUER_SIGNING_ALGS`` (``issuer=ALG,...``)."""
+    default = _signing_alg("CITYCODE_SIGNING_ALG", env.get("CITYCODE_SIGNING_ALG") or "ES256")
+    pairs: dict[str, str] = {}
+    text = env.get("CITYCODE_ISSUER_SIGNING_ALGS") or ""
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        issuer, sep, alg = item.partition("=")
+        issuer = issuer.strip()
+        if not sep or not _ISSUER_ID.match(issuer):
+            raise ConfigError(f"CITYCODE_ISSUER_SIGNING_ALGS must be issuer=ALG pairs separated by commas "
+                              f"(issuer ids a-z, 0-9 and -), got {item!r}")
+        if issuer in pairs:
+            raise ConfigError(f"CITYCODE_ISSUER_SIGNING_ALGS names {issuer} twice")
+        pairs[issuer] = _signing_alg(f"CITYCODE_ISSUER_SIGNING_ALGS ({issuer})", alg)
+    return default, tuple(sorted(pairs.items()))

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from cryptography.hazmat.primitives import serialization
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
@@ -32,7 +31,7 @@ from issuers.keyring import IssuerInfo, Keyring, KeyringError
 from issuers.trustlist import KeyringKeys, sign_trust_list
 from sdk import TrustList, Verifier
 from sdk.claims import subject_from_text
-from sdk.keys import b64u_encode
+from sdk.keys import b64u_encode, load_public_pem
 from verifiers.online import OnlineVerifier
 
 IDENTITY_OFFICE = IssuerInfo("city-id", "City Identity Office", ("id",))
@@ -56,7 +55,8 @@ class Services:
 
     @cached_property
     def keyring(self) -> Keyring:
-        return Keyring(self.settings.keys_dir)
+        return Keyring(self.settings.keys_dir, signing_alg=self.settings.signing_alg,
+                       issuer_algs=dict(self.settings.issuer_signing_algs))
 
     @cached_property
     def state(self) -> StateStore:
@@ -138,8 +138,7 @@ class Services:
         for entry in self.keyring.list_keys():
             if entry["issuer"] == AUDIT_OFFICE.id and b64u_encode(bytes.fromhex(entry["kid"])) == kid_b64:
 
-                return serialization.load_pem_public_key(
-                    (self.keyring.path / f"{entry['kid']}.pub.pem").read_bytes())
+                return load_public_pem((self.keyring.path / f"{entry['kid']}.pub.pem").read_bytes())
         return None
 
     @contextmanager

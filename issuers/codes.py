@@ -12,17 +12,21 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from issuers.keyring import Signer
-from sdk import base45, cose
+from sdk import base45, cose, sm2
 from sdk.claims import CLAIM_CTI, CLAIM_EXP, CLAIM_IAT, CLAIM_KIND, CLAIM_SUB, KIND_IDS
 from sdk.verifier import PREFIX
 
 CODE_ID_LENGTH = 8
 
 
-def cose_sign(private_key: ec.EllipticCurvePrivateKey, payload: bytes, *, kid: bytes = b"",
+def cose_sign(private_key: ec.EllipticCurvePrivateKey | sm2.Sm2PrivateKey, payload: bytes, *, kid: bytes = b"",
               tagged: bool = True) -> bytes:
-    """A COSE_Sign1 over *payload* with an ES256 key (raw r||s signature, low s); no kid for a key the payload
-    names."""
+    """A COSE_Sign1 over *payload* with an ES256 key (raw r||s signature, low s) or an SM2 key (alg -70001,
+    raw r||s); no kid for a key the payload names."""
+    if isinstance(private_key, sm2.Sm2PrivateKey):
+        protected = cose.encode_protected(cose.ALG_SM2, kid)
+        return cose.assemble(protected, payload, private_key.sign(cose.sig_structure(protected, payload)),
+                             tagged=tagged)
     protected = cose.encode_protected(cose.ALG_ES256, kid)
     der = private_key.sign(cose.sig_structure(protected, payload), ec.ECDSA(hashes.SHA256()))
     r, s = decode_dss_signature(der)  # cryptography gives s or n - s at random: write the low one
@@ -31,7 +35,7 @@ def cose_sign(private_key: ec.EllipticCurvePrivateKey, payload: bytes, *, kid: b
 
 
 def sign_payload(signer: Signer, payload: bytes, *, tagged: bool = True) -> bytes:
-    """A COSE_Sign1 over *payload* with the signer's ES256 key, naming its key id."""
+    """A COSE_Sign1 over *payload* with the signer's key (ES256 or SM2, as the key is), naming its key id."""
     return cose_sign(signer.private_key, payload, kid=signer.kid, tagged=tagged)
 
 

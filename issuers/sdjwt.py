@@ -46,6 +46,6 @@ def issue_sd_jwt(
     digests += [disclosure_digest(b64u_encode(os.urandom(32))) for _ in range(DECOYS)]  # hide the field count
     claims = {**plain, "iss": signer.issuer, "iat": issued, "exp": issued + lifetime, "_sd_alg": "sha-256",
               "_sd": sorted(digests)}
-    token = jwt.encode(claims, signer.private_key, algorithm="ES256",
+    token = jwt.encode(claims, signer.private_key, algorithm=signer.alg_name,  # type: ignore[arg-type]
                        headers={"typ": SD_JWT_TYPE, "kid": b64u_encode(signer.kid)})
     return token + "~" + "".join(disclosures[name] + "~" for name in fields if name in wanted)

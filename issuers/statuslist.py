@@ -34,5 +34,5 @@ def sign_status_list(
         "ttl": ttl,
         "status_list": {"bits": BITS, "lst": encode_lst(pack(size, statuses, BITS))},
     }
-    return jwt.encode(claims, signer.private_key, algorithm="ES256",
+    return jwt.encode(claims, signer.private_key, algorithm=signer.alg_name,  # type: ignore[arg-type]
                       headers={"typ": STATUS_LIST_TYPE, "kid": b64u_encode(signer.kid)})

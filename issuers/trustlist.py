@@ -8,7 +8,8 @@ from typing import Any
 import jwt
 
 from issuers.keyring import Keyring
-from sdk.keys import TrustedKey, b64u_encode, public_key_to_jwk
+from sdk.cose import ALG_NAMES
+from sdk.keys import TrustedKey, alg_for_key, b64u_encode, public_key_to_jwk
 from sdk.trustlist import TRUST_LIST_TYPE, TrustList
 
 ANCHOR_NAME = "citycode-trust-anchor"
@@ -35,6 +36,7 @@ def _entry(key: TrustedKey) -> dict[str, Any]:
         "cert_types": sorted(key.cert_types),
         "nbf": key.not_before,
         "exp": key.not_after,
+        "alg": key.alg_name,
         "jwk": public_key_to_jwk(key.public_key),
     }
     if key.org_code is not None:  # a department: the issuer code of its certificate identifiers
@@ -46,7 +48,9 @@ def sign_trust_list(keyring: Keyring, *, validity: int, now: float | None = None
     """The current trust list as a compact JWS signed by the trust anchor."""
     now = time.time() if now is None else now
     claims = trust_list_claims(keyring, now=now, validity=validity)
-    return jwt.encode(claims, keyring.anchor_private(), algorithm="ES256", headers={"typ": TRUST_LIST_TYPE})
+    anchor = keyring.anchor_private()  # ES256 or SM2SM3, as the anchor key is
+    return jwt.encode(claims, anchor, algorithm=ALG_NAMES[alg_for_key(anchor.public_key())],  # type: ignore[arg-type]
+                      headers={"typ": TRUST_LIST_TYPE})
 
 
 def current_trust_list(keyring: Keyring, *, validity: int, now: float | None = None) -> TrustList:

@@ -36,15 +36,18 @@ from typing import Any
 
 import cbor2
 
+from sdk.sm2 import ALG_SM2, JWS_ALG
+
 TAG_SIGN1 = 18
 HEADER_ALG = 1
 HEADER_KID = 4
 KID_LENGTH = 8
 
-#: COSE algorithm identifiers (IANA "COSE Algorithms") of the algorithms we sign with.
+#: COSE algorithm identifiers (IANA "COSE Algorithms") of the algorithms we sign with; SM2 with SM3 has none
+#: registered, so it takes a private-use value (sdk/sm2.py, docs/codes.md). The names are the JWS ``alg``.
 ALG_ES256 = -7
 ALG_EDDSA = -8
-ALG_NAMES: dict[int, str] = {ALG_ES256: "ES256", ALG_EDDSA: "EdDSA"}
+ALG_NAMES: dict[int, str] = {ALG_ES256: "ES256", ALG_EDDSA: "EdDSA", ALG_SM2: JWS_ALG}
 ALG_IDS: dict[str, int] = {name: alg for alg, name in ALG_NAMES.items()}
 #: The order n of the P-256 group (SEC 2): with (r, s), the ES256 signature (r, n - s) verifies too.
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551

@@ -11,9 +11,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from sdk.cose import ALG_EDDSA, ALG_ES256, ALG_IDS, ALG_NAMES, KID_LENGTH
+from sdk import sm2
+from sdk.cose import ALG_EDDSA, ALG_ES256, ALG_IDS, ALG_NAMES, ALG_SM2, KID_LENGTH
+from sdk.sm2 import Sm2PublicKey
 
-PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | Sm2PublicKey
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
@@ -34,7 +36,10 @@ def key_id(public_key: PublicKey) -> bytes:
     Derived from the key itself, so a trust list can check every id and two keys
     never share one by accident (a lesson from the EU DCC gateway).
     """
-    spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if isinstance(public_key, Sm2PublicKey):
+        spki = public_key.spki_der()
+    else:
+        spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(spki).digest()[:KID_LENGTH]
 
 
@@ -44,13 +49,37 @@ def alg_for_key(public_key: PublicKey) -> int:
         return ALG_ES256
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         return ALG_EDDSA
-    raise ValueError("only P-256 and Ed25519 keys are supported")
+    if isinstance(public_key, Sm2PublicKey):
+        return ALG_SM2
+    raise ValueError("only P-256, Ed25519 and SM2 (sm2p256v1) keys are supported")
+
+
+def load_public_pem(pem: bytes) -> PublicKey:
+    """A PEM ``PUBLIC KEY`` of one of the supported types (SM2 read without its library); ValueError else."""
+    sm2_key = sm2.load_public_pem(pem)
+    if sm2_key is not None:
+        return sm2_key
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise ValueError("not a P-256, Ed25519 or SM2 public key")
+    alg_for_key(key)
+    return key
+
+
+def public_pem(public_key: PublicKey) -> bytes:
+    """The PEM ``PUBLIC KEY`` (SubjectPublicKeyInfo) of *public_key*."""
+    if isinstance(public_key, Sm2PublicKey):
+        return public_key.public_pem()
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def public_key_to_jwk(public_key: PublicKey) -> dict[str, str]:
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return {"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(raw)}
+    if isinstance(public_key, Sm2PublicKey):  # crv "SM2" is this product's own (none is registered)
+        point = public_key.point()
+        return {"kty": "EC", "crv": sm2.JWK_CRV, "x": b64u_encode(point[:32]), "y": b64u_encode(point[32:])}
     numbers = public_key.public_numbers()
     return {
         "kty": "EC",
@@ -74,6 +103,8 @@ def public_key_from_jwk(jwk: Any) -> PublicKey:
         return ec.EllipticCurvePublicNumbers(
             int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()
         ).public_key()
+    if kty == "EC" and crv == sm2.JWK_CRV:
+        return Sm2PublicKey.from_bytes(b64u_decode(jwk["x"]), b64u_decode(jwk["y"]))
     if kty == "OKP" and crv == "Ed25519":
         return ed25519.Ed25519PublicKey.from_public_bytes(b64u_decode(jwk["x"]))
     raise ValueError(f"unsupported key type {kty!r}/{crv!r}")
@@ -130,6 +161,8 @@ class TrustedKey:
         """True when *signature* (COSE raw form) over *data* verifies with this key."""
         if self.alg == ALG_ES256:
             return verify_es256(self.public_key, signature, data)  # type: ignore[arg-type]
+        if isinstance(self.public_key, Sm2PublicKey):  # Sm2Unavailable without the library: the verifier
+            return self.alg == ALG_SM2 and self.public_key.verify(signature, data)  # checks sm2.available() first
         if len(signature) != 64:
             return False
         try:
@@ -147,7 +180,9 @@ __all__ = [
     "b64u_decode",
     "b64u_encode",
     "key_id",
+    "load_public_pem",
     "public_key_from_jwk",
     "public_key_to_jwk",
+    "public_pem",
     "verify_es256",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 
 import jwt
 
+from sdk import sm2
 from sdk.keys import b64u_decode
 from sdk.trustlist import TrustList
 
@@ -56,8 +57,10 @@ def verify_sd_jwt(token: str, trust: TrustList, *, at: float | None = None, leew
         key = None
     if key is None or "cert" not in key.kinds:
         raise SdJwtError("not signed by a certificate issuer in the trust list")
+    if key.alg_name == sm2.JWS_ALG and not sm2.available():
+        raise SdJwtError(f"signed with SM2: {sm2.INSTALL_HINT}")
     try:
-        claims = jwt.decode(issuer_jwt, key.public_key, algorithms=[key.alg_name], leeway=leeway,
+        claims = jwt.decode(issuer_jwt, key.public_key, algorithms=[key.alg_name], leeway=leeway,  # type: ignore[arg-type]
                             options={"require": ["iss", "iat", "exp"], "verify_iat": False}, )
     except jwt.PyJWTError as exc:
         raise SdJwtError(f"issuer JWT rejected: {exc}") from None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import jwt
 
+from sdk import sm2
 from sdk.keys import b64u_decode, b64u_encode
 from sdk.trustlist import TrustList
 
@@ -106,9 +107,11 @@ class StatusList:
             raise StatusListError("signed by a key that is not in the trust list")
         if not key.kinds & STATUS_KINDS:
             raise StatusListError(f"{key.issuer} issues nothing that has a status")
+        if key.alg_name == sm2.JWS_ALG and not sm2.available():
+            raise StatusListError(f"signed with SM2: {sm2.INSTALL_HINT}")
         try:
             claims = jwt.decode(
-                token, key=key.public_key, algorithms=[key.alg_name],
+                token, key=key.public_key, algorithms=[key.alg_name],  # type: ignore[arg-type]
                 options={"require": ["iat", "sub", "status_list"], "verify_exp": False, "verify_iat": False},
             )
         except jwt.PyJWTError as exc:

@@ -1,13 +1,16 @@
 """The signed trust list: which issuer keys a gate accepts, for which kinds, and until when.
 
-Wire form: a compact JWS (RFC 7515) with header ``typ: trustlist+jwt`` and ``alg: ES256``,
+Wire form: a compact JWS (RFC 7515) with header ``typ: trustlist+jwt`` and ``alg: ES256`` (or ``SM2SM3``
+for a city whose anchor signs with SM2: the pinned anchor key decides which, never the list's header),
 signed by the trust anchor, whose public key the gate holds pinned (never taken from the
 list itself). Claims:
 
 ``iss`` anchor name, ``iat``/``exp`` validity of the list, ``seq`` a counter that only
 grows, and ``keys``: a list of entries ``{kid, issuer, issuer_name, kinds, cert_types, org_code, nbf,
-exp, jwk}`` with ``kid`` the base64url of the 8-byte key id (which must equal the key's derived id) and
-``org_code`` (a department's only) the issuer code its certificate identifiers carry.
+exp, alg, jwk}`` with ``kid`` the base64url of the 8-byte key id (which must equal the key's derived id),
+``alg`` the JWS name of the one algorithm the key signs with (``ES256``, ``EdDSA`` or ``SM2SM3``; it must be
+the algorithm of the key's type; a list without it means the key's type) and ``org_code`` (a department's
+only) the issuer code its certificate identifiers carry.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sdk.keys import TrustedKey, alg_for_key, b64u_decode, key_id, public_key_from_jwk
+from sdk import sm2
+from sdk.cose import ALG_NAMES
+from sdk.keys import PublicKey, TrustedKey, alg_for_key, b64u_decode, key_id, load_public_pem, public_key_from_jwk
 
 TRUST_LIST_TYPE = "trustlist+jwt"
 #: An issuer code inside a certificate identifier (GB/T 36904 part: 1 to 32 characters 0-9, A-Z).
@@ -35,18 +39,24 @@ class TrustListError(ValueError):
     """A trust list that must not be used: wrongly signed, expired, or not to the specification."""
 
 
-def load_anchor(pem: bytes | str | Path) -> ec.EllipticCurvePublicKey:
-    """Load the pinned trust-anchor public key from PEM bytes, text or a file path."""
+Anchor = ec.EllipticCurvePublicKey | sm2.Sm2PublicKey
+
+
+def load_anchor(pem: bytes | str | Path) -> Anchor:
+    """Load the pinned trust-anchor public key (P-256, or SM2 for a city that signs with SM2) from PEM bytes,
+    text or a file path."""
     if isinstance(pem, Path):
         pem = pem.read_bytes()
     if isinstance(pem, str):
         pem = pem.encode()
     try:
-        key = serialization.load_pem_public_key(pem)
+        key: PublicKey = load_public_pem(pem)
     except ValueError as exc:
         raise TrustListError(f"trust anchor is not a PEM public key: {exc}") from None
+    if isinstance(key, sm2.Sm2PublicKey):
+        return key
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise TrustListError("trust anchor must be a P-256 public key")
+        raise TrustListError("trust anchor must be a P-256 or SM2 public key")
     return key
 
 
@@ -80,7 +90,7 @@ class TrustList:
 
     @classmethod
     def load(
-        cls, token: str | bytes, anchor: ec.EllipticCurvePublicKey, *, at: float | None = None, leeway: int = 0
+        cls, token: str | bytes, anchor: Anchor, *, at: float | None = None, leeway: int = 0
     ) -> TrustList:
         """Verify *token* with the pinned *anchor* key and return the list.
 
@@ -104,11 +114,16 @@ class TrustList:
             raise TrustListError(f"trust list has type {header.get('typ')!r}, expected {TRUST_LIST_TYPE!r}")
         if set(header) - {"typ", "alg", "kid"}:
             raise TrustListError("trust list header carries unexpected parameters")
+        algorithm = ALG_NAMES[alg_for_key(anchor)]  # the pinned anchor's, whatever the header says
+        if header.get("alg") != algorithm:
+            raise TrustListError(f"trust list is signed with {header.get('alg')!r}; the anchor signs {algorithm}")
+        if isinstance(anchor, sm2.Sm2PublicKey) and not sm2.available():
+            raise TrustListError(f"trust list is signed with SM2: {sm2.INSTALL_HINT}")
         try:
             claims = jwt.decode(
                 token,
-                key=anchor,
-                algorithms=["ES256"],
+                key=anchor,  # type: ignore[arg-type]
+                algorithms=[algorithm],
                 options={"require": ["iat", "exp", "iss"], "verify_exp": False, "verify_iat": False},
             )
         except jwt.InvalidSignatureError:
@@ -134,7 +149,7 @@ class TrustList:
         )
 
     @classmethod
-    def load_file(cls, path: str | Path, anchor: ec.EllipticCurvePublicKey, *, at: float | None = None) -> TrustList:
+    def load_file(cls, path: str | Path, anchor: Anchor, *, at: float | None = None) -> TrustList:
         try:
             text = Path(path).read_text("ascii")
         except (OSError, UnicodeDecodeError) as exc:
@@ -154,6 +169,7 @@ def _parse_entry(entry: Any, index: int) -> TrustedKey:
         kinds = entry.get("kinds", [])
         cert_types = entry.get("cert_types", [])
         org_code = entry.get("org_code")
+        alg = alg_for_key(public_key)
     except (KeyError, ValueError, TypeError) as exc:
         raise TrustListError(f"{where} is malformed: {exc}") from None
     if type(nbf) is not int or type(exp) is not int or not isinstance(issuer, str):
@@ -163,13 +179,15 @@ def _parse_entry(entry: Any, index: int) -> TrustedKey:
             raise TrustListError(f"{where} {name} must be a list of names")
     if org_code is not None and (not isinstance(org_code, str) or not _ORG_CODE.match(org_code)):
         raise TrustListError(f"{where} org_code must be 1 to 32 characters 0-9 or A-Z")
+    if entry.get("alg", ALG_NAMES[alg]) != ALG_NAMES[alg]:
+        raise TrustListError(f"{where}: alg {entry.get('alg')!r} is not that of its key ({ALG_NAMES[alg]})")
     if kid != key_id(public_key):
         raise TrustListError(f"{where}: key id {entry['kid']} does not match its key")
     return TrustedKey(
         kid=kid,
         issuer=issuer,
         public_key=public_key,
-        alg=alg_for_key(public_key),
+        alg=alg,
         not_before=nbf,
         not_after=exp,
         kinds=frozenset(kinds),
@@ -195,4 +213,4 @@ def describe(trust: TrustList) -> dict[str, Any]:
     }
 
 
-__all__ = ["TRUST_LIST_TYPE", "TrustList", "TrustListError", "describe", "load_anchor"]
+__all__ = ["TRUST_LIST_TYPE", "Anchor", "TrustList", "TrustListError", "describe", "load_anchor"]

@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from sdk import base45
+from sdk import base45, sm2
 from sdk.claims import CertificateClaims, Claims, ClaimsError, parse_certificate, parse_claims
-from sdk.cose import ALG_ES256, AlgorithmError, CoseError, Sign1, parse
+from sdk.cose import ALG_ES256, ALG_SM2, AlgorithmError, CoseError, Sign1, parse
 from sdk.keys import TrustedKey, verify_es256
 from sdk.reasons import Reason
 from sdk.replay import MemoryReplayGuard, ReplayGuard
@@ -211,6 +211,8 @@ class Verifier:
             return refused(Reason.UNKNOWN_KEY, f"key {message.kid.hex()} is not in the trust list")
         if message.alg != key.alg:
             return refused(Reason.UNSUPPORTED_ALG, f"key {message.kid.hex()} signs with {key.alg_name} only")
+        if key.alg == ALG_SM2 and not sm2.available():  # fail closed, and say why
+            return refused(Reason.UNSUPPORTED_ALG, f"key {message.kid.hex()} signs with SM2: {sm2.INSTALL_HINT}")
         if not key.verify(message.signature, message.to_be_signed()):
             return refused(Reason.BAD_SIGNATURE, what, kid=message.kid.hex())
         return key

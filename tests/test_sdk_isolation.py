@@ -25,10 +25,11 @@ def _imports(path: Path) -> set[str]:
 
 def test_sdk_source_imports_only_itself_the_standard_library_and_its_declared_dependencies():
     declared = tomllib.loads((ROOT / "sdk" / "pyproject.toml").read_text())["project"]
-    distributions = declared["dependencies"] + declared["optional-dependencies"]["image"]
-    import_names = {"cryptography", "cbor2", "jwt", "PIL", "zxingcpp", "pyzbar"}
+    extras = declared["optional-dependencies"]
+    distributions = declared["dependencies"] + extras["image"] + extras["sm2"]
+    import_names = {"cryptography", "cbor2", "jwt", "PIL", "zxingcpp", "pyzbar", "tongsuopy"}
     assert {d.split(">")[0].split("=")[0].split("[")[0] for d in distributions} == {
-        "cryptography", "cbor2", "pyjwt", "pillow", "zxing-cpp", "pyzbar"}
+        "cryptography", "cbor2", "pyjwt", "pillow", "zxing-cpp", "pyzbar", "tongsuopy"}
     for path in (ROOT / "sdk").rglob("*.py"):
         found = _imports(path) - {"sdk"}
         assert not found & OURS, f"{path.name} imports {found & OURS}"

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Text, cast, func, select, text, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from codeservice.accesslog.models import AccessLogEntry, AuditCheckpoint
 from issuers.keyring import IssuerInfo, Signer
-from sdk.keys import b64u_encode
+from sdk.cose import ALG_NAMES
+from sdk.keys import PublicKey, alg_for_key, b64u_encode
 
 GENESIS = "0" * 64
 CHECKPOINT_EVERY = 1000
@@ -192,7 +192,7 @@ def checkpoint_fell_due(session: Session) -> bool:
 
 def checkpoint(session: Session, signer: Signer, seq: int, chain_hash: str) -> AuditCheckpoint:
     claims = {"iss": signer.issuer, "seq": seq, "hash": chain_hash, "iat": int(time.time())}
-    token = jwt.encode(claims, signer.private_key, algorithm="ES256",
+    token = jwt.encode(claims, signer.private_key, algorithm=signer.alg_name,  # type: ignore[arg-type]
                        headers={"typ": CHECKPOINT_TYPE, "kid": b64u_encode(signer.kid)})
     mark = AuditCheckpoint(seq=seq, hash=chain_hash, token=token)
     session.merge(mark)
@@ -262,12 +262,12 @@ def _walk_rows(session: Session, batch: int) -> Iterator[Any]:
 
 
 def verify_chain(
-    session: Session, public_key_for: Callable[[str], ec.EllipticCurvePublicKey | None], batch: int = 5000,
+    session: Session, public_key_for: Callable[[str], PublicKey | None], batch: int = 5000,
 ) -> AuditReport:
     """Walk the whole log in order; name the first entry that is altered, missing or out of place."""
     table = AuditCheckpoint.__table__
     tokens = session.execute(select(table.c.seq, table.c.hash, table.c.token)).all()
-    keys: dict[str, ec.EllipticCurvePublicKey | None] = {}  # each key id looked up once, not once a checkpoint
+    keys: dict[str, PublicKey | None] = {}  # each key id looked up once, not once a checkpoint
     for seq, mark_hash, token in tokens:
         try:
             header = jwt.get_unverified_header(token)
@@ -277,7 +277,7 @@ def verify_chain(
             key = keys[kid]
             if key is None or header.get("typ") != CHECKPOINT_TYPE:
                 raise jwt.InvalidTokenError("unknown key")
-            claims = jwt.decode(token, key, algorithms=["ES256"])
+            claims = jwt.decode(token, key, algorithms=[ALG_NAMES[alg_for_key(key)]])  # type: ignore[arg-type]
         except jwt.PyJWTError:
             return AuditReport(False, 0, len(tokens), seq, f"checkpoint at entry {seq} is not validly signed")
         if claims.get("seq") != seq or claims.get("hash") != mark_hash:

@@ -299,7 +299,7 @@ def yes_no_check() -> Response:
     signer = services.keyring.signer(CHECKS_OFFICE.id)
     claims = {"iss": CHECKS_OFFICE.id, "jti": receipt_id, "iat": int(now.timestamp()), "sub": subject,
               "type": type_code, "predicate": predicate, "answer": answer, "verifier": client.name}
-    receipt = jwt.encode(claims, signer.private_key, algorithm="ES256",
+    receipt = jwt.encode(claims, signer.private_key, algorithm=signer.alg_name,  # type: ignore[arg-type]
                          headers={"typ": RECEIPT_TYPE, "kid": b64u_encode(signer.kid)})
     response = jsonify(answer=answer, receipt_id=receipt_id, receipt=receipt)
     response.headers["Cache-Control"] = "no-store"
