@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdk.citytime import zone
+from sdk.federation import CITY_ID
 
 
 class ConfigError(ValueError):
@@ -80,6 +81,9 @@ class Settings:
     #: The city's time zone (IANA name): every time a page shows is in it. ``sdk.citytime`` reads the same
     #: variable for the dates of certificates and the operating day.
     city_tz: str = "Asia/Shanghai"
+    #: This city's id in federations (``CITYCODE_CITY``): what its federation statement is issued by, and
+    #: what other cities name it by (docs/federation.md).
+    city: str = "demo-city"
 
     @property
     def keys_dir(self) -> Path:
@@ -150,4 +154,12 @@ class Settings:
             consent_answer_minutes=_int(env, "CITYCODE_CONSENT_ANSWER_MINUTES", 5, 1, 60),
             consent_fetch_minutes=_int(env, "CITYCODE_CONSENT_FETCH_MINUTES", 3, 1, 60),
             city_tz=city_tz,
+            city=_city(env),
         )
+
+
+def _city(env: Mapping[str, str]) -> str:
+    city = env.get("CITYCODE_CITY") or "demo-city"
+    if not CITY_ID.match(city):
+        raise ConfigError(f"CITYCODE_CITY must be 1 to 64 of a-z, 0-9 and - (not at either end), got {city!r}")
+    return city
