@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sdk.federation import FederationError, FederationStatement
+from sdk.federation import Federation, FederationError, FederationStatement
 from sdk.statuslist import STATUS_KINDS, StatusCache, StatusListError
 from sdk.trustlist import TrustList, TrustListError
 from sdk.verifier import Verifier
@@ -63,9 +63,8 @@ class GateSync:
         self.verifier, self.base_url, self.anchor = verifier, base_url.rstrip("/"), anchor
         self.fetch, self.clock = fetch, clock
 
-    def _trust_due(self, now: float, trust: TrustList | None = None) -> bool:
-        trust = self.verifier.trust if trust is None else trust
-        return now >= trust.issued_at + (trust.expires_at - trust.issued_at) / 2
+    def _trust_due(self, now: float) -> bool:
+        return _trust_due(self.verifier.trust, now)
 
     def refresh(self, *, force: bool = False) -> SyncReport:
         """Fetch what is due; never raises for network or content problems (they are in the report)."""
@@ -79,26 +78,11 @@ class GateSync:
                     report.trust_list = "updated"
             except (OSError, ValueError, TrustListError, urllib.error.URLError) as exc:
                 report.errors.append(f"trust list: {exc}")
-        self._status_lists(self.base_url, self.verifier.trust, self.verifier.status, now, force,
-                           report.status_lists, report.errors, "")
+        _status_lists(self.fetch, self.base_url, self.verifier.trust, self.verifier.status, now, force,
+                      report.status_lists, report.errors, "")
         if self.verifier.federation is not None:
             self._federation(now, force, report)
         return report
-
-    def _status_lists(self, base: str, trust: TrustList, cache: StatusCache, now: float, force: bool,
-                      out: dict[str, str], errors: list[str], where: str) -> None:
-        issuers = sorted({k.issuer for k in trust.keys.values() if k.kinds & STATUS_KINDS})
-        due = set(cache.due_for_refresh(now))
-        for issuer in issuers:
-            if not force and cache.get(issuer) is not None and issuer not in due:
-                continue
-            try:
-                token = self.fetch(f"{base}/api/v1/status/{issuer}")
-                cache.load(token, trust, at=now)
-                out[issuer] = "updated"
-            except (OSError, ValueError, StatusListError, urllib.error.URLError) as exc:
-                out[issuer] = "kept"
-                errors.append(f"{where}status list {issuer}: {exc}")
 
     def _federation(self, now: float, force: bool, report: SyncReport) -> None:
         """The statement, then each federated city's trust list and status lists."""
@@ -115,22 +99,49 @@ class GateSync:
                     report.federation = "updated"
             except (OSError, ValueError, FederationError, urllib.error.URLError) as exc:
                 report.errors.append(f"federation statement: {exc}")
-        statement = federation.statement
-        if statement is None:
-            return
-        for city, entry in sorted(statement.cities.items()):
-            done: dict[str, object] = {"trust_list": "kept"}
-            report.cities[city] = done
-            trust = federation.trust_list(city)
-            if force or trust is None or self._trust_due(now, trust):
-                try:
-                    federation.load_trust_list(city, self.fetch(f"{entry.url}/api/v1/trust-list"), at=now)
-                    done["trust_list"] = "updated"
-                except (OSError, ValueError, FederationError, urllib.error.URLError) as exc:
-                    report.errors.append(f"{city}: trust list: {exc}")
-            trust = federation.trust_list(city)
-            if trust is not None:
-                lists: dict[str, str] = {}
-                self._status_lists(entry.url, trust, federation.status(city), now, force, lists, report.errors,
-                                   f"{city}: ")
-                done["status_lists"] = lists
+        sync_cities(federation, self.fetch, now, force, report)
+
+
+def _status_lists(fetch: Fetch, base: str, trust: TrustList, cache: StatusCache, now: float, force: bool,
+                  out: dict[str, str], errors: list[str], where: str) -> None:
+    """Fetch the status lists of *trust*'s issuers that are due from *base* into *cache*."""
+    issuers = sorted({k.issuer for k in trust.keys.values() if k.kinds & STATUS_KINDS})
+    due = set(cache.due_for_refresh(now))
+    for issuer in issuers:
+        if not force and cache.get(issuer) is not None and issuer not in due:
+            continue
+        try:
+            token = fetch(f"{base}/api/v1/status/{issuer}")
+            cache.load(token, trust, at=now)
+            out[issuer] = "updated"
+        except (OSError, ValueError, StatusListError, urllib.error.URLError) as exc:
+            out[issuer] = "kept"
+            errors.append(f"{where}status list {issuer}: {exc}")
+
+
+def _trust_due(trust: TrustList, now: float) -> bool:
+    return now >= trust.issued_at + (trust.expires_at - trust.issued_at) / 2
+
+
+def sync_cities(federation: Federation, fetch: Fetch, now: float, force: bool, report: SyncReport) -> None:
+    """For every city *federation*'s statement names: its trust list from its own URL, verified with the anchor
+    the statement vouches for, when due; then its status lists when due. What fails is kept (and reported)."""
+    statement = federation.statement
+    if statement is None:
+        return
+    for city, entry in sorted(statement.cities.items()):
+        done: dict[str, object] = {"trust_list": "kept"}
+        report.cities[city] = done
+        trust = federation.trust_list(city)
+        if force or trust is None or _trust_due(trust, now):
+            try:
+                federation.load_trust_list(city, fetch(f"{entry.url}/api/v1/trust-list"), at=now)
+                done["trust_list"] = "updated"
+            except (OSError, ValueError, FederationError, urllib.error.URLError) as exc:
+                report.errors.append(f"{city}: trust list: {exc}")
+        trust = federation.trust_list(city)
+        if trust is not None:
+            lists: dict[str, str] = {}
+            _status_lists(fetch, entry.url, trust, federation.status(city), now, force, lists, report.errors,
+                          f"{city}: ")
+            done["status_lists"] = lists

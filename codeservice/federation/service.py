@@ -6,9 +6,11 @@ SDK's (sdk/federation.py); this module only lists the rows and signs them with t
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -19,7 +21,11 @@ from codeservice.errors import NotFound, Refused
 from codeservice.federation.models import FederatedCity
 from issuers.keyring import Keyring
 from sdk import federation as fed
+from sdk.federation import Federation, FederationStatement
 from sdk.keys import PublicKey, alg_for_key, b64u_encode, key_id, public_key_from_jwk, public_key_to_jwk
+from sdk.sync import Fetch, SyncReport, http_get, sync_cities
+
+log = logging.getLogger("citycode.federation")
 
 _SCENE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 MAX_URL = 500
@@ -109,3 +115,38 @@ def statement_token(session: Session, keyring: Keyring, *, city: str, validity: 
     now = time.time() if now is None else now
     claims = fed.statement_claims(city, [to_sdk(r) for r in list_cities(session)], now=now, validity=validity)
     return fed.sign_statement(claims, keyring.anchor_private())
+
+
+class CityLists:
+    """The service's own hold of its federation: the statement as its table says now, and each federated city's
+    trust list and status lists fetched from that city (``sdk.sync.sync_cities``, verified with the anchor the
+    table holds). The evidence verifier that checks uploaded gate records, and online verification, use it.
+
+    :meth:`refresh` reads the table again at most every *every* seconds (``force`` at once) and fetches a city's
+    lists only when they are due; a failed fetch keeps what was held, as a gate does."""
+
+    def __init__(self, db: Any, *, city: str, validity: int, fetch: Fetch = http_get, every: float = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db, self.city, self.validity, self.fetch, self.every, self.clock = db, city, validity, fetch, every, clock
+        self.federation = Federation()
+        self._after = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self, *, force: bool = False) -> SyncReport | None:
+        now = self.clock()
+        if not force and now < self._after:
+            return None
+        with self._lock:
+            if not force and now < self._after:
+                return None
+            self._after = now + self.every
+            with self.db.session() as session:
+                cities = {row.city: to_sdk(row) for row in list_cities(session)}
+            issued = int(now)
+            self.federation.replace_statement(FederationStatement(
+                city=self.city, issued_at=issued, expires_at=issued + self.validity, seq=issued, cities=cities))
+            report = SyncReport()
+            sync_cities(self.federation, self.fetch, now, force, report)
+            for error in report.errors:
+                log.warning("federation: %s", error)
+            return report
