@@ -10,6 +10,8 @@ sdk.gate with its own SQLite store), reading real QR images.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -19,11 +21,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from codeservice.cli.main import main
+from codeservice.transit.clearing import run_clearing
+from codeservice.transit.models import Operator, TransitAccount, Trip
 from issuers import render
 from sdk import Reason, Scene, TrustList, Verifier, load_anchor
+from sdk.citytime import service_day
 from sdk.federation import Federation, FederationStatement
 from sdk.gate import Gate, GateConfig, GateStore
 from sdk.keys import b64u_encode, key_id
@@ -112,6 +118,14 @@ def federate(host: City, visitor: City, tmp_path: Path, kinds: str = "id,cert,ri
                          "--kinds", kinds, "--valid-until", "2099-12-31")
 
 
+def clear(city: City, day: str) -> None:
+    """The day's clearing of every operator of *city* (``citycode clearing run`` waits for the day's end; a
+    test cannot)."""
+    with city.services.db.session() as session:
+        for operator in session.scalars(select(Operator.id)).all():
+            run_clearing(session, operator, dt.date.fromisoformat(day))
+
+
 def gate_verifier(city: City) -> tuple[Verifier, GateSync]:
     """What a gate of *city* installs: the pinned anchor, the trust list, and its sync (with federation)."""
     anchor = load_anchor(city.get("/api/v1/trust-anchor"))
@@ -123,6 +137,7 @@ def test_a_resident_of_city_a_rides_shows_a_certificate_and_passes_a_check_in_ci
         two_cities: tuple[City, City], tmp_path: Path) -> None:
     a, b = two_cities
     added = federate(b, a, tmp_path)
+    federate(a, b, tmp_path, kinds="ride")  # A knows B too: to settle with it
     assert added["active"] and added["kinds"] == ["cert", "id", "ride"]
     assert [c["city"] for c in b.cli_json("federation", "list")] == ["city-a"]
 
@@ -142,10 +157,9 @@ def test_a_resident_of_city_a_rides_shows_a_certificate_and_passes_a_check_in_ci
     assert report.cities["city-a"]["status_lists"]["city-transit"] == "updated"  # type: ignore[index]
 
     # the resident of A: a ride code of A's phone, as a QR image at B's bus reader
-    with a.services.db.session() as session:
-        from codeservice.identity.residents import list_residents
-
-        pid = list_residents(session)[0].pid
+    with a.services.db.session() as session:  # a resident of A with an adult card: the fare is charged in full
+        pid = session.scalars(select(TransitAccount.resident).where(TransitAccount.card_type == "adult")).first()
+    assert pid is not None
     ride_code = a.cli("ride", "codes", pid).strip()
     gate = Gate(GateConfig(gate_id="b-bus-1", operator="qd-bus", kind="bus", scene=BUS, line="1"), verifier,
                 GateStore(tmp_path / "gate.sqlite3"))
@@ -157,6 +171,7 @@ def test_a_resident_of_city_a_rides_shows_a_certificate_and_passes_a_check_in_ci
     device_key = b.cli_json("client", "add", "--role", "device", "--name", "bus 1", "--operator", "qd-bus")["key"]
     uploaded = Uploader(gate.store, b.url, device_key).upload()
     assert (uploaded.stored, uploaded.rejected, uploaded.errors) == (1, 0, [])
+    day = service_day(decision.record["at"])
 
     # a certificate of A shown at a counter in B: the yes/no check "60 or older?" passes, offline
     elder_card = next(c for c in a.cli_json("cert", "list") if c["type"] == "LNYD")
@@ -170,6 +185,36 @@ def test_a_resident_of_city_a_rides_shows_a_certificate_and_passes_a_check_in_ci
     online = b.app.test_client().post("/api/v1/verify", json={"code": identity, "scene": "service-window"})
     assert online.status_code == 200 and online.json["accepted"], online.json
     assert online.json["home_city"] == "city-a"
+
+    # the day is settled between the cities: B clears it, finds the visitor's trip and writes A's visits file;
+    # A proves each trip with its own keys and imports it; A's (empty) file goes the other way; the statement,
+    # its CSV and SHA-256 are the same on both sides, by CLI and by HTTP
+    for city in (a, b):
+        clear(city, day)
+    visits_for_a, visits_for_b = tmp_path / "visits-for-a.jwt", tmp_path / "visits-for-b.jwt"
+    assert b.cli_json("federation", "visits", "--city", "city-a", "--day", day, "-o", str(visits_for_a))[
+        "visitor_trips"] == 1
+    assert a.cli_json("federation", "visits", "--city", "city-b", "--day", day, "-o", str(visits_for_b))[
+        "visitor_trips"] == 0
+    assert a.cli_json("federation", "import", str(visits_for_a)) == {
+        "host_city": "city-b", "service_day": day, "imported": 1, "refused": []}
+    assert b.cli_json("federation", "import", str(visits_for_b))["imported"] == 0
+    csv_a, csv_b = tmp_path / "a.csv", tmp_path / "b.csv"
+    on_a = a.cli_json("federation", "statement", "--city", "city-b", "--day", day, "--csv", str(csv_a))
+    on_b = b.cli_json("federation", "statement", "--city", "city-a", "--day", day, "--csv", str(csv_b))
+    assert on_a == on_b and csv_a.read_bytes() == csv_b.read_bytes()
+    assert on_a["digest"] == hashlib.sha256(csv_a.read_bytes()).hexdigest()
+    with b.services.db.session() as session:
+        fare = session.scalars(select(Trip.charged).where(Trip.operator_id == "qd-bus")).one()
+    assert fare > 0
+    assert on_a["directions"]["city-a_residents_on_city-b"]["charged_cents"] == fare
+    assert on_a["directions"]["city-b_residents_on_city-a"]["trips"] == 0
+    assert on_a["net"] == {"payer": "city-a", "payee": "city-b", "cents": fare}
+    admin = b.cli_json("apikey", "add", "--role", "admin", "--name", "settlement desk")["key"]
+    served = b.app.test_client().get(f"/api/v1/federation/settlements/city-a/{day}",
+                                     headers={"Authorization": f"Bearer {admin}"})
+    assert served.status_code == 200 and served.json["digest"] == on_a["digest"]
+    assert served.json["csv"] == csv_b.read_text()
 
     # B ends the federation; once the gate's lists refresh, A's codes are this city's codes no more
     ended = b.cli_json("federation", "end", "city-a")
@@ -186,5 +231,6 @@ def test_a_resident_of_city_a_rides_shows_a_certificate_and_passes_a_check_in_ci
     assert online.json["reason"] == "city_not_accepted"
     # and B's own residents are as welcome as ever
     with b.services.db.session() as session:
-        own = list_residents(session)[0].pid
+        own = session.scalars(select(TransitAccount.resident)).first()
+    assert own is not None
     assert gate.scan(b.cli("ride", "codes", own).strip()).opened

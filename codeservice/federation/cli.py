@@ -10,7 +10,8 @@ import click
 
 from codeservice.cli.common import echo_json, fail, names_option, registry
 from codeservice.errors import Refused
-from codeservice.federation import service
+from codeservice.federation import service, settlement
+from codeservice.transit.clearing import parse_day
 
 
 def _epoch(value: str | None, option: str) -> int | None:
@@ -101,3 +102,65 @@ def federation_publish(out_path: Path | None) -> None:
 
 
 COMMANDS = (federation_group,)
+
+
+# -- settlement between cities ------------------------------------------------------------------------------
+def _day(text: str) -> dt.date:
+    day = parse_day(text)
+    if day is None:
+        fail(f"--day must be YYYY-MM-DD, got {text!r}", "usage")
+    return day
+
+
+@federation_group.command("visits")
+@click.option("--city", "home_city", required=True, help="the visitors' home city")
+@click.option("--day", "day_text", required=True, help="operating day, YYYY-MM-DD (cleared already)")
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def federation_visits(home_city: str, day_text: str, out_path: Path) -> None:
+    """Write the signed file of CITY's residents' trips on this city's operators on DAY, for CITY to import."""
+    day = _day(day_text)
+    with registry() as (services, session):
+        evidence = services.evidence_verifier()
+        found = settlement.record_hosted(session, evidence, own_city=services.settings.city, day=day)
+        token = settlement.visits_token(session, services.keyring, own_city=services.settings.city,
+                                        home_city=home_city, day=day)
+    try:
+        out_path.write_text(token + "\n", "ascii")
+    except OSError as exc:
+        fail(f"cannot write {out_path}: {exc}")
+    echo_json({"written": str(out_path), "home_city": home_city, "service_day": day.isoformat(),
+               "visitor_trips": found})
+
+
+@federation_group.command("import")
+@click.argument("visits_path", type=click.Path(dir_okay=False, path_type=Path))
+def federation_import(visits_path: Path) -> None:
+    """Import another city's visits file: each trip of this city's residents there, proven by its ride codes."""
+    try:
+        token = visits_path.read_text("ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {visits_path}: {exc}")
+    with registry() as (services, session):
+        out = settlement.import_visits(session, token, own_city=services.settings.city, lists=services.federated,
+                                       evidence=services.evidence_verifier())
+    echo_json(out)
+
+
+@federation_group.command("statement")
+@click.option("--city", "other_city", required=True, help="the other city")
+@click.option("--day", "day_text", required=True, help="operating day, YYYY-MM-DD")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="also write the CSV")
+def federation_statement(other_city: str, day_text: str, csv_path: Path | None) -> None:
+    """The inter-city statement of DAY with CITY: both directions, integer cents, the CSV's SHA-256."""
+    day = _day(day_text)
+    with registry() as (services, session):
+        settlement.record_hosted(session, services.evidence_verifier(), own_city=services.settings.city, day=day,
+                                 required=False)
+        out = settlement.statement(session, own_city=services.settings.city, other_city=other_city, day=day)
+    if csv_path is not None:
+        try:
+            csv_path.write_text(out["csv"], "utf-8")
+        except OSError as exc:
+            fail(f"cannot write {csv_path}: {exc}")
+    echo_json({k: v for k, v in out.items() if k != "csv"})
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, func
+from sqlalchemy import JSON, BigInteger, Date, DateTime, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from codeservice.models import Base
@@ -31,3 +31,30 @@ class FederatedCity(Base):
     valid_until: Mapped[int] = mapped_column(BIG, nullable=False)
     ended_at: Mapped[int | None] = mapped_column(BIG, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class IntercityTrip(Base):
+    """A trip a resident of one city made on an operator of another, as both cities settle it: the host city
+    (whose operator carried the visitor) computes it from its cleared trips, the home city imports it from the
+    host's signed visits file after checking each of its ride codes (codeservice/federation/settlement.py)."""
+
+    __tablename__ = "intercity_trips"
+
+    host_city: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: The host's record id of the trip's first tap (the entry, or the exit of an unpaired exit).
+    trip_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    home_city: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    service_day: Mapped[dt.date] = mapped_column(Date, nullable=False, index=True)
+    operator_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    account: Mapped[str] = mapped_column(String(32), nullable=False)
+    card_type: Mapped[str | None] = mapped_column(String(16))
+    origin: Mapped[str | None] = mapped_column(String(64))
+    destination: Mapped[str | None] = mapped_column(String(64))
+    line: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[int] = mapped_column(BIG, nullable=False)
+    ended_at: Mapped[int | None] = mapped_column(BIG)
+    fare_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    charged_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: The ride codes the host's gates recorded for this trip (entry, then exit): the home city's proof.
+    evidence: Mapped[list[str]] = mapped_column(JSON, nullable=False)

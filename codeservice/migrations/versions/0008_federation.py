@@ -1,4 +1,4 @@
-"""federation: the cities this city trusts
+"""federation: the cities this city trusts, and the trips settled between cities
 
 Revision ID: 0008
 Revises: 0007
@@ -31,7 +31,29 @@ def upgrade() -> None:
         sa.Column("ended_at", BIG, nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
     )
+    op.create_table(
+        "intercity_trips",
+        sa.Column("host_city", sa.String(64), primary_key=True),
+        sa.Column("trip_key", sa.String(32), primary_key=True),
+        sa.Column("home_city", sa.String(64), nullable=False),
+        sa.Column("service_day", sa.Date(), nullable=False),
+        sa.Column("operator_id", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("account", sa.String(32), nullable=False),
+        sa.Column("card_type", sa.String(16)),
+        sa.Column("origin", sa.String(64)),
+        sa.Column("destination", sa.String(64)),
+        sa.Column("line", sa.String(64)),
+        sa.Column("started_at", BIG, nullable=False),
+        sa.Column("ended_at", BIG),
+        sa.Column("fare_cents", sa.Integer(), nullable=False),
+        sa.Column("charged_cents", sa.Integer(), nullable=False),
+        sa.Column("evidence", sa.JSON(), nullable=False),
+    )
+    op.create_index("ix_intercity_trips_home_city", "intercity_trips", ["home_city"])
+    op.create_index("ix_intercity_trips_service_day", "intercity_trips", ["service_day"])
 
 
 def downgrade() -> None:
+    op.drop_table("intercity_trips")
     op.drop_table("federated_cities")
