@@ -14,6 +14,8 @@ import datetime as dt
 import hashlib
 import json
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,3 +236,89 @@ def test_a_resident_of_city_a_rides_shows_a_certificate_and_passes_a_check_in_ci
         own = session.scalars(select(TransitAccount.resident)).first()
     assert own is not None
     assert gate.scan(b.cli("ride", "codes", own).strip()).opened
+
+
+@pytest.fixture
+def sqlite_cities(tmp_path: Path) -> Iterator[tuple[City, City]]:
+    with running_city("city-a", tmp_path / "a", f"sqlite:///{tmp_path / 'a.sqlite3'}") as a, \
+            running_city("city-b", tmp_path / "b", f"sqlite:///{tmp_path / 'b.sqlite3'}") as b:
+        yield a, b
+
+
+def _account_of(code: str) -> tuple[str, str]:
+    """The transit account and card type a ride code names (read without checking: the test builds files)."""
+    from sdk import base45
+    from sdk.claims import parse_claims, subject_to_text
+    from sdk.cose import parse
+    from sdk.ride import parse_credential, parse_ride_code
+
+    ride = parse_ride_code(parse(base45.b45decode(code[4:])).payload)
+    credential = parse_credential(parse_claims(parse(ride.credential).payload))
+    return subject_to_text(credential.account), credential.card_type
+
+
+def test_a_home_city_imports_only_the_visits_its_own_ride_codes_prove(
+        sqlite_cities: tuple[City, City], tmp_path: Path) -> None:
+    import jwt as pyjwt
+
+    a, b = sqlite_cities
+    federate(a, b, tmp_path, kinds="ride")
+    federate(b, a, tmp_path, kinds="ride")
+    with a.services.db.session() as session:
+        resident_a = session.scalars(select(TransitAccount.resident)).first()
+    with b.services.db.session() as session:
+        resident_b = session.scalars(select(TransitAccount.resident)).first()
+    assert resident_a is not None and resident_b is not None
+    code_a, code_b = a.cli("ride", "codes", resident_a).strip(), b.cli("ride", "codes", resident_b).strip()
+    account_a, card_a = _account_of(code_a)
+    account_b, card_b = _account_of(code_b)
+    now = int(time.time())
+    day = service_day(now)
+
+    def trip(key: str, account: str, card: str, evidence: list[str]) -> dict[str, Any]:
+        return {"trip_key": key, "operator_id": "qd-bus", "status": "ride", "account": account, "card_type": card,
+                "origin": None, "destination": None, "line": "1", "started_at": now, "ended_at": None,
+                "fare_cents": 200, "charged_cents": 200, "evidence": evidence}
+
+    trips = [trip("1" * 32, account_a, card_a, [code_a]),            # proven: A's own code, its account
+             trip("2" * 32, account_b, card_b, [code_b]),            # a code of B's resident, not A's
+             trip("3" * 32, account_a[::-1], card_a, [code_a]),      # another account than the code's
+             trip("4" * 32, account_a, card_a, [code_a[:-3] + "AAA"])]  # a damaged code
+    signer = b.services.keyring.signer("city-transit")
+
+    def signed(claims: dict[str, Any], key: Any = signer.private_key, kid: bytes = signer.kid) -> Path:
+        path = tmp_path / f"visits-{uuid.uuid4().hex}.jwt"
+        path.write_text(pyjwt.encode(claims, key, algorithm="ES256",
+                                     headers={"typ": "visits+jwt", "kid": b64u_encode(kid)}))
+        return path
+
+    claims = {"iss": "city-b", "aud": "city-a", "day": day, "iat": now, "exp": now + 3600, "trips": trips}
+    imported = a.cli_json("federation", "import", str(signed(claims)))
+    assert imported["imported"] == 1
+    assert [(r["trip_key"][0], r["error"].split(" (")[0]) for r in imported["refused"]] == [
+        ("2", "ride code 1 is not of this city's account " + account_b),
+        ("3", "ride code 1 is not of this city's account " + account_a[::-1]),
+        ("4", "ride code 1 does not verify here")]
+    on_a = a.cli_json("federation", "statement", "--city", "city-b", "--day", day)
+    assert on_a["directions"]["city-a_residents_on_city-b"] == {
+        "home_city": "city-a", "host_city": "city-b", "trips": 1, "fare_cents": 200, "charged_cents": 200,
+        "by_operator": {"qd-bus": {"trips": 1, "charged_cents": 200}}}
+
+    # files that are not the host's, as it signed them for this city, are refused whole (exit 2)
+    def refused(path: Path) -> str:
+        outcome = CliRunner().invoke(main, ["federation", "import", str(path)], env=a.env())
+        assert outcome.exit_code == 2, outcome.output
+        return str(json.loads(outcome.stderr)["message"])
+
+    good = signed(claims).read_text()
+    head, body, signature = good.split(".")
+    altered = tmp_path / "altered.jwt"
+    altered.write_text(".".join((head, pyjwt.utils.base64url_encode(  # type: ignore[attr-defined]
+        pyjwt.utils.base64url_decode(body).replace(b'"charged_cents":200', b'"charged_cents":900')).decode(),  # type: ignore[attr-defined]
+        signature)))
+    assert "does not verify" in refused(altered)
+    other_key = a.services.keyring.signer("city-transit")
+    assert "not signed by the transit platform of city-b" in refused(
+        signed(claims, other_key.private_key, other_key.kid))
+    assert "does not verify" in refused(signed({**claims, "aud": "city-c"}))
+    assert "a city this city does not know" in refused(signed({**claims, "iss": "city-x"}))
