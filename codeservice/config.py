@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sdk import sm2
 from sdk.citytime import zone
+from sdk.federation import CITY_ID
 
 
 class ConfigError(ValueError):
@@ -86,6 +87,9 @@ class Settings:
     #: and every issuer's, but those named in ``issuer_signing_algs`` (issuer id, algorithm).
     signing_alg: str = "ES256"
     issuer_signing_algs: tuple[tuple[str, str], ...] = ()
+    #: This city's id in federations (``CITYCODE_CITY``): what its federation statement is issued by, and
+    #: what other cities name it by (docs/federation.md).
+    city: str = "demo-city"
 
     @property
     def keys_dir(self) -> Path:
@@ -159,6 +163,7 @@ class Settings:
             city_tz=city_tz,
             signing_alg=signing_alg,
             issuer_signing_algs=issuer_algs,
+            city=_city(env),
         )
 
 
@@ -190,3 +195,10 @@ def _signing_algs(env: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], .
             raise ConfigError(f"CITYCODE_ISSUER_SIGNING_ALGS names {issuer} twice")
         pairs[issuer] = _signing_alg(f"CITYCODE_ISSUER_SIGNING_ALGS ({issuer})", alg)
     return default, tuple(sorted(pairs.items()))
+
+
+def _city(env: Mapping[str, str]) -> str:
+    city = env.get("CITYCODE_CITY") or "demo-city"
+    if not CITY_ID.match(city):
+        raise ConfigError(f"CITYCODE_CITY must be 1 to 64 of a-z, 0-9 and - (not at either end), got {city!r}")
+    return city

@@ -137,6 +137,7 @@ REASON_TEXT = {
     Reason.FARE_LIMIT_EXCEEDED: lazy_gettext("fare above this card’s per-ride limit"),
     Reason.PASSBACK: lazy_gettext("already inside; exit first"),
     Reason.CAPACITY_REACHED: lazy_gettext("full for today"),
+    Reason.CITY_NOT_ACCEPTED: lazy_gettext("this city’s codes are not accepted here"),
 }
 
 

@@ -23,6 +23,7 @@ from codeservice.config import Settings
 from codeservice.consent.service import ConsentService
 from codeservice.db import Database, migrate
 from codeservice.demo import ensure_demo_certificates, ensure_demo_office, ensure_demo_transit
+from codeservice.federation.service import CityLists
 from codeservice.identity.residents import ensure_demo_residents
 from codeservice.state import StateReplayGuard, StateStore, make_state
 from codeservice.transit.service import TRANSIT_PLATFORM, transit_status_list
@@ -67,24 +68,33 @@ class Services:
         return ConsentService(self)
 
     @cached_property
+    def federated(self) -> CityLists:
+        """The federated cities' trust lists and status lists, as this service holds them (docs/federation.md)."""
+        return CityLists(self.db, city=self.settings.city, validity=self.settings.trust_validity)
+
+    @cached_property
     def online(self) -> OnlineVerifier:
         return OnlineVerifier(
             KeyringKeys(self.keyring, validity=self.settings.trust_validity),
             StateReplayGuard(self.state),
             leeway=self.settings.leeway,
             status_source=self.status_tokens,
+            federation=self.federated.federation,
+            refresh_federation=self.federated.refresh,
         )
 
     def evidence_verifier(self) -> Verifier:
         """Checks the codes gate records carry, with every key the service ever trusted (retired ones too, in
         their time): a bus reader may upload a week's records at once (``transit.check_evidence``)."""
+        self.federated.refresh()
         version = self.keyring.version()
         if self._evidence is None or self._evidence[0] != version:
             now = int(time.time())
             forever = now + 100 * 365 * 86400
             keys = self.keyring.trusted_keys(now, forever, include_retired=True)
             trust = TrustList.from_keys(keys, issued_at=now, expires_at=forever, anchor="evidence")
-            self._evidence = (version, Verifier(trust, leeway=self.settings.leeway + EVIDENCE_SLACK))
+            self._evidence = (version, Verifier(trust, leeway=self.settings.leeway + EVIDENCE_SLACK,
+                                                federation=self.federated.federation))
         return self._evidence[1]
 
     def status_tokens(self, now: float | None = None) -> list[str]:

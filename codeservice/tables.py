@@ -7,6 +7,7 @@ from codeservice.accesslog.models import AccessLogEntry, AuditCheckpoint
 from codeservice.certificates.models import Certificate, CertType, CheckRecord, Department
 from codeservice.clients.models import ApiClient
 from codeservice.consent.models import ConsentRequest, Office, QueueTicket
+from codeservice.federation.models import FederatedCity, IntercityTrip
 from codeservice.identity.models import Resident
 from codeservice.models import Base
 from codeservice.transit.models import ClearingStatement, GateRecord, Operator, RideDevice, TransitAccount, Trip
@@ -15,6 +16,6 @@ metadata = Base.metadata
 
 __all__ = [
     "AccessLogEntry", "ApiClient", "AuditCheckpoint", "Base", "CertType", "Certificate", "CheckRecord",
-    "ClearingStatement", "ConsentRequest", "Department", "GateRecord", "Office", "Operator", "QueueTicket",
-    "Resident", "RideDevice", "TransitAccount", "Trip", "metadata",
+    "ClearingStatement", "ConsentRequest", "Department", "FederatedCity", "GateRecord", "IntercityTrip", "Office",
+    "Operator", "QueueTicket", "Resident", "RideDevice", "TransitAccount", "Trip", "metadata",
 ]

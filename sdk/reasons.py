@@ -60,6 +60,9 @@ class Reason(StrEnum):
     PASSBACK = "passback"
     #: The site has admitted its capacity for the day.
     CAPACITY_REACHED = "capacity_reached"
+    #: A genuine code of another city that this city does not accept: not federated (known but with no kinds),
+    #: federated for other kinds or scenes, or past the federation's end (docs/federation.md).
+    CITY_NOT_ACCEPTED = "city_not_accepted"
 
 
 DESCRIPTIONS: dict[Reason, str] = {
@@ -89,4 +92,5 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.FARE_LIMIT_EXCEEDED: "fare above this card's per-ride limit",
     Reason.PASSBACK: "already inside; exit first",
     Reason.CAPACITY_REACHED: "full for today",
+    Reason.CITY_NOT_ACCEPTED: "this city's codes are not accepted here",
 }

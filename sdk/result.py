@@ -38,6 +38,8 @@ class Result:
     fare_limit: int | None = None
     credential_id: str | None = None
     credential_expires_at: int | None = None
+    #: For a visitor's code: the federated city that issued it (None: this city's own).
+    home_city: str | None = None
 
     @property
     def subject(self) -> str | None:
@@ -72,6 +74,7 @@ class Result:
             "fare_limit": self.fare_limit,
             "credential_id": self.credential_id,
             "credential_expires_at": self.credential_expires_at,
+            "home_city": self.home_city,
         }
 
 

@@ -5,6 +5,12 @@ when it is due (half its validity gone, or expired) and every status list whose 
 verifies each before use, and keeps what it had when the network or the server fails: a gate never
 trusts less verified data because it went offline, and the verifier's ``status_stale`` /
 ``trust_list_expired`` answers tell when it has been offline too long.
+
+A gate whose verifier holds a :class:`sdk.federation.Federation` also fetches its city's federation
+statement (``<base>/api/v1/federation``, verified with the same pinned anchor) and, for every city the
+statement names, that city's trust list (verified with the anchor the statement vouches for, never with a
+key of the other city's choosing) and status lists, from the city's own ``url``, with the same rules: due
+when half the list's validity is gone or a status list's ``ttl`` has passed, and kept when a fetch fails.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sdk.statuslist import STATUS_KINDS, StatusListError
+from sdk.federation import Federation, FederationError, FederationStatement
+from sdk.statuslist import STATUS_KINDS, StatusCache, StatusListError
 from sdk.trustlist import TrustList, TrustListError
 from sdk.verifier import Verifier
 
@@ -41,6 +48,9 @@ class SyncReport:
     trust_list: str = "kept"
     status_lists: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    #: With a federation: the statement ("updated" or "kept") and each federated city's lists.
+    federation: str | None = None
+    cities: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 class GateSync:
@@ -54,8 +64,7 @@ class GateSync:
         self.fetch, self.clock = fetch, clock
 
     def _trust_due(self, now: float) -> bool:
-        trust = self.verifier.trust
-        return now >= trust.issued_at + (trust.expires_at - trust.issued_at) / 2
+        return _trust_due(self.verifier.trust, now)
 
     def refresh(self, *, force: bool = False) -> SyncReport:
         """Fetch what is due; never raises for network or content problems (they are in the report)."""
@@ -69,16 +78,70 @@ class GateSync:
                     report.trust_list = "updated"
             except (OSError, ValueError, TrustListError, urllib.error.URLError) as exc:
                 report.errors.append(f"trust list: {exc}")
-        issuers = sorted({k.issuer for k in self.verifier.trust.keys.values() if k.kinds & STATUS_KINDS})
-        due = set(self.verifier.status.due_for_refresh(now))
-        for issuer in issuers:
-            if not force and self.verifier.status.get(issuer) is not None and issuer not in due:
-                continue
-            try:
-                token = self.fetch(f"{self.base_url}/api/v1/status/{issuer}")
-                self.verifier.status.load(token, self.verifier.trust, at=now)
-                report.status_lists[issuer] = "updated"
-            except (OSError, ValueError, StatusListError, urllib.error.URLError) as exc:
-                report.status_lists[issuer] = "kept"
-                report.errors.append(f"status list {issuer}: {exc}")
+        _status_lists(self.fetch, self.base_url, self.verifier.trust, self.verifier.status, now, force,
+                      report.status_lists, report.errors, "")
+        if self.verifier.federation is not None:
+            self._federation(now, force, report)
         return report
+
+    def _federation(self, now: float, force: bool, report: SyncReport) -> None:
+        """The statement, then each federated city's trust list and status lists."""
+        federation = self.verifier.federation
+        assert federation is not None
+        held = federation.statement
+        report.federation = "kept"
+        if force or held is None or now >= held.issued_at + (held.expires_at - held.issued_at) / 2:
+            try:
+                fresh = FederationStatement.load(self.fetch(f"{self.base_url}/api/v1/federation"), self.anchor,
+                                                 at=now, city=held.city if held is not None else None)
+                if held is None or fresh.issued_at >= held.issued_at:
+                    federation.replace_statement(fresh)
+                    report.federation = "updated"
+            except (OSError, ValueError, FederationError, urllib.error.URLError) as exc:
+                report.errors.append(f"federation statement: {exc}")
+        sync_cities(federation, self.fetch, now, force, report)
+
+
+def _status_lists(fetch: Fetch, base: str, trust: TrustList, cache: StatusCache, now: float, force: bool,
+                  out: dict[str, str], errors: list[str], where: str) -> None:
+    """Fetch the status lists of *trust*'s issuers that are due from *base* into *cache*."""
+    issuers = sorted({k.issuer for k in trust.keys.values() if k.kinds & STATUS_KINDS})
+    due = set(cache.due_for_refresh(now))
+    for issuer in issuers:
+        if not force and cache.get(issuer) is not None and issuer not in due:
+            continue
+        try:
+            token = fetch(f"{base}/api/v1/status/{issuer}")
+            cache.load(token, trust, at=now)
+            out[issuer] = "updated"
+        except (OSError, ValueError, StatusListError, urllib.error.URLError) as exc:
+            out[issuer] = "kept"
+            errors.append(f"{where}status list {issuer}: {exc}")
+
+
+def _trust_due(trust: TrustList, now: float) -> bool:
+    return now >= trust.issued_at + (trust.expires_at - trust.issued_at) / 2
+
+
+def sync_cities(federation: Federation, fetch: Fetch, now: float, force: bool, report: SyncReport) -> None:
+    """For every city *federation*'s statement names: its trust list from its own URL, verified with the anchor
+    the statement vouches for, when due; then its status lists when due. What fails is kept (and reported)."""
+    statement = federation.statement
+    if statement is None:
+        return
+    for city, entry in sorted(statement.cities.items()):
+        done: dict[str, object] = {"trust_list": "kept"}
+        report.cities[city] = done
+        trust = federation.trust_list(city)
+        if force or trust is None or _trust_due(trust, now):
+            try:
+                federation.load_trust_list(city, fetch(f"{entry.url}/api/v1/trust-list"), at=now)
+                done["trust_list"] = "updated"
+            except (OSError, ValueError, FederationError, urllib.error.URLError) as exc:
+                report.errors.append(f"{city}: trust list: {exc}")
+        trust = federation.trust_list(city)
+        if trust is not None:
+            lists: dict[str, str] = {}
+            _status_lists(fetch, entry.url, trust, federation.status(city), now, force, lists, report.errors,
+                          f"{city}: ")
+            done["status_lists"] = lists

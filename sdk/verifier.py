@@ -15,6 +15,13 @@ Order of checks (the first failure decides the reason):
    status and the scene's rules (docs/certificates.md)
 8. single-use scenes: the replay guard (``replayed``), consulted last so that a refused
    code never burns its id.
+
+A key id that is not in the gate's own trust list is looked up in the trust lists of the federated cities
+(:class:`sdk.federation.Federation`, when the verifier has one): found there, the code is checked with that
+city's key, against that city's status lists, and its city's terms in the statement (kinds, scenes, dates)
+decide after the signature and the key's kind (``city_not_accepted``); a result that passes names the city
+(``home_city``). That city's trust list and the statement themselves expire like the gate's own list
+(``trust_list_expired``) while the federation is in force.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any, NamedTuple
 from sdk import base45, sm2
 from sdk.claims import CertificateClaims, Claims, ClaimsError, parse_certificate, parse_claims
 from sdk.cose import ALG_ES256, ALG_SM2, AlgorithmError, CoseError, Sign1, parse
+from sdk.federation import Federation, Located
 from sdk.keys import TrustedKey, verify_es256
 from sdk.reasons import Reason
 from sdk.replay import MemoryReplayGuard, ReplayGuard
@@ -50,6 +58,8 @@ class _Credential(NamedTuple):
     key: TrustedKey
     claims: Claims
     credential: RideCredential
+    #: The federated city whose trust list *trust* is (None: the verifier's own).
+    city: str | None = None
 
 PREFIX = "CC1:"
 MAX_CODE_LENGTH = 2048
@@ -67,6 +77,7 @@ class Verifier:
         replay_guard: ReplayGuard | None = None,
         status: StatusCache | None = None,
         clock: Callable[[], float] = time.time,
+        federation: Federation | None = None,
     ) -> None:
         if leeway < 0:
             raise ValueError("leeway must not be negative")
@@ -75,6 +86,8 @@ class Verifier:
         self.replay_guard: ReplayGuard = replay_guard if replay_guard is not None else MemoryReplayGuard()
         self.status = status if status is not None else StatusCache()
         self.clock = clock
+        #: The federated cities' statement and lists (None: this city's own codes only).
+        self.federation = federation
         #: Ride credentials that passed their checks (structure, trust-list key, signature, claims), by their
         #: exact bytes: a phone shows the same credential in every ride code it makes that day.
         self._credentials: dict[bytes, _Credential] = {}
@@ -163,9 +176,10 @@ class Verifier:
 
         if not message.kid:
             return self._verify_ride(message, scene, now, before_use, evidence)
-        key = self._signer(message, now)
-        if isinstance(key, Result):
-            return key
+        signed = self._signer(message, now)
+        if isinstance(signed, Result):
+            return signed
+        key, visit = signed
         try:
             claims = parse_claims(message.payload)
         except ClaimsError as exc:
@@ -173,8 +187,14 @@ class Verifier:
 
         fields = self._fields(claims, message.kid.hex(), key.issuer, scene)
         kind, issued_at, leeway = claims.kind, claims.issued_at, self.leeway
+        if visit is not None:
+            fields["home_city"] = visit.city.city
         if kind not in key.kinds:
             return refused(Reason.UNTRUSTED_ISSUER, f"{key.issuer} does not issue {kind} codes", **fields)
+        if visit is not None:
+            elsewhere = visit.city.refusal(kind, scene.name if scene is not None else None, now)
+            if elsewhere is not None:
+                return refused(Reason.CITY_NOT_ACCEPTED, elsewhere, **fields)
         if not key.not_before - leeway <= issued_at <= key.not_after or now > key.not_after + leeway:
             return refused(Reason.UNKNOWN_KEY, "key not valid at this time", **fields)
         if issued_at > now + leeway:
@@ -191,7 +211,8 @@ class Verifier:
             except ClaimsError as exc:
                 return refused(Reason.MALFORMED, f"claims: {exc}", **fields)
             fields.update(cert_id=cert.cert_id, cert_type=cert.type_code, holder=cert.holder, fields=cert.fields)
-            refusal = self._check_certificate(cert, key, scene, now, fields, evidence)
+            refusal = self._check_certificate(cert, key, scene, now, fields, evidence,
+                                              visit.status if visit is not None else self.status)
             if refusal is not None:
                 return refusal
         return self._spend(Result(accepted=True, reason=Reason.OK, **fields), claims.code_id,
@@ -199,23 +220,45 @@ class Verifier:
 
     def _signer(
         self, message: Sign1, now: float, what: str = "", trust: TrustList | None = None
-    ) -> TrustedKey | Result:
-        """The trust-list key whose signature *message* carries, or the refusal: an expired trust list, a key
-        id not in it, another algorithm than the key's, a signature that does not verify."""
+    ) -> tuple[TrustedKey, Located | None] | Result:
+        """The trust-list key whose signature *message* carries (and the federated city it was found in, or
+        None for the verifier's own list), or the refusal: an expired trust list, a key id not in it nor in a
+        federated city's, another algorithm than the key's, a signature that does not verify."""
         if trust is None:
             trust = self.trust
         if trust.expired(now):
             return refused(Reason.TRUST_LIST_EXPIRED, f"trust list expired at {trust.expires_at}")
         key = trust.get(message.kid)
+        visit = None
         if key is None:
-            return refused(Reason.UNKNOWN_KEY, f"key {message.kid.hex()} is not in the trust list")
+            visit = self.federation.locate(message.kid) if self.federation is not None else None
+            if visit is None:
+                return refused(Reason.UNKNOWN_KEY, f"key {message.kid.hex()} is not in the trust list")
+            stale = self._stale_visit(visit, now)
+            if stale is not None:
+                return stale
+            key = visit.key
         if message.alg != key.alg:
             return refused(Reason.UNSUPPORTED_ALG, f"key {message.kid.hex()} signs with {key.alg_name} only")
         if key.alg == ALG_SM2 and not sm2.available():  # fail closed, and say why
             return refused(Reason.UNSUPPORTED_ALG, f"key {message.kid.hex()} signs with SM2: {sm2.INSTALL_HINT}")
         if not key.verify(message.signature, message.to_be_signed()):
             return refused(Reason.BAD_SIGNATURE, what, kid=message.kid.hex())
-        return key
+        return key, visit
+
+    def _stale_visit(self, visit: Located, now: float) -> Result | None:
+        """While a federation is in force, its statement and the city's trust list expire like the gate's own
+        list; past its end the city's codes are refused as ``city_not_accepted`` whatever the lists' age."""
+        if not visit.city.active(now):
+            return None
+        statement = self.federation.statement if self.federation is not None else None
+        if statement is None or statement.expired(now):
+            return refused(Reason.TRUST_LIST_EXPIRED, "the federation statement expired"
+                           + (f" at {statement.expires_at}" if statement is not None else ""))
+        if visit.trust.expired(now):
+            return refused(Reason.TRUST_LIST_EXPIRED,
+                           f"trust list of {visit.city.city} expired at {visit.trust.expires_at}")
+        return None
 
     def _verify_ride(
         self, message: Sign1, scene: Scene | None, now: float, before_use: Veto | None, evidence: bool = False
@@ -230,18 +273,29 @@ class Verifier:
             return refused(Reason.MALFORMED, f"ride code: {exc}")
         trust = self.trust
         seen = self._credentials.get(code.credential)
-        if seen is not None and seen.trust is trust:
+        visit: Located | None = None
+        if seen is not None and seen.city is not None:  # a visitor's, checked under its city's list then
+            visit = self.federation.locate(seen.inner.kid) if self.federation is not None else None
+            if visit is None or visit.trust is not seen.trust:
+                seen, visit = None, None
+        if seen is not None and (seen.trust is trust or visit is not None):
             # The same credential bytes, already checked under this very trust list: what that check found
-            # depends on nothing else. Only the trust list's own expiry depends on the time; the key's
+            # depends on nothing else. Only the trust lists' own expiry depends on the time; the key's
             # validity, the credential's expiry, the status and the rest are checked below for every code.
             if trust.expired(now):
                 return refused(Reason.TRUST_LIST_EXPIRED, f"trust list expired at {trust.expires_at}")
+            if visit is not None:
+                stale = self._stale_visit(visit, now)
+                if stale is not None:
+                    return stale
             inner, key, claims, credential = seen.inner, seen.key, seen.claims, seen.credential
         else:
             checked = self._check_credential(code.credential, trust, now)
             if isinstance(checked, Result):
                 return checked
             inner, key, claims, credential = checked.inner, checked.key, checked.claims, checked.credential
+            if checked.city is not None and self.federation is not None:
+                visit = self.federation.locate(inner.kid)
         code_id = replay_id(credential, code)
         fields: dict[str, Any] = {
             "kind": "ride", "subject_id": credential.account, "issued_at": code.generated_at,
@@ -249,9 +303,14 @@ class Verifier:
             "code_id": code_id.hex(), "scene": scene.name if scene is not None else None,
             "card_type": credential.card_type, "fare_limit": credential.fare_limit,
             "credential_id": credential.credential_id.hex(), "credential_expires_at": credential.expires_at,
+            "home_city": visit.city.city if visit is not None else None,
         }
         if "ridecred" not in key.kinds:
             return refused(Reason.UNTRUSTED_ISSUER, f"{key.issuer} does not issue ride credentials", **fields)
+        if visit is not None:
+            elsewhere = visit.city.refusal("ride", scene.name if scene is not None else None, now)
+            if elsewhere is not None:
+                return refused(Reason.CITY_NOT_ACCEPTED, elsewhere, **fields)
         if not key.not_before - self.leeway <= claims.issued_at <= key.not_after or now > key.not_after + self.leeway:
             return refused(Reason.UNKNOWN_KEY, "key not valid at this time", **fields)
         if not verify_es256(credential.device_key, message.signature, message.to_be_signed()):
@@ -271,7 +330,8 @@ class Verifier:
         if scene is not None and scene.card_types and credential.card_type not in scene.card_types:
             return refused(Reason.CARD_NOT_ACCEPTED, f"{credential.card_type} cards are not taken here", **fields)
         if not evidence:
-            refusal = self._check_status(key.issuer, credential.status_index, scene, now, fields, "account or device")
+            refusal = self._check_status(key.issuer, credential.status_index, scene, now, fields, "account or device",
+                                         visit.status if visit is not None else self.status)
             if refusal is not None:
                 return refusal
         return self._spend(Result(accepted=True, reason=Reason.OK, **fields), code_id,
@@ -289,15 +349,17 @@ class Verifier:
             return refused(Reason.MALFORMED, f"credential: {exc}")
         if not inner.kid:
             return refused(Reason.MALFORMED, "the credential names no key")
-        key = self._signer(inner, now, "credential signature", trust)
-        if isinstance(key, Result):
-            return key
+        signed = self._signer(inner, now, "credential signature", trust)
+        if isinstance(signed, Result):
+            return signed
+        key, visit = signed
         try:
             claims = parse_claims(inner.payload)
             credential = parse_credential(claims)
         except ClaimsError as exc:
             return refused(Reason.MALFORMED, f"credential: {exc}", kid=inner.kid.hex())
-        checked = _Credential(trust, inner, key, claims, credential)
+        checked = (_Credential(trust, inner, key, claims, credential) if visit is None
+                   else _Credential(visit.trust, inner, key, claims, credential, visit.city.city))
         with self._credentials_lock:
             cache = self._credentials
             while len(cache) >= CREDENTIAL_CACHE_SIZE:  # the oldest first
@@ -306,11 +368,13 @@ class Verifier:
         return checked
 
     def _check_status(
-        self, issuer: str, index: int, scene: Scene | None, now: float, fields: dict[str, Any], what: str
+        self, issuer: str, index: int, scene: Scene | None, now: float, fields: dict[str, Any], what: str,
+        status: StatusCache | None = None,
     ) -> Result | None:
-        """The issuer's status list entry: valid goes on; revoked, suspended, stale or unknown refuse."""
+        """The issuer's status list entry (in *status*: the verifier's own lists, or a federated city's): valid
+        goes on; revoked, suspended, stale or unknown refuse."""
         max_age = scene.max_status_age if scene is not None else 24 * 3600
-        found = self.status.lookup(issuer, index, now, max_age)
+        found = (self.status if status is None else status).lookup(issuer, index, now, max_age)
         fields["status_age"] = found.age
         if found.status is None:
             reason = Reason.STATUS_UNKNOWN if found.age is None else Reason.STATUS_STALE
@@ -344,7 +408,7 @@ class Verifier:
 
     def _check_certificate(
         self, cert: CertificateClaims, key: TrustedKey, scene: Scene | None, now: float, fields: dict[str, Any],
-        evidence: bool = False,
+        evidence: bool = False, status: StatusCache | None = None,
     ) -> Result | None:
         """Issuer entitled to the type and named in the identifier, validity dates, status, then the scene's
         requirements."""
@@ -359,7 +423,7 @@ class Verifier:
         if not cert.valid_from - self.leeway <= now <= cert.valid_until + self.leeway:
             return refused(Reason.CERTIFICATE_EXPIRED, "outside the certificate's validity dates", **fields)
         refusal = None if evidence else self._check_status(issuer, cert.status_index, scene, now, fields,
-                                                           "certificate")
+                                                           "certificate", status)
         if refusal is not None:
             return refusal
         if scene is not None and scene.cert_rules:

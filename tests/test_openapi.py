@@ -404,6 +404,7 @@ def test_the_schemas_are_not_vacuous(spec: dict[str, Any], registry: Registry) -
         "kid": "60326ec9034bdae6", "issuer": "city-id", "code_id": "cb38c6ec4c1a5237", "scene": None,
         "cert_id": None, "cert_type": None, "holder": None, "fields": None, "status_age": None,
         "card_type": None, "fare_limit": None, "credential_id": None, "credential_expires_at": None,
+        "home_city": None,
     }
     result.validate(good)
     cert = {

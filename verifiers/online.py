@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from sdk import Result, TrustList, Verifier
+from sdk.federation import Federation
 from sdk.replay import ReplayGuard
 from sdk.statuslist import StatusCache
 from sdk.verifier import Veto
@@ -64,8 +65,13 @@ class OnlineVerifier:
         status_source: StatusSource | None = None,
         status_refresh: float = 5.0,
         clock: Callable[[], float] = time.time,
+        federation: Federation | None = None,
+        refresh_federation: Callable[[], object] | None = None,
     ) -> None:
+        """*federation*: the federated cities' lists, so that a visitor's code verifies here too (docs/federation.md);
+        *refresh_federation* is called before each verification to keep them fresh (it throttles itself)."""
         self._keys = keys
+        self._refresh_federation = refresh_federation
         self._clock = clock
         self._lock = threading.Lock()
         self._keys_version: object = None
@@ -78,9 +84,15 @@ class OnlineVerifier:
             leeway=leeway,
             replay_guard=replay_guard,
             clock=clock,
+            federation=federation,
         )
 
     def _current(self) -> Verifier:
+        if self._refresh_federation is not None:
+            try:
+                self._refresh_federation()
+            except Exception as exc:  # fail closed: visitors' codes then verify with what is held, or not at all
+                log.error("federation lists unavailable: %s", exc.__class__.__name__)
         now = self._clock()
         version = self._keys.version()
         if version != self._keys_version or now >= self._refresh_after:
