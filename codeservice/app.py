@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 
 from codeservice import contract, i18n
 from codeservice.accesslog.api import audit_api
+from codeservice.cards.api import cards_api
 from codeservice.certificates.api import certs_api
 from codeservice.certificates.pages import resident_certs
 from codeservice.config import Settings
@@ -31,7 +32,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 #: Each domain's views: the JSON API under /api/v1 and the pages. Nothing imports this module back.
 BLUEPRINTS = (api, certs_api, resident_certs, consent_api, audit_api, console, resident_requests, transit_api, rides,
-              web)
+              web, cards_api)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *, initialise: bool = True) -> Flask:

@@ -80,6 +80,8 @@ class Settings:
     #: The city's time zone (IANA name): every time a page shows is in it. ``sdk.citytime`` reads the same
     #: variable for the dates of certificates and the operating day.
     city_tz: str = "Asia/Shanghai"
+    #: Months a printed card (实体卡) lives from the day a service window prints it.
+    card_months: int = 24
 
     @property
     def keys_dir(self) -> Path:
@@ -94,6 +96,8 @@ class Settings:
         """The grace of a rotated key of *issuer*: a ride credential lives for hours, other codes a minute."""
         if issuer == "city-transit":
             return self.ride_credential_hours * 3600 + self.ride_code_validity + 2 * self.leeway
+        if issuer == "city-card":  # a printed card lives for months: its key stays trusted while any card does
+            return self.card_months * 31 * 86400 + 2 * self.leeway
         return self.key_grace
 
     @classmethod
@@ -150,4 +154,5 @@ class Settings:
             consent_answer_minutes=_int(env, "CITYCODE_CONSENT_ANSWER_MINUTES", 5, 1, 60),
             consent_fetch_minutes=_int(env, "CITYCODE_CONSENT_FETCH_MINUTES", 3, 1, 60),
             city_tz=city_tz,
+            card_months=_int(env, "CITYCODE_CARD_MONTHS", 24, 1, 120),
         )

@@ -4,6 +4,7 @@ foreign keys name another's tables (``"offices.id"``) without importing it."""
 from __future__ import annotations
 
 from codeservice.accesslog.models import AccessLogEntry, AuditCheckpoint
+from codeservice.cards.models import PrintedCard
 from codeservice.certificates.models import Certificate, CertType, CheckRecord, Department
 from codeservice.clients.models import ApiClient
 from codeservice.consent.models import ConsentRequest, Office, QueueTicket
@@ -15,6 +16,6 @@ metadata = Base.metadata
 
 __all__ = [
     "AccessLogEntry", "ApiClient", "AuditCheckpoint", "Base", "CertType", "Certificate", "CheckRecord",
-    "ClearingStatement", "ConsentRequest", "Department", "GateRecord", "Office", "Operator", "QueueTicket",
-    "Resident", "RideDevice", "TransitAccount", "Trip", "metadata",
+    "ClearingStatement", "ConsentRequest", "Department", "GateRecord", "Office", "Operator",
+    "PrintedCard", "QueueTicket", "Resident", "RideDevice", "TransitAccount", "Trip", "metadata",
 ]

@@ -37,6 +37,8 @@ import codeservice.accesslog.api
 import codeservice.accesslog.models
 import codeservice.accesslog.service
 import codeservice.app
+import codeservice.cards.api
+import codeservice.cards.service
 import codeservice.certificates.api
 import codeservice.certificates.pages
 import codeservice.certificates.service
@@ -259,6 +261,7 @@ ERROR_MODULES = (
     codeservice.certificates.api, codeservice.certificates.pages, codeservice.consent.api, codeservice.consent.service,
     codeservice.transit.api,
     codeservice.transit.service, codeservice.identity.session, codeservice.accesslog.api,
+    codeservice.cards.api, codeservice.cards.service,
 )
 
 
@@ -293,7 +296,8 @@ def _error_codes_in_code() -> set[str]:
             if not isinstance(node, ast.Call):
                 continue
             name = getattr(node.func, "id", None)
-            if name in ("BadRequest", "ConsentError", "refuse", "_deny", "TransitError", "TransitNotFound"):
+            if name in ("BadRequest", "ConsentError", "refuse", "_deny", "TransitError", "TransitNotFound",
+                        "CardError"):
                 first = node.args[1 if name == "_deny" else 0]
                 if name == "BadRequest" and id(node) in passthrough and ast.unparse(first) == "exc.reason":
                     continue
