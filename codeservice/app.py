@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 from codeservice import contract, i18n
 from codeservice.accesslog.api import audit_api
 from codeservice.cards.api import cards_api
+from codeservice.cards.pages import card_pages
 from codeservice.certificates.api import certs_api
 from codeservice.certificates.pages import resident_certs
 from codeservice.config import Settings
@@ -32,7 +33,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 #: Each domain's views: the JSON API under /api/v1 and the pages. Nothing imports this module back.
 BLUEPRINTS = (api, certs_api, resident_certs, consent_api, audit_api, console, resident_requests, transit_api, rides,
-              web, cards_api)
+              web, cards_api, card_pages)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *, initialise: bool = True) -> Flask:
