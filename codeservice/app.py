@@ -19,6 +19,8 @@ from codeservice.config import Settings
 from codeservice.consent.api import consent_api
 from codeservice.consent.clerk import console
 from codeservice.consent.resident import resident_requests
+from codeservice.helpers.api import helpers_api
+from codeservice.helpers.pages import helper_pages
 from codeservice.identity.api import api
 from codeservice.identity.web import web
 from codeservice.jsonapi import BadRequest
@@ -33,7 +35,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 #: Each domain's views: the JSON API under /api/v1 and the pages. Nothing imports this module back.
 BLUEPRINTS = (api, certs_api, resident_certs, consent_api, audit_api, console, resident_requests, transit_api, rides,
-              web, cards_api, card_pages)
+              web, cards_api, card_pages, helpers_api, helper_pages)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *, initialise: bool = True) -> Flask:

@@ -8,6 +8,7 @@ from codeservice.cards.models import PrintedCard
 from codeservice.certificates.models import Certificate, CertType, CheckRecord, Department
 from codeservice.clients.models import ApiClient
 from codeservice.consent.models import ConsentRequest, Office, QueueTicket
+from codeservice.helpers.models import FamilyHelper
 from codeservice.identity.models import Resident
 from codeservice.models import Base
 from codeservice.transit.models import ClearingStatement, GateRecord, Operator, RideDevice, TransitAccount, Trip
@@ -16,6 +17,6 @@ metadata = Base.metadata
 
 __all__ = [
     "AccessLogEntry", "ApiClient", "AuditCheckpoint", "Base", "CertType", "Certificate", "CheckRecord",
-    "ClearingStatement", "ConsentRequest", "Department", "GateRecord", "Office", "Operator",
+    "ClearingStatement", "ConsentRequest", "Department", "FamilyHelper", "GateRecord", "Office", "Operator",
     "PrintedCard", "QueueTicket", "Resident", "RideDevice", "TransitAccount", "Trip", "metadata",
 ]

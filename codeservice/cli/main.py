@@ -23,6 +23,7 @@ DOMAIN_COMMANDS: dict[str, str] = {
     **dict.fromkeys(("operator", "transit", "ride", "gate", "clearing"), "codeservice.transit.cli"),
     "verify": "codeservice.cli.verify",
     "card": "codeservice.cards.cli",
+    "helper": "codeservice.helpers.cli",
 }
 
 
