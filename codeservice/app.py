@@ -11,6 +11,8 @@ from werkzeug.wrappers import Response
 
 from codeservice import contract, i18n
 from codeservice.accesslog.api import audit_api
+from codeservice.cards.api import cards_api
+from codeservice.cards.pages import card_pages
 from codeservice.certificates.api import certs_api
 from codeservice.certificates.pages import resident_certs
 from codeservice.config import Settings
@@ -18,6 +20,8 @@ from codeservice.consent.api import consent_api
 from codeservice.consent.clerk import console
 from codeservice.consent.resident import resident_requests
 from codeservice.federation.api import federation_api
+from codeservice.helpers.api import helpers_api
+from codeservice.helpers.pages import helper_pages
 from codeservice.identity.api import api
 from codeservice.identity.web import web
 from codeservice.jsonapi import BadRequest
@@ -32,7 +36,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 #: Each domain's views: the JSON API under /api/v1 and the pages. Nothing imports this module back.
 BLUEPRINTS = (api, certs_api, resident_certs, consent_api, audit_api, console, resident_requests, transit_api, rides,
-              web, federation_api)
+              web, federation_api, cards_api, card_pages, helpers_api, helper_pages)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *, initialise: bool = True) -> Flask:

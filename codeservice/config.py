@@ -90,6 +90,8 @@ class Settings:
     #: This city's id in federations (``CITYCODE_CITY``): what its federation statement is issued by, and
     #: what other cities name it by (docs/federation.md).
     city: str = "demo-city"
+    #: Months a printed card (实体卡) lives from the day a service window prints it.
+    card_months: int = 24
 
     @property
     def keys_dir(self) -> Path:
@@ -104,6 +106,8 @@ class Settings:
         """The grace of a rotated key of *issuer*: a ride credential lives for hours, other codes a minute."""
         if issuer == "city-transit":
             return self.ride_credential_hours * 3600 + self.ride_code_validity + 2 * self.leeway
+        if issuer == "city-card":  # a printed card lives for months: its key stays trusted while any card does
+            return self.card_months * 31 * 86400 + 2 * self.leeway
         return self.key_grace
 
     @classmethod
@@ -164,6 +168,7 @@ class Settings:
             signing_alg=signing_alg,
             issuer_signing_algs=issuer_algs,
             city=_city(env),
+            card_months=_int(env, "CITYCODE_CARD_MONTHS", 24, 1, 120),
         )
 
 

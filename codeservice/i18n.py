@@ -134,6 +134,8 @@ REASON_TEXT = {
     Reason.CODE_STALE: lazy_gettext("code too old; show the live code"),
     Reason.CREDENTIAL_EXPIRED: lazy_gettext("ride authorisation expired; open the app online once"),
     Reason.CARD_NOT_ACCEPTED: lazy_gettext("this card type is not accepted here"),
+    Reason.PRINTED_CARD_NOT_ACCEPTED: lazy_gettext("printed cards are not accepted here"),
+    Reason.ID_CHECK_REQUIRED: lazy_gettext("check the identity card before accepting a printed card"),
     Reason.FARE_LIMIT_EXCEEDED: lazy_gettext("fare above this card’s per-ride limit"),
     Reason.PASSBACK: lazy_gettext("already inside; exit first"),
     Reason.CAPACITY_REACHED: lazy_gettext("full for today"),

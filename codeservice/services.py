@@ -17,6 +17,7 @@ from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
 from codeservice.accesslog.service import AUDIT_OFFICE, checkpoint_fell_due, checkpoint_if_due
+from codeservice.cards.service import CARD_OFFICE, card_status_list
 from codeservice.certificates.models import Department
 from codeservice.certificates.service import record_org_codes, status_list_token
 from codeservice.config import Settings
@@ -83,6 +84,12 @@ class Services:
             refresh_federation=self.federated.refresh,
         )
 
+    def status_changed(self) -> None:
+        """A status changed (a card reported lost): this process's online verifier reads the lists again at its next
+        verification, not after its refresh interval (other processes within it, ``OnlineVerifier``)."""
+        if "online" in self.__dict__:  # built: else it reads them fresh when it is
+            self.online.refresh_status()
+
     def evidence_verifier(self) -> Verifier:
         """Checks the codes gate records carry, with every key the service ever trusted (retired ones too, in
         their time): a bus reader may upload a week's records at once (``transit.check_evidence``)."""
@@ -98,11 +105,12 @@ class Services:
         return self._evidence[1]
 
     def status_tokens(self, now: float | None = None) -> list[str]:
-        """Every issuer's current status list token: each department's, and the transit platform's."""
+        """Every issuer's current status list token: each department's, the transit platform's, the card office's."""
 
         with self.db.session() as session:
             issuers = [d.id for d in session.query(Department).order_by(Department.id)]
-            return [self.status_list(session, issuer, now) for issuer in [*issuers, TRANSIT_PLATFORM.id]]
+            return [self.status_list(session, issuer, now)
+                    for issuer in [*issuers, TRANSIT_PLATFORM.id, CARD_OFFICE.id]]
 
     def status_list(self, session: Session, issuer: str, now: float | None = None) -> str:
         """The status list of a department (its certificates) or of the transit platform (ride devices)."""
@@ -111,6 +119,9 @@ class Services:
         if issuer == TRANSIT_PLATFORM.id:
             return transit_status_list(session, self.keyring, size=self.settings.status_list_size, uri=uri,
                                        ttl=self.settings.status_ttl, validity=self.settings.status_validity, now=now)
+        if issuer == CARD_OFFICE.id:
+            return card_status_list(session, self.keyring, size=self.settings.status_list_size, uri=uri,
+                                    ttl=self.settings.status_ttl, validity=self.settings.status_validity, now=now)
         return status_list_token(
             session, self.keyring, issuer, size=self.settings.status_list_size,
             uri=uri, ttl=self.settings.status_ttl, validity=self.settings.status_validity, now=now,
@@ -127,7 +138,8 @@ class Services:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
         migrate(self.db.engine)
-        keys_created = self.keyring.initialise([IDENTITY_OFFICE, CHECKS_OFFICE, AUDIT_OFFICE, TRANSIT_PLATFORM])
+        keys_created = self.keyring.initialise([IDENTITY_OFFICE, CHECKS_OFFICE, AUDIT_OFFICE, TRANSIT_PLATFORM,
+                                                 CARD_OFFICE])
         demo = []
         with self.db.session() as session:
             if self.settings.demo_data:

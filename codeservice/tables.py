@@ -4,10 +4,12 @@ foreign keys name another's tables (``"offices.id"``) without importing it."""
 from __future__ import annotations
 
 from codeservice.accesslog.models import AccessLogEntry, AuditCheckpoint
+from codeservice.cards.models import PrintedCard
 from codeservice.certificates.models import Certificate, CertType, CheckRecord, Department
 from codeservice.clients.models import ApiClient
 from codeservice.consent.models import ConsentRequest, Office, QueueTicket
 from codeservice.federation.models import FederatedCity, IntercityTrip
+from codeservice.helpers.models import FamilyHelper
 from codeservice.identity.models import Resident
 from codeservice.models import Base
 from codeservice.transit.models import ClearingStatement, GateRecord, Operator, RideDevice, TransitAccount, Trip
@@ -16,6 +18,7 @@ metadata = Base.metadata
 
 __all__ = [
     "AccessLogEntry", "ApiClient", "AuditCheckpoint", "Base", "CertType", "Certificate", "CheckRecord",
-    "ClearingStatement", "ConsentRequest", "Department", "FederatedCity", "GateRecord", "IntercityTrip", "Office",
-    "Operator", "QueueTicket", "Resident", "RideDevice", "TransitAccount", "Trip", "metadata",
+    "ClearingStatement", "ConsentRequest", "Department", "FamilyHelper", "FederatedCity", "GateRecord",
+    "IntercityTrip", "Office", "Operator", "PrintedCard", "QueueTicket", "Resident", "RideDevice", "TransitAccount",
+    "Trip", "metadata",
 ]

@@ -28,8 +28,9 @@ CLAIM_KIND = -65537
 #: Kind numbers on the wire and their names. Numbers are never reused. ``id`` is the resident's
 #: identity code; ``cert`` a certificate shown by its holder; ``ride`` a ride code the phone makes
 #: and signs itself (docs/rides.md); ``ridecred`` the ride credential inside it, signed by the transit
-#: account platform, which is never shown on its own.
-KINDS: dict[int, str] = {1: "id", 2: "cert", 3: "ride", 4: "ridecred"}
+#: account platform, which is never shown on its own; ``card`` a printed card (实体卡), a long-lived code a
+#: service window prints for a resident without a smartphone (docs/without-a-smartphone.md). 6 is reserved.
+KINDS: dict[int, str] = {1: "id", 2: "cert", 3: "ride", 4: "ridecred", 5: "card"}
 KIND_IDS: dict[str, int] = {name: number for number, name in KINDS.items()}
 
 SUBJECT_LENGTH = 10
@@ -98,8 +99,8 @@ def parse_claims(payload: bytes) -> Claims:
     if sub is not None and (not isinstance(sub, bytes) or not 1 <= len(sub) <= 32):
         raise ClaimsError("sub must be 1 to 32 bytes")
     kind = KINDS[kind_no]
-    if kind == "id" and (sub is None or len(sub) != SUBJECT_LENGTH):
-        raise ClaimsError("an identity code names its subject")
+    if kind in ("id", "card") and (sub is None or len(sub) != SUBJECT_LENGTH):
+        raise ClaimsError(f"an {'identity code' if kind == 'id' else 'printed card'} names its subject")
     extra = (
         {k: v for k, v in claims.items() if k not in _COMMON}
         if len(claims) > len(_COMMON) - (sub is None)
@@ -184,3 +185,23 @@ CLAIM_CREDENTIAL = -65540
 #: Card types on the wire and their names. Numbers are never reused.
 CARD_TYPES: dict[int, str] = {1: "adult", 2: "student", 3: "elderly", 4: "disabled"}
 CARD_TYPE_IDS: dict[str, int] = {name: number for number, name in CARD_TYPES.items()}
+
+
+#: The private claim of a printed card (kind ``card``): a map with small integer keys. The card's id is the
+#: code's ``cti`` (one card, one code, printed once); the claim holds what a gate needs besides: the card's entry
+#: in the card issuer's status list (revoked the moment the card is reported lost).
+CLAIM_CARD = -65545
+CARD_STATUS_INDEX = 1
+
+
+def parse_card(extra: Mapping[Any, Any]) -> int:
+    """The status-list index a printed card carries; ClaimsError for anything else."""
+    body = extra.get(CLAIM_CARD)
+    if type(body) is not dict and not isinstance(body, Mapping):
+        raise ClaimsError("a printed card carries its card claim")
+    if set(body) != {CARD_STATUS_INDEX}:
+        raise ClaimsError("the card claim holds exactly its status index")
+    index = body[CARD_STATUS_INDEX]
+    if type(index) is not int or index < 0:
+        raise ClaimsError("status index must be a non-negative integer")
+    return index

@@ -54,6 +54,10 @@ class Reason(StrEnum):
     CREDENTIAL_EXPIRED = "credential_expired"
     #: A genuine ride code of a card type this scene does not take.
     CARD_NOT_ACCEPTED = "card_not_accepted"
+    #: A genuine printed card (kind ``card``) at a scene that does not take printed cards.
+    PRINTED_CARD_NOT_ACCEPTED = "printed_card_not_accepted"
+    #: A printed card at a scene that takes one only after the clerk has checked the identity card.
+    ID_CHECK_REQUIRED = "id_check_required"
     #: The fare at this gate is above the per-ride limit the credential allows.
     FARE_LIMIT_EXCEEDED = "fare_limit_exceeded"
     #: Anti-passback: a second entry without an exit (metro), or a second entry the same day (scenic site).
@@ -89,6 +93,8 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.CODE_STALE: "code too old; show the live code",
     Reason.CREDENTIAL_EXPIRED: "ride authorisation expired; open the app online once",
     Reason.CARD_NOT_ACCEPTED: "this card type is not accepted here",
+    Reason.PRINTED_CARD_NOT_ACCEPTED: "printed cards are not accepted here",
+    Reason.ID_CHECK_REQUIRED: "check the identity card before accepting a printed card",
     Reason.FARE_LIMIT_EXCEEDED: "fare above this card's per-ride limit",
     Reason.PASSBACK: "already inside; exit first",
     Reason.CAPACITY_REACHED: "full for today",

@@ -36,6 +36,12 @@ class Scene:
     max_status_age: int = 24 * 3600
     #: For ``ride`` codes: the card types taken here (``card_not_accepted`` otherwise); empty: all.
     card_types: frozenset[str] = frozenset()
+    #: For printed cards (kind ``card``, taken where ``kinds`` names it): taken only when the verifying party
+    #: states that the clerk checked the resident's identity card (a service window that pulls data).
+    card_needs_id_check: bool = False
+    #: For printed cards at a single-use scene: a card, which is the same code every day, counts once in this
+    #: many seconds (a second tap within them is ``replayed``), since it cannot be spent once for good.
+    card_window: int = 60
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -52,6 +58,10 @@ class Scene:
         if unknown_cards:
             raise SceneError(f"scene {self.name!r}: unknown card types {sorted(unknown_cards)}")
         object.__setattr__(self, "card_types", frozenset(self.card_types))
+        if type(self.card_window) is not int or not 1 <= self.card_window <= 86400:
+            raise SceneError(f"scene {self.name!r}: card_window must be 1 to 86400 seconds")
+        if self.card_needs_id_check and "card" not in self.kinds:
+            raise SceneError(f"scene {self.name!r}: card_needs_id_check without taking cards")
 
     def accepts(self, kind: str) -> bool:
         return kind in self.kinds
@@ -72,6 +82,8 @@ class Scene:
                 cert_rules={str(t): frozenset(map(str, f)) for t, f in dict(data.get("cert_rules", {})).items()},
                 max_status_age=int(data.get("max_status_age", 24 * 3600)),
                 card_types=frozenset(str(c) for c in _names(data.get("card_types", []), "card_types")),
+                card_needs_id_check=_flag(data.get("card_needs_id_check", False), "card_needs_id_check"),
+                card_window=int(data.get("card_window", 60)),
             )
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: a JSON 1e400 read as infinity
             raise SceneError(f"scene definition is malformed: {exc}") from None
@@ -88,10 +100,18 @@ class Scene:
             "cert_rules": {t: sorted(f) for t, f in self.cert_rules.items()},
             "max_status_age": self.max_status_age,
             "card_types": sorted(self.card_types),
+            "card_needs_id_check": self.card_needs_id_check,
+            "card_window": self.card_window,
         }
 
 
 def _names(value: Any, what: str) -> Iterable[Any]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise SceneError(f"{what} must be a list")
+    return value
+
+
+def _flag(value: Any, what: str) -> bool:
+    if type(value) is not bool:
+        raise SceneError(f"{what} must be true or false")
     return value

@@ -13,8 +13,11 @@ Order of checks (the first failure decides the reason):
 7. ``cert`` codes: the certificate claim (``malformed``); its type among the signing key's ``cert_types``
    and its identifier's issuer code the key's ``org_code`` (``untrusted_issuer``); its validity dates,
    status and the scene's rules (docs/certificates.md)
+   ``card`` codes (printed cards): a scene that does not take them (``printed_card_not_accepted``), the card
+   claim (``malformed``), the card issuer's status list (``revoked`` once reported lost), a scene that takes
+   them only after the clerk checked the identity card (``id_check_required``)
 8. single-use scenes: the replay guard (``replayed``), consulted last so that a refused
-   code never burns its id.
+   code never burns its id; a printed card counts once per the scene's ``card_window``.
 
 A key id that is not in the gate's own trust list is looked up in the trust lists of the federated cities
 (:class:`sdk.federation.Federation`, when the verifier has one): found there, the code is checked with that
@@ -32,7 +35,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from sdk import base45, sm2
-from sdk.claims import CertificateClaims, Claims, ClaimsError, parse_certificate, parse_claims
+from sdk.claims import CertificateClaims, Claims, ClaimsError, parse_card, parse_certificate, parse_claims
 from sdk.cose import ALG_ES256, ALG_SM2, AlgorithmError, CoseError, Sign1, parse
 from sdk.federation import Federation, Located
 from sdk.keys import TrustedKey, verify_es256
@@ -99,16 +102,18 @@ class Verifier:
         self._credentials = {}  # checked under the old list: each is checked again under the new one
 
     def verify(
-        self, text: Any, scene: Scene | None = None, *, at: float | None = None, before_use: Veto | None = None
+        self, text: Any, scene: Scene | None = None, *, at: float | None = None, before_use: Veto | None = None,
+        id_checked: bool = False,
     ) -> Result:
         """Verify one scanned code. Never raises; any failure is a refusal with a reason.
 
         *before_use* sees a code that passed every check just before a single-use scene spends it
         on the replay guard; a refusal it returns is the answer and the code stays unspent (a gate's
-        anti-passback or capacity rule, the service's check for a frozen identity).
+        anti-passback or capacity rule, the service's check for a frozen identity). *id_checked*: the clerk
+        has checked the resident's identity card, which a scene may require before it takes a printed card.
         """
         try:
-            return self._verify(text, scene, self.clock() if at is None else at, before_use)
+            return self._verify(text, scene, self.clock() if at is None else at, before_use, id_checked=id_checked)
         except Exception as exc:  # fail closed: an unforeseen error is a refusal, not a crash
             return refused(Reason.MALFORMED, f"unexpected {exc.__class__.__name__}")
 
@@ -150,7 +155,8 @@ class Verifier:
             return refused(Reason.MALFORMED, f"unexpected {exc.__class__.__name__}")
 
     def _verify(
-        self, text: Any, scene: Scene | None, now: float, before_use: Veto | None = None, evidence: bool = False
+        self, text: Any, scene: Scene | None, now: float, before_use: Veto | None = None, evidence: bool = False,
+        id_checked: bool = False,
     ) -> Result:
         if type(text) is not str:
             if isinstance(text, (bytes, bytearray)):
@@ -204,7 +210,12 @@ class Verifier:
         if kind == "ridecred":  # no device signature: only ever accepted inside a ride code
             return refused(Reason.WRONG_KIND, "a ride credential is not a code by itself", **fields)
         if scene is not None and not scene.accepts(kind):
+            if kind == "card":
+                return refused(Reason.PRINTED_CARD_NOT_ACCEPTED, f"scene {scene.name} does not take printed cards",
+                               **fields)
             return refused(Reason.WRONG_KIND, f"scene {scene.name} does not take {kind} codes", **fields)
+        if kind == "card":
+            return self._verify_card(claims, key, scene, now, fields, before_use, evidence, id_checked)
         if kind == "cert":
             try:
                 cert = parse_certificate(claims.extra)
@@ -217,6 +228,31 @@ class Verifier:
                 return refusal
         return self._spend(Result(accepted=True, reason=Reason.OK, **fields), claims.code_id,
                            claims.expires_at + self.leeway, scene, before_use)
+
+    def _verify_card(
+        self, claims: Claims, key: TrustedKey, scene: Scene | None, now: float, fields: dict[str, Any],
+        before_use: Veto | None, evidence: bool, id_checked: bool,
+    ) -> Result:
+        """A printed card: its claim, its status (a lost card is revoked), the scene's identity-card rule, then
+        (single-use scenes) the replay guard, once per the scene's ``card_window``."""
+        try:
+            index = parse_card(claims.extra)
+        except ClaimsError as exc:
+            return refused(Reason.MALFORMED, f"claims: {exc}", **fields)
+        if not evidence:
+            refusal = self._check_status(key.issuer, index, scene, now, fields, "printed card")
+            if refusal is not None:
+                return refusal
+        if scene is not None and scene.card_needs_id_check and not id_checked:
+            return refused(Reason.ID_CHECK_REQUIRED, f"scene {scene.name} takes a printed card only with the "
+                           "identity card checked", **fields)
+        accepted = Result(accepted=True, reason=Reason.OK, **fields)
+        if scene is None or not scene.single_use:
+            return self._spend(accepted, claims.code_id, claims.expires_at + self.leeway, scene, before_use)
+        # The same card is shown every day: spent for one window at a time, never for good.
+        window = int(now // scene.card_window)
+        return self._spend(accepted, claims.code_id + window.to_bytes(8, "big"),
+                           (window + 1) * scene.card_window + self.leeway, scene, before_use)
 
     def _signer(
         self, message: Sign1, now: float, what: str = "", trust: TrustList | None = None

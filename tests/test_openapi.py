@@ -37,6 +37,8 @@ import codeservice.accesslog.api
 import codeservice.accesslog.models
 import codeservice.accesslog.service
 import codeservice.app
+import codeservice.cards.api
+import codeservice.cards.service
 import codeservice.certificates.api
 import codeservice.certificates.pages
 import codeservice.certificates.service
@@ -49,6 +51,8 @@ import codeservice.consent.models
 import codeservice.consent.resident
 import codeservice.consent.service
 import codeservice.demo
+import codeservice.helpers.api
+import codeservice.helpers.service
 import codeservice.identity.api
 import codeservice.identity.residents
 import codeservice.identity.session
@@ -259,6 +263,7 @@ ERROR_MODULES = (
     codeservice.certificates.api, codeservice.certificates.pages, codeservice.consent.api, codeservice.consent.service,
     codeservice.transit.api,
     codeservice.transit.service, codeservice.identity.session, codeservice.accesslog.api,
+    codeservice.cards.api, codeservice.cards.service, codeservice.helpers.api, codeservice.helpers.service,
 )
 
 
@@ -293,7 +298,8 @@ def _error_codes_in_code() -> set[str]:
             if not isinstance(node, ast.Call):
                 continue
             name = getattr(node.func, "id", None)
-            if name in ("BadRequest", "ConsentError", "refuse", "_deny", "TransitError", "TransitNotFound"):
+            if name in ("BadRequest", "ConsentError", "refuse", "_deny", "TransitError", "TransitNotFound",
+                        "CardError", "HelperError"):
                 first = node.args[1 if name == "_deny" else 0]
                 if name == "BadRequest" and id(node) in passthrough and ast.unparse(first) == "exc.reason":
                     continue

@@ -87,6 +87,10 @@ class OnlineVerifier:
             federation=federation,
         )
 
+    def refresh_status(self) -> None:
+        """Read the status lists again at the next verification (a status just changed in this process)."""
+        self._status_after = 0.0
+
     def _current(self) -> Verifier:
         if self._refresh_federation is not None:
             try:
@@ -120,8 +124,10 @@ class OnlineVerifier:
         return self._verifier
 
     def verify(
-        self, code: Any, scene_name: str | None, at: float | None = None, before_use: Veto | None = None
+        self, code: Any, scene_name: str | None, at: float | None = None, before_use: Veto | None = None,
+        id_checked: bool = False,
     ) -> Result:
-        """Raises verifiers.scenes.UnknownSceneError for an unknown scene name."""
+        """Raises verifiers.scenes.UnknownSceneError for an unknown scene name. *id_checked*: the clerk checked
+        the identity card (a scene may need it before it takes a printed card)."""
         scene = get_scene(scene_name) if scene_name is not None else None
-        return self._current().verify(code, scene, at=at, before_use=before_use)
+        return self._current().verify(code, scene, at=at, before_use=before_use, id_checked=id_checked)

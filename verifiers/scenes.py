@@ -7,10 +7,12 @@ from sdk.scene import Scene
 SCENES: dict[str, Scene] = {
     scene.name: scene
     for scene in (
-        Scene("bus", frozenset({"id", "ride"}), single_use=True,
-              description="bus reader: one ride per code; a ride code works with the phone offline"),
-        Scene("metro-gate", frozenset({"id", "ride"}), single_use=True,
-              description="metro gate (tap in, tap out); a ride code works with the phone offline"),
+        Scene("bus", frozenset({"id", "ride", "card"}), single_use=True,
+              description="bus reader: one ride per code; a ride code works with the phone offline; a printed card "
+              "once a minute"),
+        Scene("metro-gate", frozenset({"id", "ride", "card"}), single_use=True,
+              description="metro gate (tap in, tap out); a ride code works with the phone offline; a printed card "
+              "once a minute"),
         Scene(
             "scenic-gate",
             frozenset({"id", "ride", "cert"}),
@@ -24,6 +26,14 @@ SCENES: dict[str, Scene] = {
             frozenset({"id"}),
             single_use=False,
             description="service-hall window: the clerk may re-scan while the code lives",
+        ),
+        Scene(
+            "service-window-card",
+            frozenset({"id", "card"}),
+            single_use=False,
+            card_needs_id_check=True,
+            description="service-hall window for a resident without a smartphone: a printed card only once the "
+            "clerk has checked the identity card",
         ),
         Scene("hospital-kiosk", frozenset({"id"}), single_use=False, description="hospital self-service kiosk"),
         Scene(

@@ -23,6 +23,8 @@ DOMAIN_COMMANDS: dict[str, str] = {
     **dict.fromkeys(("operator", "transit", "ride", "gate", "clearing"), "codeservice.transit.cli"),
     "verify": "codeservice.cli.verify",
     "federation": "codeservice.federation.cli",
+    "card": "codeservice.cards.cli",
+    "helper": "codeservice.helpers.cli",
 }
 
 

@@ -131,7 +131,7 @@ def create_request() -> tuple[Response, int]:
     items = _items(body["items"], "items")
     keep_minutes = body.get("keep_minutes", 30)
     made = current_services().consent.request(g.client, code=code, purpose=purpose, items=items,
-                                              keep_minutes=keep_minutes)
+                                              keep_minutes=keep_minutes, beneficiary=body.get("beneficiary"))
     out = {"id": made.id, "status": made.status, "answer_by": consent._aware(made.answer_by).isoformat()}
     return _created(out, f"/api/v1/consent/requests/{made.id}")
 

@@ -55,6 +55,9 @@ class ConsentRequest(Base):
     decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     fetch_by: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     fetched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The resident the request benefits when it is not the resident asked (a family helper may never approve a
+    #: request that benefits the helper); null: the resident asked.
+    beneficiary: Mapped[str | None] = mapped_column(String(32))
 
 
 class QueueTicket(Base):

@@ -110,9 +110,10 @@ def _validate_items(session: Session, office: Office, items: Any) -> list[dict[s
 
 def create_request(
     session: Session, clerk: ApiClient, *, resident: str, purpose: str, items: Any, keep_minutes: int = 30,
-    answer_minutes: int = ANSWER_MINUTES, now: dt.datetime | None = None,
+    answer_minutes: int = ANSWER_MINUTES, now: dt.datetime | None = None, beneficiary: str | None = None,
 ) -> ConsentRequest:
-    """*resident* comes from a verified identity code; everything else is checked here."""
+    """*resident* comes from a verified identity code; everything else is checked here. *beneficiary*: the resident
+    the request benefits when not *resident* (a family helper may never approve a request benefiting the helper)."""
     moment = _utc(now)
     office = session.get(Office, clerk.office_id) if clerk.office_id else None
     if office is None:
@@ -125,10 +126,14 @@ def create_request(
     clean = _validate_items(session, office, items)
     if type(keep_minutes) is not int or not 1 <= keep_minutes <= 7 * 24 * 60:
         raise ConsentError("invalid_body", "keep_minutes: 1 to 10080")
+    if beneficiary == resident:
+        beneficiary = None
+    if beneficiary is not None and frozen_or_none(session, beneficiary) is None:
+        raise ConsentError("unknown_beneficiary", "no resident with that id benefits from the request")
     request = ConsentRequest(
         id=secrets.token_hex(12), resident=resident, clerk_id=clerk.id, office_id=office.id, purpose=purpose,
         items=clean, status="pending", created_at=moment, answer_by=moment + dt.timedelta(minutes=answer_minutes),
-        keep_minutes=keep_minutes,
+        keep_minutes=keep_minutes, beneficiary=beneficiary,
     )
     session.add(request)
     session.flush()
@@ -206,9 +211,10 @@ def pending_for(session: Session, resident: str, now: dt.datetime | None = None)
 
 def decide(
     session: Session, resident: str, request_id: str, *, approve: Any, now: dt.datetime | None = None,
-    fetch_minutes: int = FETCH_MINUTES,
+    fetch_minutes: int = FETCH_MINUTES, actor: str | None = None, actor_label: str = "you",
 ) -> ConsentRequest:
-    """*approve*: None or [] to refuse; else a subset of the request's items [{type, fields}]."""
+    """*approve*: None or [] to refuse; else a subset of the request's items [{type, fields}]. *actor* and
+    *actor_label*: who answered when not the resident (a family helper)."""
     moment = _utc(now)
     request = _own_request(session, request_id, resident)
     expire_overdue(session, moment, resident)  # this request too, when it is overdue (its status says so then)
@@ -244,8 +250,9 @@ def decide(
     for name, value in answer.items():  # what the UPDATE wrote is what the session's copy holds, unflushed
         set_committed_value(request, name, value)
     office = session.get(Office, request.office_id)
-    accesslog.append(session, actor=f"resident:{resident}", actor_label="you", office=request.office_id,
-                     subject=resident, action="approve" if approved else "refuse", what=approved or request.items,
+    accesslog.append(session, actor=actor or f"resident:{resident}", actor_label=actor_label,
+                     office=request.office_id, subject=resident, action="approve" if approved else "refuse",
+                     what=approved or request.items,
                      purpose=request.purpose,
                      outcome=f"{status} for {office.name if office else request.office_id}", now=moment)
     return request
@@ -571,7 +578,7 @@ class ConsentService:
 
     # -- the clerk ------------------------------------------------------------------------------------
     def request(self, clerk: ApiClient, *, code: str, purpose: str, items: list[dict[str, Any]],
-                keep_minutes: int) -> ConsentRequest:
+                keep_minutes: int, beneficiary: str | None = None) -> ConsentRequest:
         """Ask the resident whose identity *code* this is for *items*; the request, pending."""
         error: ConsentError | None = None
         with self._wiring.transaction() as db:
@@ -585,7 +592,8 @@ class ConsentService:
                 try:
                     made = create_request(db, clerk, resident=subject, purpose=purpose, items=items,
                                           keep_minutes=keep_minutes,
-                                          answer_minutes=self._wiring.settings.consent_answer_minutes)
+                                          answer_minutes=self._wiring.settings.consent_answer_minutes,
+                                          beneficiary=beneficiary)
                 except ConsentError as exc:
                     if exc.reason != "purpose_not_allowed":  # create_request logged that one itself
                         self._log_refusal(db, clerk, action="request", reason=exc.reason, subject=subject,

@@ -30,6 +30,7 @@ def verify() -> tuple[Response, int]:
     body = json_object()  # VerifyRequest: a string code, a scene that is a string or null, nothing else
     code = body["code"]
     scene = body.get("scene")
+    id_checked = body.get("id_card_checked", False)  # a clerk checked the identity card (printed cards)
     services = current_services()
 
     def not_frozen(passed: Result) -> Result | None:
@@ -47,7 +48,7 @@ def verify() -> tuple[Response, int]:
         return dataclasses.replace(passed, accepted=False, reason=Reason.SUSPENDED, detail=detail)
 
     try:
-        result = services.online.verify(code, scene, before_use=not_frozen)
+        result = services.online.verify(code, scene, before_use=not_frozen, id_checked=id_checked)
     except UnknownSceneError:
         raise BadRequest("unknown_scene", f"no scene named {scene!r}; see /api/v1/scenes", UNPROCESSABLE) from None
     status = 503 if result.reason is Reason.REPLAY_GUARD_UNAVAILABLE else 200
