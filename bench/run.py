@@ -16,7 +16,10 @@ g. ride codes: verification (credential signature, device signature, status look
    seen with a new credential each code, and for a new phone each code (cold); and the QR version and length of
    a ride code;
 h. ``citycode verify --batch FILE`` of 10,000 identity codes, per code with the process start taken off, against
-   one raw ECDSA P-256 verify.
+   one raw ECDSA P-256 verify;
+i. SM2 with SM3 (key ``sm2``): one raw SM2 sign and verify beside one raw P-256 sign and verify, the SDK's
+   verification of an SM2 identity code beside an ES256 one, and the QR version of each code kind signed with
+   SM2 (identity code, the two certificate show codes, the ride code with an SM2 credential) beside ES256.
 
 Timings use ``time.perf_counter``; each figure is the median over rounds, and the measurements
 compared with each other are interleaved round by round (alternating order) so that machine
@@ -63,7 +66,7 @@ from issuers.rides import issue_credential, make_ride_code
 from issuers.statuslist import BITS as STATUS_BITS
 from issuers.statuslist import sign_status_list
 from issuers.trustlist import sign_trust_list
-from sdk import PREFIX, MemoryReplayGuard, Reason, TrustList, Verifier, base45, load_anchor, subject_to_text
+from sdk import PREFIX, MemoryReplayGuard, Reason, TrustList, Verifier, base45, load_anchor, sm2, subject_to_text
 from sdk.certid import CertificateId
 from sdk.claims import CLAIM_RIDE, RIDE_DEVICE_KEY
 from sdk.cose import loads_exact, parse
@@ -108,7 +111,8 @@ RIDE_STATUS_SIZE = 131_072
 RIDE_CREDENTIAL_LIFETIME = 24 * 3600
 RIDE_CODE_VALIDITY = 60
 RIDE_FARE_LIMIT = 2000
-LIBRARIES = ("cryptography", "cbor2", "zxing-cpp", "pyzbar", "pillow", "qrcode", "numpy", "pyjwt", "citycode-sdk")
+LIBRARIES = ("cryptography", "cbor2", "zxing-cpp", "pyzbar", "pillow", "qrcode", "numpy", "pyjwt", "citycode-sdk",
+             "tongsuopy")
 
 
 @dataclass(frozen=True)
@@ -206,8 +210,8 @@ class Setup:
     subject: bytes
 
 
-def make_setup(home: Path) -> Setup:
-    keyring = Keyring(home / "keys")
+def make_setup(home: Path, alg: str = "ES256") -> Setup:
+    keyring = Keyring(home / "keys", signing_alg=alg)
     keyring.initialise([IDENTITY])
     token = sign_trust_list(keyring, validity=7 * 24 * 3600)
     trust = TrustList.load(token, load_anchor(keyring.anchor_public_pem()))
@@ -390,8 +394,8 @@ class CertSetup:
     statuses: dict[int, int] | None = None
 
 
-def make_cert_setup(home: Path) -> CertSetup:
-    keyring = Keyring(home / "cert-keys")
+def make_cert_setup(home: Path, alg: str = "ES256") -> CertSetup:
+    keyring = Keyring(home / "cert-keys", signing_alg=alg)
     keyring.initialise([CIVIL, MARKET])
     token = sign_trust_list(keyring, validity=7 * 24 * 3600)
     return CertSetup(keyring=keyring, trust=TrustList.load(token, load_anchor(keyring.anchor_public_pem())))
@@ -570,9 +574,9 @@ class RideSetup:
     now: int
 
 
-def make_ride_setup(home: Path) -> RideSetup:
+def make_ride_setup(home: Path, alg: str = "ES256") -> RideSetup:
     now = int(time.time())
-    keyring = Keyring(home / "ride-keys")
+    keyring = Keyring(home / "ride-keys", signing_alg=alg)
     keyring.initialise([TRANSIT], now=now - 86400)  # older than the credentials it certifies
     trust = TrustList.load(sign_trust_list(keyring, validity=7 * 24 * 3600, now=now),
                            load_anchor(keyring.anchor_public_pem()))
@@ -766,6 +770,61 @@ def bench_ride_qr(r: RideSetup) -> dict[str, Any]:
     return out
 
 
+# -- i. SM2 with SM3 ---------------------------------------------------------------------------------------------
+def bench_sm2(home: Path, plan: Plan, es: Setup, es_certs: CertSetup, es_rides: RideSetup) -> dict[str, Any]:
+    """SM2 beside P-256 in the same run: raw sign and verify, the SDK's verify of an identity code, QR versions."""
+    if not sm2.available():
+        return {"available": False, "why": sm2.INSTALL_HINT}
+    sm = make_setup(home / "sm2", "SM2")
+    key = sm.signer.private_key
+    assert isinstance(key, sm2.Sm2PrivateKey)
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    algorithm = ec.ECDSA(hashes.SHA256())
+    data = parse(base45.b45decode(sm.code[len(PREFIX):])).to_be_signed()
+    sm2_signature, p256_signature = key.sign(data), p256.sign(data, algorithm)
+    sm2_public, p256_public = key.public_key(), p256.public_key()
+    raw = interleaved(
+        {
+            "p256_sign": lambda: p256.sign(data, algorithm),
+            "sm2_sign": lambda: key.sign(data),
+            "p256_verify": lambda: p256_public.verify(p256_signature, data, algorithm),
+            "sm2_verify": lambda: sm2_public.verify(sm2_signature, data),
+        },
+        rounds=plan.verify_rounds, calls=max(50, plan.verify_calls // 10),
+    )
+    sdk = interleaved({"es256": lambda: es.verifier.verify(es.code), "sm2": lambda: sm.verifier.verify(sm.code)},
+                      rounds=plan.verify_rounds, calls=max(50, plan.verify_calls // 10))
+    sm_certs = make_cert_setup(home / "sm2", "SM2")
+    sm_rides = make_ride_setup(home / "sm2", "SM2")
+    holder = subject_to_text(os.urandom(10))
+
+    def sizes(s: Setup, certs: CertSetup, rides: RideSetup) -> dict[str, Any]:
+        texts = {
+            "identity_code": issue_code(s.signer, "id", subject=s.subject, lifetime=CODE_LIFETIME),
+            "elderly_card": _show_code(certs, CIVIL, "LNYD", holder, ELDERLY_CARD_FIELDS,
+                                       status_index=SHOW_STATUS_INDEX, lifetime=SHOW_LIFETIME),
+            "business_licence": _show_code(certs, MARKET, "YYZZ", DEMO_COMPANY, BUSINESS_LICENCE_FIELDS,
+                                           status_index=SHOW_STATUS_INDEX, lifetime=SHOW_LIFETIME),
+            "ride_code": new_phone(rides, rides.keyring.signer(TRANSIT.id), index=SHOW_STATUS_INDEX).code(rides.now),
+        }
+        return {name: {"length_chars": len(text), "qr_version_at_M": render.qr_version(text)}
+                for name, text in texts.items()}
+
+    return {
+        "available": True,
+        "what": "SM2 with SM3 on sm2p256v1, user id 1234567812345678 (sdk/sm2.py over tongsuopy), COSE alg -70001; "
+                "raw figures over an identity code's Sig_structure; the SDK's verify without a scene",
+        "raw_us": {name: summary(v, 1e-6) for name, v in raw.items()},
+        "sign_sm2_vs_p256": ratio(raw["sm2_sign"], raw["p256_sign"]),
+        "verify_sm2_vs_p256": ratio(raw["sm2_verify"], raw["p256_verify"]),
+        "sdk_verify_us": {name: summary(v, 1e-6) for name, v in sdk.items()},
+        "sdk_verify_sm2_vs_es256": ratio(sdk["sm2"], sdk["es256"]),
+        "qr": {"sm2": sizes(sm, sm_certs, sm_rides), "es256": sizes(es, es_certs, es_rides),
+               "note": "the ride code's device signature stays ES256 (the phone's P-256 key); its credential is "
+                       "signed with SM2"},
+    }
+
+
 # -- h. citycode verify --batch ---------------------------------------------------------------------------------
 def bench_cli_batch(s: Setup, home: Path, plan: Plan) -> dict[str, Any]:
     """``citycode verify --batch FILE`` of ``cli_codes`` identity codes, per code with the process start taken
@@ -903,6 +962,7 @@ def run(quick: bool) -> dict[str, Any]:
         rides = make_ride_setup(Path(home))
         doc["ride"] = {"verify": bench_ride_verify(rides, plan), "qr": bench_ride_qr(rides)}
         doc["cli_batch"] = bench_cli_batch(s, Path(home), plan)
+        doc["sm2"] = bench_sm2(Path(home), plan, s, certs, rides)
     doc["duration_s"] = round(time.perf_counter() - started, 1)
     return doc
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from sdk import base45, cose
+from sdk import base45, cose, sm2
 from sdk.claims import CLAIM_CTI, CLAIM_EXP, CLAIM_IAT, CLAIM_KIND, CLAIM_SUB
 from sdk.keys import key_id
 
@@ -38,18 +38,27 @@ def high_s_twin(signature: bytes) -> bytes:
     return signature[:32] + (cose.P256_ORDER - int.from_bytes(signature[32:], "big")).to_bytes(32, "big")
 
 
+#: ``forge(alg=KEY_ALG)``: the header names the key's own algorithm (ES256 for P-256, -70001 for SM2).
+KEY_ALG: Any = object()
+
+
 def forge(
     key: Any,
     payload: bytes,
     *,
-    alg: Any = cose.ALG_ES256,
+    alg: Any = KEY_ALG,
     kid: bytes | None = None,
     headers: dict[Any, Any] | None = None,
     unprotected: dict[Any, Any] | None = None,
-    signer: str = "es256",
+    signer: str = "key",
     tagged: bool = True,
 ) -> str:
-    """A code text with the given headers, signed as *signer* says: es256, eddsa, hmac (key is bytes) or none."""
+    """A code text with the given headers, signed as *signer* says: key (ES256 with a P-256 key, SM2 with an SM2
+    key), es256, sm2, eddsa, hmac (key is bytes) or none."""
+    if signer == "key":
+        signer = "sm2" if isinstance(key, sm2.Sm2PrivateKey) else "es256"
+    if alg is KEY_ALG:
+        alg = cose.ALG_SM2 if signer == "sm2" else cose.ALG_ES256
     if kid is None:
         kid = key_id(key.public_key()) if hasattr(key, "public_key") else b"\x00" * 8
     protected_map: dict[Any, Any] = {1: alg, 4: kid}
@@ -59,6 +68,9 @@ def forge(
     tbs = cose.sig_structure(protected, payload)
     if signer == "es256":
         signature = es256(key, tbs)
+    elif signer == "sm2":
+        assert isinstance(key, sm2.Sm2PrivateKey)
+        signature = key.sign(tbs)
     elif signer == "eddsa":
         assert isinstance(key, ed25519.Ed25519PrivateKey)
         signature = key.sign(tbs)

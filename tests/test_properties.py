@@ -4,6 +4,7 @@ and nothing random is ever accepted."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cbor2
 import pytest
@@ -11,13 +12,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codeservice.app import create_app
+from issuers.keyring import Keyring
 from sdk import PREFIX, Reason
 from sdk.base45 import ALPHABET, b45encode
 from tests import forge
-from tests.conftest import make_settings
+from tests.conftest import IDENTITY, make_settings
 from verifiers.scenes import SCENES
 
 FIXTURES = [HealthCheck.function_scoped_fixture]
+
+
+@pytest.fixture(params=["ES256", "SM2"])
+def keyring(request: pytest.FixtureRequest, tmp_path: Path) -> Keyring:
+    """Every attack here is tried on a city that signs with ES256 and on one that signs with SM2."""
+    ring = Keyring(tmp_path / "keys", signing_alg=request.param)
+    ring.initialise([IDENTITY])
+    return ring
 
 texts = st.one_of(
     st.text(max_size=400),

@@ -266,3 +266,22 @@ def test_the_verifier_refuses_an_sm2_code_whose_header_names_es256(tmp_path):
     forged = cose.assemble(protected, payload, signer.private_key.sign(cose.sig_structure(protected, payload)))
     result = Verifier(trust).verify(to_text(forged), Scene("bus", frozenset({"id"}), single_use=False))
     assert not result.accepted and result.reason == Reason.UNSUPPORTED_ALG
+
+
+def test_an_sm2_trust_list_is_what_the_api_document_describes(tmp_path):
+    import json as json_
+
+    import jsonschema
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    spec = json_.loads((ROOT / "codeservice" / "openapi.json").read_text("utf-8"))
+    registry = Registry().with_resource("urn:spec", Resource.from_contents(spec, default_specification=DRAFT202012))
+    schema = jsonschema.Draft202012Validator({"$ref": "urn:spec#/components/schemas/TrustListClaims"},
+                                             registry=registry)
+    ring = Keyring(tmp_path / "keys", signing_alg="SM2")
+    ring.initialise([ID])
+    claims = jwt.decode(sign_trust_list(ring, validity=3600), options={"verify_signature": False})
+    schema.validate(claims)
+    assert claims["keys"][0]["alg"] == "SM2SM3" and claims["keys"][0]["jwk"]["crv"] == "SM2"
+    assert not schema.is_valid({**claims, "keys": [{**claims["keys"][0], "alg": "SM2"}]})

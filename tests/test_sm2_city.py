@@ -114,6 +114,16 @@ def test_a_ride_code_passes_with_an_sm2_credential_and_a_p256_device_signature(c
     assert gate.returncode == 0 and '"opened": true' in gate.stdout, gate.stdout + gate.stderr
 
 
+def test_consent_fetches_sd_jwts_and_the_access_log_checkpoint_signed_with_sm2(city):
+    from tests.test_cli_consent import fill_log
+
+    count = fill_log(Path(city["env"]["CITYCODE_HOME"]))  # real requests, approvals and SM2-signed SD-JWT fetches
+    mark = json.loads(ok(run(city["env"], "audit", "checkpoint")))
+    assert mark["issuer"] == "city-audit" and mark["seq"] >= count
+    report = json.loads(ok(run(city["env"], "audit", "verify")))
+    assert report["ok"] and report["checkpoints"] >= 1, report
+
+
 @pytest.mark.parametrize(("variable", "value", "says"), [
     ("CITYCODE_SIGNING_ALG", "RSA", "CITYCODE_SIGNING_ALG must be ES256 or SM2"),
     ("CITYCODE_ISSUER_SIGNING_ALGS", "city-id", "issuer=ALG pairs"),

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import cbor2
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from issuers.codes import issue_code
-from issuers.keyring import IssuerInfo, Keyring
+from issuers.keyring import IssuerInfo, Keyring, generate_key
 from issuers.trustlist import sign_trust_list
-from sdk import Reason, Scene, TrustList, Verifier, load_anchor, subject_to_text
-from sdk.keys import TrustedKey, alg_for_key, key_id
+from sdk import Reason, Scene, TrustList, Verifier, cose, load_anchor, sm2, subject_to_text
+from sdk.keys import TrustedKey, alg_for_key, key_id, public_pem
 from tests import forge
+from tests.conftest import IDENTITY
 from verifiers.scenes import SCENES
 
 T0 = int(time.time())
@@ -23,8 +24,16 @@ BUS = SCENES["bus"]
 WINDOW = SCENES["service-window"]
 
 
-def signing_key(keyring: Keyring) -> ec.EllipticCurvePrivateKey:
+def signing_key(keyring: Keyring) -> ec.EllipticCurvePrivateKey | sm2.Sm2PrivateKey:
     return keyring.signer("city-id").private_key
+
+
+@pytest.fixture(params=["ES256", "SM2"])
+def keyring(request: pytest.FixtureRequest, tmp_path: Path) -> Keyring:
+    """Every attack here is tried on a city that signs with ES256 and on one that signs with SM2."""
+    ring = Keyring(tmp_path / "keys", signing_alg=request.param)
+    ring.initialise([IDENTITY])
+    return ring
 
 
 # -- accepted ----------------------------------------------------------------------------------
@@ -160,11 +169,8 @@ def test_code_naming_none_hmac_or_other_algorithms_is_refused_with_unsupported_a
 
 def test_hmac_code_keyed_with_the_published_public_key_is_refused(verifier, keyring):
     key = signing_key(keyring)
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
     kid = key_id(key.public_key())
-    code = forge.forge(public_pem, forge.claims(iat=int(time.time())), alg=5, kid=kid, signer="hmac")
+    code = forge.forge(public_pem(key.public_key()), forge.claims(iat=int(time.time())), alg=5, kid=kid, signer="hmac")
     assert verifier.verify(code).reason is Reason.UNSUPPORTED_ALG
 
 
@@ -203,8 +209,22 @@ def Keyring_with_identity() -> Keyring:
     return ring
 
 
+def test_code_whose_header_names_the_other_curve_algorithm_is_refused_with_unsupported_alg(verifier, keyring):
+    """An SM2 key's code claiming ES256 (signed with a P-256 key under its kid), and the other way round."""
+    key = signing_key(keyring)
+    other = generate_key("ES256" if isinstance(key, sm2.Sm2PrivateKey) else "SM2")
+    code = forge.forge(other, forge.claims(iat=int(time.time())), kid=key_id(key.public_key()))
+    result = verifier.verify(code)
+    assert result.reason is Reason.UNSUPPORTED_ALG and keyring.signer("city-id").alg_name in result.detail
+    # The same with the key's own signature, only the header's algorithm changed.
+    wrong = cose.ALG_ES256 if isinstance(key, sm2.Sm2PrivateKey) else cose.ALG_SM2
+    relabelled = forge.forge(key, forge.claims(iat=int(time.time())), alg=wrong)
+    assert verifier.verify(relabelled).reason is Reason.UNSUPPORTED_ALG
+    assert verifier.verify(forge.forge(key, forge.claims(iat=int(time.time())))).accepted
+
+
 def test_stranger_key_using_a_trusted_kid_fails_the_signature_check(verifier, keyring):
-    stranger = ec.generate_private_key(ec.SECP256R1())
+    stranger = generate_key(keyring.anchor_alg())  # the same algorithm as the trusted key
     code = forge.forge(stranger, forge.claims(iat=int(time.time())), kid=key_id(signing_key(keyring).public_key()))
     assert verifier.verify(code).reason is Reason.BAD_SIGNATURE
 
