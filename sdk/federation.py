@@ -290,6 +290,9 @@ class Federation:
             text = str(exc)
             reason = (WRONG_ANCHOR if "signature" in text else EXPIRED if "expired" in text else MALFORMED)
             raise FederationError(reason, f"trust list of {city}: {text}") from None
+        held = self._trust.get(city)
+        if held is not None and held.issued_at > trust.issued_at:  # an older list never replaces a newer one
+            return held
         self.put_trust_list(city, trust)
         return trust
 

@@ -127,3 +127,31 @@ def test_a_city_id_that_is_not_of_the_form_stops_the_start_naming_the_setting(tm
     with pytest.raises(ConfigError, match="CITYCODE_CITY"):
         make_settings(tmp_path, city="Xuzhou City")
     assert make_settings(tmp_path).city == "demo-city"
+
+
+def test_the_services_hold_asks_a_federated_city_that_is_down_once_a_minute_not_at_every_refresh(
+        env, anchor_file, tmp_path):
+    from codeservice.federation.service import CityLists
+    from codeservice.services import Services
+
+    assert add(env, anchor_file)[0] == 0
+    services = Services(make_settings(tmp_path / "home", city="city-b"))
+    asked: list[str] = []
+
+    def down(url: str) -> bytes:
+        asked.append(url)
+        raise OSError("connection refused")
+
+    clock = [1_000_000.0]
+    lists = CityLists(services.db, city="city-b", validity=3600, fetch=down, every=0, clock=lambda: clock[0])
+    report = lists.refresh()
+    assert report is not None and asked == ["http://127.0.0.1:9/api/v1/trust-list"] and report.errors
+    assert lists.federation.statement is not None and "city-a" in lists.federation.statement.cities
+    clock[0] += 30
+    assert lists.refresh() is not None and len(asked) == 1
+    clock[0] += 31
+    lists.refresh()
+    assert len(asked) == 2
+    lists.refresh(force=True)  # an operator's forced refresh asks at once
+    assert len(asked) == 3
+    services.db.dispose()

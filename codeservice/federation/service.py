@@ -125,12 +125,28 @@ class CityLists:
     :meth:`refresh` reads the table again at most every *every* seconds (``force`` at once) and fetches a city's
     lists only when they are due; a failed fetch keeps what was held, as a gate does."""
 
-    def __init__(self, db: Any, *, city: str, validity: int, fetch: Fetch = http_get, every: float = 5.0,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.db, self.city, self.validity, self.fetch, self.every, self.clock = db, city, validity, fetch, every, clock
+    def __init__(self, db: Any, *, city: str, validity: int, fetch: Fetch | None = None, every: float = 5.0,
+                 backoff: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        self.db, self.city, self.validity, self.every, self.clock = db, city, validity, every, clock
+        self.fetch: Fetch = fetch if fetch is not None else (lambda url: http_get(url, timeout=3))
+        self.backoff = backoff
         self.federation = Federation()
         self._after = 0.0
+        self._failed: dict[str, float] = {}  # a city's base URL: no new attempt before then
         self._lock = threading.Lock()
+
+    def _fetch(self, url: str) -> bytes:
+        """*fetch*, but a city whose service failed is not asked again for *backoff* seconds: a request that
+        refreshes the lists never waits on a city that is down more than once a minute."""
+        base = url.split("/api/v1/", 1)[0]
+        now = self.clock()
+        if self._failed.get(base, 0.0) > now:
+            raise OSError(f"{base} failed less than {self.backoff:.0f} s ago; not asked again yet")
+        try:
+            return self.fetch(url)
+        except Exception:
+            self._failed[base] = now + self.backoff
+            raise
 
     def refresh(self, *, force: bool = False) -> SyncReport | None:
         now = self.clock()
@@ -146,7 +162,9 @@ class CityLists:
             self.federation.replace_statement(FederationStatement(
                 city=self.city, issued_at=issued, expires_at=issued + self.validity, seq=issued, cities=cities))
             report = SyncReport()
-            sync_cities(self.federation, self.fetch, now, force, report)
+            if force:
+                self._failed.clear()
+            sync_cities(self.federation, self._fetch, now, force, report)
             for error in report.errors:
                 log.warning("federation: %s", error)
             return report
