@@ -70,12 +70,16 @@ def test_federation_add_refuses_an_anchor_that_is_not_a_public_key_or_not_the_ke
     assert add(env, tmp_path / "missing.pem")[0] == 2
 
 
-def test_federation_add_takes_an_ed25519_anchor_and_the_key_id_it_prints_is_the_keys(env, tmp_path):
+def test_federation_add_refuses_a_key_that_is_no_trust_anchor_and_prints_the_key_id_of_one(env, anchor_file,
+                                                                                          tmp_path):
     key = ed25519.Ed25519PrivateKey.generate().public_key()
     path = tmp_path / "ed.pem"
     path.write_bytes(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    code, out = add(env, path, **{"anchor-kid": b64u_encode(key_id(key))})
-    assert code == 0 and out["anchor_kid"] == b64u_encode(key_id(key)) and out["active"]
+    code, error = add(env, path)
+    assert code == 2 and "trust anchor" in error["message"]
+    anchor = load_anchor(anchor_file.read_bytes())
+    code, out = add(env, anchor_file, **{"anchor-kid": b64u_encode(key_id(anchor))})
+    assert code == 0 and out["anchor_kid"] == b64u_encode(key_id(anchor)) and out["active"]
 
 
 def test_federation_end_of_an_unknown_city_is_not_found_and_of_a_known_one_keeps_it_ended(env, anchor_file):

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,8 +21,9 @@ from codeservice.federation.models import FederatedCity
 from issuers.keyring import Keyring
 from sdk import federation as fed
 from sdk.federation import Federation, FederationStatement
-from sdk.keys import PublicKey, alg_for_key, b64u_encode, key_id, public_key_from_jwk, public_key_to_jwk
+from sdk.keys import PublicKey, b64u_encode, key_id, public_key_from_jwk, public_key_to_jwk
 from sdk.sync import Fetch, SyncReport, http_get, sync_cities
+from sdk.trustlist import TrustListError, load_anchor
 
 log = logging.getLogger("citycode.federation")
 
@@ -32,13 +32,12 @@ MAX_URL = 500
 
 
 def parse_anchor(pem: bytes) -> PublicKey:
-    """A city's anchor public key from PEM; Refused for anything that is not a public key of a known kind."""
+    """A city's anchor public key from PEM, of a kind a trust anchor is (``sdk.trustlist.load_anchor``: the same
+    check a gate makes of its own anchor); Refused for anything else."""
     try:
-        key = serialization.load_pem_public_key(pem)
-        alg_for_key(key)  # type: ignore[arg-type]
-    except (ValueError, TypeError) as exc:
-        raise Refused(f"the anchor is not a PEM public key of a supported kind: {exc}") from None
-    return key  # type: ignore[return-value]
+        return load_anchor(pem)
+    except TrustListError as exc:
+        raise Refused(f"the anchor is not a trust anchor's public key: {exc}") from None
 
 
 def add_city(
