@@ -56,6 +56,9 @@ FEDERATED_KINDS = frozenset({"id", "cert", "ride"})
 CITY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?\Z")
 _SCENE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 MAX_CITIES = 1000
+#: How far in the future a statement's ``iat`` may lie (the publisher's clock ahead of the gate's), as for status
+#: lists: a gate whose clock is a little behind still takes a statement signed a moment ago.
+MAX_CLOCK_AHEAD = 300
 
 #: Why a statement is refused; each a stable code (docs/federation.md).
 MALFORMED, BAD_SIGNATURE, WRONG_ANCHOR, EXPIRED, NOT_YET_VALID, KIND_NOT_ALLOWED = (
@@ -174,7 +177,7 @@ class FederationStatement:
             raise FederationError(WRONG_ANCHOR, f"statement issued by {iss!r}, not by {city!r}")
         if now >= exp + leeway:
             raise FederationError(EXPIRED, f"statement expired at {exp}; fetch a fresh one")
-        if iat > now + leeway:
+        if iat > now + max(leeway, MAX_CLOCK_AHEAD):
             raise FederationError(NOT_YET_VALID, "statement issued in the future; check the clock")
         entries = claims.get("cities")
         if not isinstance(entries, list) or len(entries) > MAX_CITIES:
@@ -284,12 +287,24 @@ class Federation:
         entry = statement.cities.get(city) if statement is not None else None
         if entry is None:
             raise FederationError(MALFORMED, f"{city} is not in the federation statement")
+        now = time.time() if at is None else at
         try:
-            trust = TrustList.load(token, entry.anchor, at=at)  # type: ignore[arg-type]
+            try:
+                trust = TrustList.load(token, entry.anchor, at=now)  # type: ignore[arg-type]
+            except TrustListError as exc:
+                if "not valid yet" not in str(exc):
+                    raise
+                # signed a moment ago by a clock a little ahead of ours (as for statements and status lists)
+                trust = TrustList.load(token, entry.anchor, at=now + MAX_CLOCK_AHEAD)  # type: ignore[arg-type]
+                if trust.expired(now):
+                    raise
         except TrustListError as exc:
             text = str(exc)
             reason = (WRONG_ANCHOR if "signature" in text else EXPIRED if "expired" in text else MALFORMED)
             raise FederationError(reason, f"trust list of {city}: {text}") from None
+        held = self._trust.get(city)
+        if held is not None and held.issued_at > trust.issued_at:  # an older list never replaces a newer one
+            return held
         self.put_trust_list(city, trust)
         return trust
 

@@ -256,12 +256,13 @@ def test_result_line_is_json_dumps_of_to_dict():
 
     @settings(max_examples=500, deadline=None)
     @given(accepted=st.booleans() | st.none() | st.integers(0, 1), reason=st.sampled_from(list(Reason)),
-           detail=texts, subject_id=st.none() | st.binary(max_size=12), others=st.lists(values, min_size=15,
-                                                                                     max_size=15),
+           detail=texts, subject_id=st.none() | st.binary(max_size=12), others=st.lists(values, min_size=16,
+                                                                                     max_size=16),
            disclosed=fields)
     def check(accepted, reason, detail, subject_id, others, disclosed):
         names = ["kind", "issued_at", "expires_at", "kid", "issuer", "code_id", "scene", "cert_id", "cert_type",
-                 "holder", "status_age", "card_type", "fare_limit", "credential_id", "credential_expires_at"]
+                 "holder", "status_age", "card_type", "fare_limit", "credential_id", "credential_expires_at",
+                 "home_city"]
         result = Result(accepted=accepted, reason=reason, detail=detail, subject_id=subject_id, fields=disclosed,
                         **dict(zip(names, others, strict=True)))
         try:

@@ -70,12 +70,16 @@ def test_federation_add_refuses_an_anchor_that_is_not_a_public_key_or_not_the_ke
     assert add(env, tmp_path / "missing.pem")[0] == 2
 
 
-def test_federation_add_takes_an_ed25519_anchor_and_the_key_id_it_prints_is_the_keys(env, tmp_path):
+def test_federation_add_refuses_a_key_that_is_no_trust_anchor_and_prints_the_key_id_of_one(env, anchor_file,
+                                                                                          tmp_path):
     key = ed25519.Ed25519PrivateKey.generate().public_key()
     path = tmp_path / "ed.pem"
     path.write_bytes(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    code, out = add(env, path, **{"anchor-kid": b64u_encode(key_id(key))})
-    assert code == 0 and out["anchor_kid"] == b64u_encode(key_id(key)) and out["active"]
+    code, error = add(env, path)
+    assert code == 2 and "trust anchor" in error["message"]
+    anchor = load_anchor(anchor_file.read_bytes())
+    code, out = add(env, anchor_file, **{"anchor-kid": b64u_encode(key_id(anchor))})
+    assert code == 0 and out["anchor_kid"] == b64u_encode(key_id(anchor)) and out["active"]
 
 
 def test_federation_end_of_an_unknown_city_is_not_found_and_of_a_known_one_keeps_it_ended(env, anchor_file):
@@ -127,3 +131,31 @@ def test_a_city_id_that_is_not_of_the_form_stops_the_start_naming_the_setting(tm
     with pytest.raises(ConfigError, match="CITYCODE_CITY"):
         make_settings(tmp_path, city="Xuzhou City")
     assert make_settings(tmp_path).city == "demo-city"
+
+
+def test_the_services_hold_asks_a_federated_city_that_is_down_once_a_minute_not_at_every_refresh(
+        env, anchor_file, tmp_path):
+    from codeservice.federation.service import CityLists
+    from codeservice.services import Services
+
+    assert add(env, anchor_file)[0] == 0
+    services = Services(make_settings(tmp_path / "home", city="city-b"))
+    asked: list[str] = []
+
+    def down(url: str) -> bytes:
+        asked.append(url)
+        raise OSError("connection refused")
+
+    clock = [1_000_000.0]
+    lists = CityLists(services.db, city="city-b", validity=3600, fetch=down, every=0, clock=lambda: clock[0])
+    report = lists.refresh()
+    assert report is not None and asked == ["http://127.0.0.1:9/api/v1/trust-list"] and report.errors
+    assert lists.federation.statement is not None and "city-a" in lists.federation.statement.cities
+    clock[0] += 30
+    assert lists.refresh() is not None and len(asked) == 1
+    clock[0] += 31
+    lists.refresh()
+    assert len(asked) == 2
+    lists.refresh(force=True)  # an operator's forced refresh asks at once
+    assert len(asked) == 3
+    services.db.dispose()

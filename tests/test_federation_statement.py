@@ -304,3 +304,20 @@ def test_a_gate_sync_refuses_a_statement_not_signed_by_its_pinned_anchor(ring_a,
     assert gate.federation is not None and gate.federation.statement is None
     assert any("federation statement" in e and "anchor" in e for e in report.errors)
     assert gate.verify(id_code(ring_a), WINDOW, at=T0).reason is Reason.UNKNOWN_KEY
+
+
+def test_a_statement_issued_a_moment_ahead_of_the_gates_clock_loads_but_not_one_far_ahead(ring_a, ring_b):
+    from sdk.federation import NOT_YET_VALID
+
+    soon = statement_of(ring_b, terms(ring_a), now=T0 + 2)
+    assert FederationStatement.load(soon, anchor_of(ring_b), at=T0).issued_at == T0 + 2
+    with pytest.raises(FederationError) as refused:
+        FederationStatement.load(statement_of(ring_b, terms(ring_a), now=T0 + 3600), anchor_of(ring_b), at=T0)
+    assert refused.value.reason == NOT_YET_VALID
+
+
+def test_a_federated_citys_trust_list_signed_a_moment_ahead_loads_but_not_one_far_ahead(ring_a, ring_b):
+    federation = Federation(FederationStatement.load(statement_of(ring_b, terms(ring_a)), anchor_of(ring_b), at=T0))
+    assert federation.load_trust_list("city-a", sign_trust_list(ring_a, validity=3600, now=T0 + 2), at=T0)
+    with pytest.raises(FederationError):
+        federation.load_trust_list("city-a", sign_trust_list(ring_a, validity=3600, now=T0 + 3600), at=T0)

@@ -27,7 +27,7 @@ _STR = json.encoder.encode_basestring  # what _JSON writes a string with (ensure
 #: The keys of Result.to_dict in its order, as result_line writes them.
 _LINE_KEYS = ("accepted", "reason", "message", "detail", "kind", "subject", "issued_at", "expires_at", "kid", "issuer",
               "code_id", "scene", "cert_id", "cert_type", "holder", "fields", "status_age", "card_type", "fare_limit",
-              "credential_id", "credential_expires_at")
+              "credential_id", "credential_expires_at", "home_city")
 _LINE_IN_STEP = tuple(Result(accepted=False, reason=Reason.OK).to_dict()) == _LINE_KEYS
 
 
@@ -49,7 +49,7 @@ def result_line(result: Result) -> str:
         ', "cert_id": ', v(r.cert_id), ', "cert_type": ', v(r.cert_type), ', "holder": ', v(r.holder),
         ', "fields": ', v(r.fields), ', "status_age": ', v(r.status_age), ', "card_type": ', v(r.card_type),
         ', "fare_limit": ', v(r.fare_limit), ', "credential_id": ', v(r.credential_id),
-        ', "credential_expires_at": ', v(r.credential_expires_at), "}",
+        ', "credential_expires_at": ', v(r.credential_expires_at), ', "home_city": ', v(r.home_city), "}",
     ))
 
 

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,8 +21,9 @@ from codeservice.federation.models import FederatedCity
 from issuers.keyring import Keyring
 from sdk import federation as fed
 from sdk.federation import Federation, FederationStatement
-from sdk.keys import PublicKey, alg_for_key, b64u_encode, key_id, public_key_from_jwk, public_key_to_jwk
+from sdk.keys import PublicKey, b64u_encode, key_id, public_key_from_jwk, public_key_to_jwk
 from sdk.sync import Fetch, SyncReport, http_get, sync_cities
+from sdk.trustlist import TrustListError, load_anchor
 
 log = logging.getLogger("citycode.federation")
 
@@ -32,13 +32,12 @@ MAX_URL = 500
 
 
 def parse_anchor(pem: bytes) -> PublicKey:
-    """A city's anchor public key from PEM; Refused for anything that is not a public key of a known kind."""
+    """A city's anchor public key from PEM, of a kind a trust anchor is (``sdk.trustlist.load_anchor``: the same
+    check a gate makes of its own anchor); Refused for anything else."""
     try:
-        key = serialization.load_pem_public_key(pem)
-        alg_for_key(key)  # type: ignore[arg-type]
-    except (ValueError, TypeError) as exc:
-        raise Refused(f"the anchor is not a PEM public key of a supported kind: {exc}") from None
-    return key  # type: ignore[return-value]
+        return load_anchor(pem)
+    except TrustListError as exc:
+        raise Refused(f"the anchor is not a trust anchor's public key: {exc}") from None
 
 
 def add_city(
@@ -125,12 +124,28 @@ class CityLists:
     :meth:`refresh` reads the table again at most every *every* seconds (``force`` at once) and fetches a city's
     lists only when they are due; a failed fetch keeps what was held, as a gate does."""
 
-    def __init__(self, db: Any, *, city: str, validity: int, fetch: Fetch = http_get, every: float = 5.0,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.db, self.city, self.validity, self.fetch, self.every, self.clock = db, city, validity, fetch, every, clock
+    def __init__(self, db: Any, *, city: str, validity: int, fetch: Fetch | None = None, every: float = 5.0,
+                 backoff: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        self.db, self.city, self.validity, self.every, self.clock = db, city, validity, every, clock
+        self.fetch: Fetch = fetch if fetch is not None else (lambda url: http_get(url, timeout=3))
+        self.backoff = backoff
         self.federation = Federation()
         self._after = 0.0
+        self._failed: dict[str, float] = {}  # a city's base URL: no new attempt before then
         self._lock = threading.Lock()
+
+    def _fetch(self, url: str) -> bytes:
+        """*fetch*, but a city whose service failed is not asked again for *backoff* seconds: a request that
+        refreshes the lists never waits on a city that is down more than once a minute."""
+        base = url.split("/api/v1/", 1)[0]
+        now = self.clock()
+        if self._failed.get(base, 0.0) > now:
+            raise OSError(f"{base} failed less than {self.backoff:.0f} s ago; not asked again yet")
+        try:
+            return self.fetch(url)
+        except Exception:
+            self._failed[base] = now + self.backoff
+            raise
 
     def refresh(self, *, force: bool = False) -> SyncReport | None:
         now = self.clock()
@@ -146,7 +161,9 @@ class CityLists:
             self.federation.replace_statement(FederationStatement(
                 city=self.city, issued_at=issued, expires_at=issued + self.validity, seq=issued, cities=cities))
             report = SyncReport()
-            sync_cities(self.federation, self.fetch, now, force, report)
+            if force:
+                self._failed.clear()
+            sync_cities(self.federation, self._fetch, now, force, report)
             for error in report.errors:
                 log.warning("federation: %s", error)
             return report
