@@ -132,13 +132,21 @@ def signout() -> WResponse:
     return redirect(url_for("console.signin"))
 
 
-def _office_types(db: Session, office: Office) -> list[dict[str, Any]]:
-    listed = []
-    for code in office.cert_types:
-        cert_type = db.get(CertType, code)
-        if cert_type is not None:
-            listed.append({"code": code, "name": cert_type.name, "fields": disclosable(cert_type)})
-    return listed
+def _purpose_groups(db: Session, office: Office) -> list[dict[str, Any]]:
+    """Each purpose of the office with only what it may ask for: the types and fields the console offers."""
+    groups = []
+    for purpose in office.purposes:
+        types = []
+        for ask in consent.asks_of(office, purpose):
+            cert_type = db.get(CertType, ask["type"])
+            if cert_type is None:
+                continue
+            shown = {d["name"]: d for d in disclosable(cert_type)}
+            fields = [shown[name] for name in ask["fields"] if name in shown]
+            if fields:
+                types.append({"code": ask["type"], "name": cert_type.name, "fields": fields})
+        groups.append({"purpose": purpose, "types": types})
+    return groups
 
 
 def _render_console(db: Session, clerk: ApiClient, *, error: str | None = None, status: int = 200,
@@ -148,7 +156,7 @@ def _render_console(db: Session, clerk: ApiClient, *, error: str | None = None, 
     form = form or {}
     return html_page(render_template(
         "console.html", clerk=clerk.name, office=office.name, purposes=office.purposes,
-        types=_office_types(db, office), keep_choices=[(m, keep_text(m)) for m in KEEP_MINUTES], error=error,
+        purpose_groups=_purpose_groups(db, office), keep_choices=[(m, keep_text(m)) for m in KEEP_MINUTES], error=error,
         chosen_purpose=form.get("purpose"), chosen_fields=set(form.get("fields", [])),
         chosen_keep=form.get("keep", DEFAULT_KEEP),
         shown=_clerk_view(db, shown) if shown is not None else None,

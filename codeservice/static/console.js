@@ -11,14 +11,35 @@
   var form = document.getElementById("request-form");
   var scan = document.getElementById("scan");
   var purpose = document.getElementById("purpose");
+
+  // The purpose names what may be asked: show and send only its certificates and fields.
+  function showPurposeAsks() {
+    if (!purpose) return;
+    var chosen = purpose.value;
+    var first = document.getElementById("purpose-first");
+    if (first) first.hidden = !!chosen;
+    Array.prototype.forEach.call(document.querySelectorAll(".purpose-asks"), function (group) {
+      var active = group.dataset.purpose === chosen;
+      group.hidden = !active;
+      Array.prototype.forEach.call(group.querySelectorAll("input[name=fields]"), function (box) {
+        box.disabled = !active;
+        if (!active) box.checked = false;
+      });
+    });
+  }
+  if (purpose) {
+    purpose.addEventListener("change", showPurposeAsks);
+    showPurposeAsks();
+  }
+
   if (form && scan && purpose) {
     scan.addEventListener("keydown", function (event) {
       if (event.key !== "Enter") return;
-      var ticked = form.querySelector("input[name=fields]:checked");
+      var ticked = form.querySelector("input[name=fields]:checked:not(:disabled)");
       if (!purpose.value) { event.preventDefault(); purpose.focus(); }
       else if (!ticked) {
         event.preventDefault();
-        var first = form.querySelector("input[name=fields]");
+        var first = form.querySelector("input[name=fields]:not(:disabled)");
         if (first) first.focus();
       }
     });
