@@ -115,8 +115,8 @@ def run(env: dict[str, str], key: str, n: int, admin: sa.Engine, dbname: str, st
 
     phase("health", lambda _: expect(clerk.get("/api/v1/health"), 200), list(range(n + 20)))
     codes = [services.issue_identity_code(elder) for _ in range(n + 20)]
-    phase("verify", lambda code: expect(clerk.post("/api/v1/verify", json={"code": code, "scene": "service-window"},
-                                                   headers=auth), 200), codes)
+    phase("verify", lambda code: expect(clerk.post("/api/v1/verify", json={"code": code, "scene": "service-window"}),
+                                        200), codes)  # anonymous: a clerk's key is refused there
     ids: list[str] = []
     codes = [services.issue_identity_code(elder) for _ in range(n + 20)]
     phase("request", lambda code: ids.append(expect(clerk.post(

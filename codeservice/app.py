@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def _refusal(exc: BadRequest):  # type: ignore[no-untyped-def]
         response = jsonify(error=exc.reason, message=exc.message)
         response.status_code = exc.status
+        response.headers.update(exc.headers)
         return response
 
     @app.errorhandler(HTTPException)

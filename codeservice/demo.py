@@ -91,6 +91,21 @@ def ensure_demo_certificates(session: Session, keyring: Keyring, residents: list
 
 DEMO_OFFICE = "central-hall-w3"
 
+#: What each of the demo window's purposes may ask for: only what the purpose needs (a food-licence renewal
+#: needs the business and food licences, not the elderly card; an elderly allowance, age and name, not gender).
+DEMO_PURPOSE_ASKS: dict[str, list[dict[str, object]]] = {
+    "food-licence renewal": [
+        {"type": "YYZZ", "fields": ["company_name", "legal_representative", "address"]},
+        {"type": "SPJY", "fields": ["company_name", "operating_items", "address", "catering"]},
+    ],
+    "elderly allowance application": [
+        {"type": "LNYD", "fields": ["name", "birth_date", "age_over_60", "age_over_65", "age_over_70"]},
+    ],
+    "disability subsidy application": [
+        {"type": "CJRZ", "fields": ["name", "category", "grade", "age_over_18"]},
+    ],
+}
+
 
 def ensure_demo_office(session: Session) -> None:
     """A service-hall window with two clerks, and a queue kiosk (their keys are not kept: in the
@@ -100,9 +115,8 @@ def ensure_demo_office(session: Session) -> None:
 
     if session.get(Office, DEMO_OFFICE) is None:
         add_office(session, DEMO_OFFICE, "Window 3, Central Service Hall",
-                   purposes=["food-licence renewal", "elderly allowance application",
-                             "disability subsidy application"],
-                   cert_types=["YYZZ", "SPJY", "LNYD", "CJRZ"], services=["business", "social-security"])
+                   purposes=list(DEMO_PURPOSE_ASKS), cert_types=["YYZZ", "SPJY", "LNYD", "CJRZ"],
+                   services=["business", "social-security"], asks=DEMO_PURPOSE_ASKS)
     existing = set(session.scalars(select(ApiClient.name).where(ApiClient.office_id == DEMO_OFFICE)))
     for name, role in (("Clerk Zhou", "clerk"), ("Clerk Sun", "clerk"), ("Queue kiosk 1", "device")):
         if name not in existing:

@@ -17,11 +17,12 @@ UNPROCESSABLE = 422
 class BadRequest(Exception):
     """A refusal with a stable ``reason`` and an HTTP ``status`` (400 unless said)."""
 
-    def __init__(self, reason: str, message: str, status: int = 400) -> None:
+    def __init__(self, reason: str, message: str, status: int = 400, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.status = status
+        self.headers = dict(headers or {})  # e.g. Retry-After of a 429, WWW-Authenticate of a 401
 
 
 def json_object() -> dict[str, Any]:

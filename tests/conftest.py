@@ -190,3 +190,21 @@ def in_english(app):  # type: ignore[no-untyped-def]
     """*app*, whose test clients ask for the English pages (tests that read the pages' English wording)."""
     app.test_client_class = EnglishClient
     return app
+
+
+def verifier_key(app, rate_per_minute: int = 100_000) -> str:  # type: ignore[no-untyped-def]
+    """A verifier's API key on *app* (made once an app): POST /api/v1/verify tells only accepted-or-not and why to
+    an anonymous caller, the whole result to a verifier's key."""
+    key = app.extensions.get("citycode_test_verifier_key")
+    if key is None:
+        from codeservice.clients.service import add_api_client  # lazy: only the tests that verify online need it
+
+        with app.extensions["citycode"].db.session() as session:
+            _, key = add_api_client(session, "Test verifier", "verifier", rate_per_minute=rate_per_minute)
+        app.extensions["citycode_test_verifier_key"] = key
+    return str(key)
+
+
+def as_verifier(app) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The headers of a call made with :func:`verifier_key`."""
+    return {"Authorization": f"Bearer {verifier_key(app)}"}

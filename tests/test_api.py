@@ -19,6 +19,7 @@ import pytest
 
 from codeservice.identity.residents import list_residents
 from sdk import TrustList, Verifier, load_anchor
+from tests.conftest import as_verifier
 
 
 def demo_pid(app) -> str:
@@ -33,8 +34,11 @@ def sign_in(client, pid: str) -> None:
     assert response.status_code == 302 and response.headers["Location"].endswith("/code")
 
 
-def post_verify(client, body, **kwargs):
-    return client.post("/api/v1/verify", data=json.dumps(body), content_type="application/json", **kwargs)
+def post_verify(client, body, anonymous: bool = False, **kwargs):
+    """POST /api/v1/verify with a verifier's key (the whole result), or *anonymous* (accepted and reason only)."""
+    headers = {} if anonymous else as_verifier(client.application)
+    return client.post("/api/v1/verify", data=json.dumps(body), content_type="application/json",
+                       headers={**headers, **kwargs.pop("headers", {})}, **kwargs)
 
 
 def test_verify_accepts_a_fresh_code_and_refuses_its_second_bus_scan(app, client):

@@ -60,8 +60,14 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+#: Every yes/no check states why it asks; the checks here state this one unless they say otherwise.
+CHECK_PURPOSE = "senior discount at the ticket office"
+
+
 def post(client, url: str, body, key: str | None):
     headers = bearer(key) if key else {}
+    if url == "/api/v1/checks" and isinstance(body, dict) and "purpose" not in body and body:
+        body = {**body, "purpose": CHECK_PURPOSE}
     data = body if isinstance(body, str | bytes) else json.dumps(body)
     return client.post(url, data=data, content_type="application/json", headers=headers)
 
@@ -429,7 +435,7 @@ def test_elderly_resident_is_over_60_and_the_younger_one_is_not(client, services
     assert response.headers["Cache-Control"] == "no-store"
     claims = receipt_claims(client, response.json["receipt"])
     assert claims == {"iss": "city-checks", "jti": response.json["receipt_id"], "iat": claims["iat"], "sub": elder,
-                      "type": "LNYD", "predicate": "age_over_60", "answer": True,
+                      "type": "LNYD", "predicate": "age_over_60", "purpose": CHECK_PURPOSE, "answer": True,
                       "verifier": "Scenic site ticket office"}
     assert before - 1 <= claims["iat"] <= dt.datetime.now(dt.UTC).timestamp() + 1
 
@@ -623,7 +629,8 @@ def test_refused_checks_are_in_the_access_log_for_the_auditor_and_the_resident(c
     assert len(texts) == 4 and "refused: that is not a question about it" in texts[0]
     texts = texts[1:]
     assert texts[2].startswith("Corner shop tried to check whether you hold your elderly preferential card "
-                               "(60 or older); refused: they may not ask about that certificate")
+                               f"(60 or older) for {CHECK_PURPOSE}; refused: they may not ask about that certificate")
+    assert all(e["purpose"] == CHECK_PURPOSE for e in log.json["entries"])  # the purpose each check stated
     assert texts[1].startswith("Scenic site ticket office tried to check whether you hold")
     assert "refused: they may not ask that question" in texts[1]
     assert "refused: the code shown was not accepted" in texts[0]

@@ -22,6 +22,7 @@ from sdk.certid import CertificateId
 from sdk.claims import CERT_FIELDS, CLAIM_CERT
 from sdk.statuslist import StatusCache
 from tests import forge
+from tests.conftest import as_verifier
 from verifiers.scenes import SCENES
 
 ORG = {dept: org for dept, _name, org in DEPARTMENTS}
@@ -71,7 +72,8 @@ def signed(services, signer: str, cert: Certificate, **changes: Any) -> str:  # 
 
 
 def verify_online(client, code: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    response = client.post("/api/v1/verify", json={"code": code, "scene": "inspection"})
+    response = client.post("/api/v1/verify", json={"code": code, "scene": "inspection"},
+                           headers=as_verifier(client.application))
     assert response.status_code == 200, response.data
     return response.json  # type: ignore[no-any-return]
 

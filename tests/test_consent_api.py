@@ -217,7 +217,7 @@ def test_a_refused_request_releases_nothing(world):
 
 
 def test_a_partial_approval_releases_only_the_subset(world):
-    asked = [{"type": "LNYD", "fields": ["name", "birth_date", "gender", "age_over_60"]}]
+    asked = [{"type": "LNYD", "fields": ["name", "birth_date", "age_over_65", "age_over_60"]}]
     request_id = world.request(world.elder, asked)
     answered = approve(world, world.elder, request_id, [{"type": "LNYD", "fields": ["age_over_60"]}])
     assert answered.status_code == 200 and answered.json["approved"] == [{"type": "LNYD", "fields": ["age_over_60"]}]
@@ -733,8 +733,7 @@ def test_resident_answers_are_checked(world):
 
 
 def test_a_request_for_a_certificate_the_resident_lacks_can_be_refused_not_approved(world):
-    request_id = world.request(world.adult, [{"type": "LNYD", "fields": ["name"]}],
-                               purpose="disability subsidy application")
+    request_id = world.request(world.adult, [{"type": "LNYD", "fields": ["name"]}])  # the elderly allowance
     phone = world.resident(world.adult)
     [shown] = phone.get("/api/v1/me/consent-requests").json["requests"]
     assert shown["items"][0]["held"] is False

@@ -19,7 +19,7 @@ from flask import Flask, jsonify, redirect, request
 from werkzeug.serving import make_server
 
 from codeservice.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import as_verifier, make_settings
 
 
 class Provider:
@@ -126,11 +126,13 @@ def test_resident_signs_in_through_the_identity_platform_and_gets_a_code(client)
 
 def test_the_same_platform_subject_maps_to_the_same_resident(client, tmp_path):
     _sign_in(client)
-    first = client.post("/api/v1/verify", json={"code": client.get("/api/v1/me/code").json["code"]}).json["subject"]
+    first = client.post("/api/v1/verify", json={"code": client.get("/api/v1/me/code").json["code"]},
+                        headers=as_verifier(client.application)).json["subject"]
     client.post("/signout", data={"csrf": _csrf(client)})
     assert client.get("/api/v1/me/code").status_code == 401
     _sign_in(client)
-    second = client.post("/api/v1/verify", json={"code": client.get("/api/v1/me/code").json["code"]}).json["subject"]
+    second = client.post("/api/v1/verify", json={"code": client.get("/api/v1/me/code").json["code"]},
+                         headers=as_verifier(client.application)).json["subject"]
     assert first == second
 
 

@@ -83,7 +83,7 @@ from sdk.keys import b64u_decode
 from sdk.sdjwt import verify_sd_jwt
 from sdk.statuslist import INVALID, SUSPENDED, StatusCache
 from tests import test_transit_api as transit_tests
-from tests.conftest import make_settings
+from tests.conftest import as_verifier, make_settings
 from tests.test_transit_api import BrowserPhone, gate_verifier, yesterday_noon
 from verifiers.scenes import SCENES
 
@@ -486,35 +486,41 @@ def test_the_schemas_are_not_vacuous(spec: dict[str, Any], registry: Registry) -
 
 
 # -- real responses ---------------------------------------------------------------------------------
+def vpost(client: FlaskClient, body: Any) -> Any:
+    """POST /api/v1/verify with a verifier's key: the whole result (an anonymous caller learns only
+    ``{accepted, reason}``)."""
+    return client.post("/api/v1/verify", headers=as_verifier(client.application), json=body)
+
+
 def test_verify_responses(app: Flask, client: FlaskClient, spec: dict[str, Any], registry: Registry) -> None:
     services = app.extensions["citycode"]
     code = services.issue_identity_code(demo_pid(app))
 
-    body = check(spec, registry, client.post("/api/v1/verify", json={"code": code}), "/api/v1/verify", "POST",
+    body = check(spec, registry, vpost(client, {"code": code}), "/api/v1/verify", "POST",
                  status=200)
     assert body["accepted"] is True and body["scene"] is None
 
-    body = check(spec, registry, client.post("/api/v1/verify", json={"code": code, "scene": "bus"}),
+    body = check(spec, registry, vpost(client, {"code": code, "scene": "bus"}),
                  "/api/v1/verify", "POST", status=200)
     assert body["accepted"] is True and body["scene"] == "bus"
-    body = check(spec, registry, client.post("/api/v1/verify", json={"code": code, "scene": "bus"}),
+    body = check(spec, registry, vpost(client, {"code": code, "scene": "bus"}),
                  "/api/v1/verify", "POST", status=200)
     assert body["reason"] == "replayed"
 
     raw = bytearray(base45.b45decode(code[4:]))
     raw[-1] ^= 0x01
     tampered = "CC1:" + base45.b45encode(bytes(raw))
-    body = check(spec, registry, client.post("/api/v1/verify", json={"code": tampered, "scene": None}),
+    body = check(spec, registry, vpost(client, {"code": tampered, "scene": None}),
                  "/api/v1/verify", "POST", status=200)
     assert body["reason"] == "bad_signature" and body["kid"] and body["subject"] is None
 
     for text, reason in (("https://example.org/", "not_a_citycode"), ("CC1:abc", "malformed")):
-        body = check(spec, registry, client.post("/api/v1/verify", json={"code": text}), "/api/v1/verify", "POST",
+        body = check(spec, registry, vpost(client, {"code": text}), "/api/v1/verify", "POST",
                      status=200)
         assert body["reason"] == reason
 
     future = services.issue_identity_code(demo_pid(app), now=time.time() + 3600)
-    body = check(spec, registry, client.post("/api/v1/verify", json={"code": future}), "/api/v1/verify", "POST",
+    body = check(spec, registry, vpost(client, {"code": future}), "/api/v1/verify", "POST",
                  status=200)
     assert body["reason"] == "not_yet_valid" and body["subject"] is not None
 
@@ -658,7 +664,7 @@ def test_my_code(app: Flask, client: FlaskClient, spec: dict[str, Any], registry
     assert body["expires_at"] - body["issued_at"] == app.extensions["citycode"].settings.code_lifetime
     assert base64.b64decode(body["svg"].split(",", 1)[1]).startswith(b"<")
     body_code = body["code"]
-    result = client.post("/api/v1/verify", json={"code": body_code}).get_json()
+    result = vpost(client, {"code": body_code}).get_json()
     assert result["accepted"] is True and result["subject"] == pid
 
     services = app.extensions["citycode"]
@@ -667,7 +673,7 @@ def test_my_code(app: Flask, client: FlaskClient, spec: dict[str, Any], registry
     body = check(spec, registry, client.get("/api/v1/me/code"), "/api/v1/me/code", "GET", status=403)
     assert body["error"] == "frozen"
     # online, the code made before the freeze is refused at once
-    result = check(spec, registry, client.post("/api/v1/verify", json={"code": body_code}), "/api/v1/verify",
+    result = check(spec, registry, vpost(client, {"code": body_code}), "/api/v1/verify",
                    "POST", status=200)
     assert result["reason"] == "suspended" and result["kind"] == "id" and result["subject"] == pid
     assert result["cert_id"] is None and result["status_age"] is None
@@ -709,6 +715,7 @@ ROLE_SCHEMES = {"adminKey": "admin", "verifierKey": "verifier", "clerkKey": "cle
 #: The operator of the test's operator key and gate (a demo operator).
 OPERATOR = "qd-metro"
 PURPOSE = "elderly allowance application"
+CHECK_PURPOSE = "free entry for over-60s"
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -723,7 +730,7 @@ def keys(app: Flask) -> dict[str, str]:
         made = {
             "admin": add_api_client(session, "City administration", "admin"),
             "verifier": add_api_client(session, "Scenic site ticket office", "verifier", ["LNYD", "SPJY"],
-                                       ["age_over_60", "catering"]),
+                                       ["age_over_60", "catering"], rate_per_minute=1000),
             "clerk": add_api_client(session, "Clerk Test", "clerk", office=DEMO_OFFICE, rate_per_minute=1000),
             "other_clerk": add_api_client(session, "Clerk Other", "clerk", office=DEMO_OFFICE, rate_per_minute=1000),
             "device": add_api_client(session, "Kiosk Test", "device", office=DEMO_OFFICE, rate_per_minute=1000),
@@ -788,10 +795,23 @@ def test_every_bearer_role_and_session_is_what_the_code_checks(app: Flask, keys:
     for path, method, operation in _operations(spec):
         concrete = re.sub(r"\{[^}]+\}", "x", path.replace("{operator_id}", OPERATOR))
         security = operation["security"]
+        optional = {} in security  # a key is optional: without one the answer says less (POST /api/v1/verify)
+        security = [requirement for requirement in security if requirement]
         assert all(len(requirement) == 1 for requirement in security), path  # one scheme per alternative
         documented = [next(iter(requirement)) for requirement in security]
         response = call(client, None, method, concrete)
-        if documented and all(scheme in ROLE_SCHEMES for scheme in documented):
+        if optional:
+            assert documented and all(scheme in ROLE_SCHEMES for scheme in documented), path
+            assert response.status_code not in (401, 403), path
+            body = check(spec, registry, call(client, "cc_a_not-a-key", method, concrete), path, method, status=401)
+            assert body["error"] == "unauthorised"
+            roles = [ROLE_SCHEMES[scheme] for scheme in documented]
+            for other in set(ROLE_SCHEMES.values()) - set(roles):
+                body = check(spec, registry, call(client, keys[other], method, concrete), path, method, status=403)
+                assert body["error"] == "forbidden", (path, other)
+            for role in roles:
+                assert call(client, keys[role], method, concrete).status_code not in (401, 403), (path, role)
+        elif documented and all(scheme in ROLE_SCHEMES for scheme in documented):
             roles = [ROLE_SCHEMES[scheme] for scheme in documented]
             alternatives += len(roles) > 1
             seen_roles.update(roles)
@@ -943,6 +963,7 @@ def test_yes_no_checks_and_their_receipts(app: Flask, client: FlaskClient, keys:
         ({"type": "SPJY", "subject": DEMO_COMPANY, "predicate": "catering"}, True),
         ({"type": "SPJY", "subject": DEMO_COMPANY, "predicate": None}, True),
     ):
+        sent = {**sent, "purpose": CHECK_PURPOSE}  # every yes/no check states why it asks
         validator(registry, "/components/schemas/CheckRequest").validate(sent)
         response = call(client, verifier, "POST", path, sent)
         body = check(spec, registry, response, path, "POST", status=200)
@@ -955,7 +976,7 @@ def test_yes_no_checks_and_their_receipts(app: Flask, client: FlaskClient, keys:
         validator(registry, "/components/schemas/CheckReceiptClaims").validate(claims)
         assert claims["jti"] == body["receipt_id"] and claims["answer"] is answer
     assert not validator(registry, "/components/schemas/CheckRequest").is_valid(
-        {"type": "SPJY", "subject": DEMO_COMPANY, "code": "CC1:"})
+        {"purpose": CHECK_PURPOSE, "type": "SPJY", "subject": DEMO_COMPANY, "code": "CC1:"})
     for sent, status, error in (
         ({"type": "CJRZ", "subject": DEMO_COMPANY}, 403, "forbidden"),  # beyond the key's allowance
         ({"type": "LNYD", "code": services.issue_identity_code(elder), "predicate": "age_over_70"}, 403, "forbidden"),
@@ -964,7 +985,7 @@ def test_yes_no_checks_and_their_receipts(app: Flask, client: FlaskClient, keys:
         ({"type": "LNYD", "code": "x", "subject": DEMO_COMPANY}, 400, "invalid_body"),
         ({"type": "LNYD", "subject": DEMO_COMPANY, "predicate": ""}, 400, "invalid_body"),
     ):
-        response = call(client, verifier, "POST", path, sent)
+        response = call(client, verifier, "POST", path, {**sent, "purpose": CHECK_PURPOSE})
         assert check(spec, registry, response, path, "POST", status=status)["error"] == error, sent
 
 
@@ -984,7 +1005,7 @@ def test_my_certificates_and_show_codes(app: Flask, keys: dict[str, str], spec: 
     body = check(spec, registry, phone.post(url, json={"fields": ["age_over_60", "age_over_60", "name"]}), path,
                  "POST", status=200)
     assert body["fields"] == ["age_over_60", "name"]
-    result = phone.post("/api/v1/verify", json={"code": body["code"]}).get_json()
+    result = vpost(phone, {"code": body["code"]}).get_json()
     assert result["accepted"] is True and result["fields"] == {"age_over_60": True, "name": "Li Wei"}
     others = cert_id_of(app, adult, "CJRZ")
     for target, sent, status, error in (
@@ -1162,7 +1183,8 @@ def test_access_log_for_the_auditor(app: Flask, keys: dict[str, str], spec: dict
         call(client, keys["clerk"], "POST", "/api/v1/consent/requests",
              {"code": services.issue_identity_code(elder), "purpose": PURPOSE,
               "items": [{"type": "LNYD", "fields": ["age_over_60"]}]})
-    call(client, keys["verifier"], "POST", "/api/v1/checks", {"type": "SPJY", "subject": DEMO_COMPANY})
+    call(client, keys["verifier"], "POST", "/api/v1/checks", {"type": "SPJY", "subject": DEMO_COMPANY,
+                                                              "purpose": CHECK_PURPOSE})
     call(client, keys["clerk"], "POST", "/api/v1/consent/requests", {"code": "CC1:abc", "purpose": PURPOSE,
                                                                      "items": [{"type": "LNYD", "fields": ["name"]}]})
     path = "/api/v1/audit/log"
@@ -1295,12 +1317,12 @@ def test_cert_code_through_the_api(app: Flask, client: FlaskClient, spec: dict[s
     services = app.extensions["citycode"]
     services.keyring.add_issuer(CERT_ISSUER)
     code = show(services.keyring, time.time())
-    body = check(spec, registry, client.post("/api/v1/verify", json={"code": code}), "/api/v1/verify", "POST",
+    body = check(spec, registry, vpost(client, {"code": code}), "/api/v1/verify", "POST",
                  status=200)
     assert body["reason"] == "status_unknown" and body["kind"] == "cert" and body["subject"] is None
     assert body["cert_type"] == "TSTX" and body["holder"] == "f7pchclco3xqw2yw" and body["status_age"] is None
     assert body["fields"] == {"age_over_60": True, "grade": 3, "name": "Li Wei"}
-    body = check(spec, registry, client.post("/api/v1/verify", json={"code": code, "scene": "bus"}),
+    body = check(spec, registry, vpost(client, {"code": code, "scene": "bus"}),
                  "/api/v1/verify", "POST", status=200)
     assert body["reason"] == "wrong_kind" and body["cert_id"] is None and body["fields"] is None
 
@@ -1425,7 +1447,7 @@ def test_the_ride_phone_through_the_api(app: Flask, keys: dict[str, str], spec: 
 
     # its codes, online and at an offline gate
     verify = "/api/v1/verify"
-    result = check(spec, registry, client.post(verify, json={"code": phone.code(), "scene": "metro-gate"}), verify,
+    result = check(spec, registry, vpost(client, {"code": phone.code(), "scene": "metro-gate"}), verify,
                    "POST", status=200)
     assert result["accepted"] is True and result["kind"] == "ride" and result["subject"] == account != student
     assert result["card_type"] == "student" and result["fare_limit"] == 2000 and result["issuer"] == "city-transit"
@@ -1433,11 +1455,11 @@ def test_the_ride_phone_through_the_api(app: Flask, keys: dict[str, str], spec: 
     assert type(result["status_age"]) is int and result["cert_id"] is None
     code = phone.code()
     for scene, reason in (("bus", "ok"), ("bus", "replayed"), ("service-window", "wrong_kind")):
-        result = check(spec, registry, client.post(verify, json={"code": code, "scene": scene}), verify, "POST",
+        result = check(spec, registry, vpost(client, {"code": code, "scene": scene}), verify, "POST",
                        status=200)
         assert result["reason"] == reason and result["card_type"] == "student", (scene, result)
     bare = "CC1:" + base45.b45encode(b64u_decode(credential["credential"]))
-    result = check(spec, registry, client.post(verify, json={"code": bare}), verify, "POST", status=200)
+    result = check(spec, registry, vpost(client, {"code": bare}), verify, "POST", status=200)
     assert result["reason"] == "wrong_kind" and result["kind"] == "ridecred" and result["card_type"] is None
     gate = gate_verifier(client)
     schema = validator(registry, "/components/schemas/VerifyResult")

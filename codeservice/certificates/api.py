@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from codeservice.accesslog import service as accesslog
+from codeservice.accesslog.ratelimit import limit_verifier
 from codeservice.certificates.models import Certificate, CertType, Department
 from codeservice.certificates.service import (
     CertificateError,
@@ -45,6 +46,7 @@ from codeservice.certificates.service import (
 )
 from codeservice.clients.auth import require_client
 from codeservice.clients.models import ApiClient
+from codeservice.contract import check_request
 from codeservice.identity.residents import get_resident
 from codeservice.jsonapi import UNPROCESSABLE, BadRequest, json_object
 from codeservice.services import CHECKS_OFFICE, current_services
@@ -241,36 +243,39 @@ def _named_subject(body: dict[str, Any]) -> str | None:
 
 
 def _log_check_refusal(client: ApiClient, subject: str | None, type_code: str, predicate: str | None,
-                       reason: str) -> None:
+                       reason: str, purpose: str | None = None) -> None:
     """A refused yes/no check, in the access log (its own transaction: the refusal is kept)."""
     services = current_services()
     with services.transaction() as session:
         accesslog.append(session, actor=f"{client.role}:{client.id}", actor_label=client.name,
                          office=client.office_id, subject=subject, action="check",
                          what=[{"type": type_code[:32], "fields": [predicate[:64]] if predicate else []}],
-                         purpose=None, outcome=f"refused: {reason}"[:64])
+                         purpose=purpose[:300] if purpose else None, outcome=f"refused: {reason}"[:64])
 
 
 @certs_api.post("/checks")
-@require_client("verifier")
+@require_client("verifier", check=False)
 def yes_no_check() -> Response:
-    body = json_object()  # CheckRequest: a type, a predicate or none, and either a code or a subject
+    client = g.client
+    limit_verifier(client)  # before the document's check: a malformed request counts too
+    check_request()
+    body = json_object()  # CheckRequest: a type, a predicate or none, a purpose, and either a code or a subject
     type_code = body["type"]
     predicate = body.get("predicate")
-    client = g.client
+    purpose = body["purpose"]
     # Authorisation first: an unauthorised verifier learns nothing, not even whether the code verifies.
     # The attempt is logged, about whom it was when that is known.
     if type_code not in client.allowed_types:
-        _log_check_refusal(client, _named_subject(body), type_code, predicate, "type_not_allowed")
+        _log_check_refusal(client, _named_subject(body), type_code, predicate, "type_not_allowed", purpose)
         raise BadRequest("forbidden", f"not allowed to ask about {type_code}", 403)
     if predicate is not None and predicate not in client.allowed_predicates:
-        _log_check_refusal(client, _named_subject(body), type_code, predicate, "predicate_not_allowed")
+        _log_check_refusal(client, _named_subject(body), type_code, predicate, "predicate_not_allowed", purpose)
         raise BadRequest("forbidden", f"not allowed to ask about {predicate}", 403)
     if "code" in body:
         try:
             subject = _subject_from_code(body["code"])
         except _CodeRefused as exc:
-            _log_check_refusal(client, exc.subject, type_code, predicate, f"code {exc.message}")
+            _log_check_refusal(client, exc.subject, type_code, predicate, f"code {exc.message}", purpose)
             raise
     else:
         subject = body["subject"]
@@ -285,20 +290,21 @@ def yes_no_check() -> Response:
     now = dt.datetime.now(dt.UTC)
     try:
         with services.transaction() as session:
-            record = check(session, client, subject=subject, type_code=type_code, predicate=predicate, now=now)
+            record = check(session, client, subject=subject, type_code=type_code, predicate=predicate, now=now,
+                           purpose=purpose)
             receipt_id, answer = record.receipt_id, record.answer
     except PermissionError as exc:
-        _log_check_refusal(client, subject, type_code, predicate, "forbidden")
+        _log_check_refusal(client, subject, type_code, predicate, "forbidden", purpose)
         raise BadRequest("forbidden", str(exc), 403) from None
     except NotFound as exc:
-        _log_check_refusal(client, subject, type_code, predicate, "unknown_type")
+        _log_check_refusal(client, subject, type_code, predicate, "unknown_type", purpose)
         raise BadRequest("unknown_type", str(exc), UNPROCESSABLE) from None
     except CertificateError as exc:
-        _log_check_refusal(client, subject, type_code, predicate, "invalid_value")
+        _log_check_refusal(client, subject, type_code, predicate, "invalid_value", purpose)
         raise BadRequest("invalid_value", str(exc), UNPROCESSABLE) from None
     signer = services.keyring.signer(CHECKS_OFFICE.id)
     claims = {"iss": CHECKS_OFFICE.id, "jti": receipt_id, "iat": int(now.timestamp()), "sub": subject,
-              "type": type_code, "predicate": predicate, "answer": answer, "verifier": client.name}
+              "type": type_code, "predicate": predicate, "purpose": purpose, "answer": answer, "verifier": client.name}
     receipt = jwt.encode(claims, signer.private_key, algorithm=signer.alg_name,  # type: ignore[arg-type]
                          headers={"typ": RECEIPT_TYPE, "kid": b64u_encode(signer.kid)})
     response = jsonify(answer=answer, receipt_id=receipt_id, receipt=receipt)

@@ -314,7 +314,9 @@ def apikey() -> None:
 @click.option("--name", required=True)
 @click.option("--types", "type_codes", help="comma-separated certificate types a verifier may ask about")
 @click.option("--predicates", help="comma-separated predicates (or yes/no fields) of those types it may ask about")
-def apikey_add(role: str, name: str, type_codes: str | None, predicates: str | None) -> None:
+@click.option("--rate", "rate", type=click.IntRange(1, 100_000), default=60, show_default=True,
+              help="calls a minute a verifier may make to /verify and /checks (beyond: 429 with Retry-After)")
+def apikey_add(role: str, name: str, type_codes: str | None, predicates: str | None, rate: int) -> None:
     """Create a client and print its key. The key is shown this once; only its hash is kept."""
 
     types = [t.upper() for t in names_option(type_codes, "--types")]
@@ -331,9 +333,10 @@ def apikey_add(role: str, name: str, type_codes: str | None, predicates: str | N
         if unknown:
             raise CertificateError(f"--predicates: {', '.join(unknown)} is not a predicate or yes/no field of "
                                    f"{', '.join(types) if types else 'the --types given (none)'}")
-        client, key = add_api_client(session, name.strip(), role, types, asked)
+        client, key = add_api_client(session, name.strip(), role, types, asked, rate_per_minute=rate)
         out = {"id": client.id, "name": client.name, "role": client.role, "key": key,
-               "types": client.allowed_types, "predicates": client.allowed_predicates}
+               "types": client.allowed_types, "predicates": client.allowed_predicates,
+               "rate_per_minute": client.rate_per_minute}
     echo_json(out)
 
 

@@ -79,6 +79,8 @@ class CheckRecord(Base):
     subject: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
     cert_type: Mapped[str] = mapped_column(String(32), nullable=False)
     predicate: Mapped[str | None] = mapped_column(String(64))
+    #: The purpose the verifier stated (none for checks made before purposes were asked).
+    purpose: Mapped[str | None] = mapped_column(String(300))
     answer: Mapped[bool] = mapped_column(nullable=False)
     receipt_id: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -323,9 +323,10 @@ def show_code(
 
 def check(
     session: Session, client: ApiClient, *, subject: str, type_code: str, predicate: str | None,
-    now: dt.datetime | None = None,
+    now: dt.datetime | None = None, purpose: str | None = None,
 ) -> CheckRecord:
-    """Does *subject* hold a valid certificate of *type_code* (for which *predicate* holds)?"""
+    """Does *subject* hold a valid certificate of *type_code* (for which *predicate* holds)? *purpose*, what the
+    verifier states it asks for, is kept with the record and in the access log the subject reads."""
     if type_code not in client.allowed_types:
         raise PermissionError(f"not allowed to ask about {type_code}")
     if predicate is not None and predicate not in client.allowed_predicates:
@@ -355,13 +356,13 @@ def check(
             answer = True
             break
     record = CheckRecord(client_id=client.id, subject=subject, cert_type=type_code, predicate=predicate,
-                         answer=answer, receipt_id=secrets.token_hex(8), at=moment)
+                         answer=answer, receipt_id=secrets.token_hex(8), at=moment, purpose=purpose)
     session.add(record)
     session.flush()
 
     accesslog.append(session, actor=f"{client.role}:{client.id}", actor_label=client.name, subject=subject,
                      action="check", what=[{"type": type_code, "fields": [predicate] if predicate else []}],
-                     purpose=None, outcome="yes" if answer else "no", now=moment)
+                     purpose=purpose, outcome="yes" if answer else "no", now=moment)
     return record
 
 

@@ -132,13 +132,21 @@ def signout() -> WResponse:
     return redirect(url_for("console.signin"))
 
 
-def _office_types(db: Session, office: Office) -> list[dict[str, Any]]:
-    listed = []
-    for code in office.cert_types:
-        cert_type = db.get(CertType, code)
-        if cert_type is not None:
-            listed.append({"code": code, "name": cert_type.name, "fields": disclosable(cert_type)})
-    return listed
+def _purpose_groups(db: Session, office: Office) -> list[dict[str, Any]]:
+    """Each purpose of the office with only what it may ask for: the types and fields the console offers."""
+    groups = []
+    for purpose in office.purposes:
+        types = []
+        for ask in consent.asks_of(office, purpose):
+            cert_type = db.get(CertType, ask["type"])
+            if cert_type is None:
+                continue
+            shown = {d["name"]: d for d in disclosable(cert_type)}
+            fields = [shown[name] for name in ask["fields"] if name in shown]
+            if fields:
+                types.append({"code": ask["type"], "name": cert_type.name, "fields": fields})
+        groups.append({"purpose": purpose, "types": types})
+    return groups
 
 
 def _render_console(db: Session, clerk: ApiClient, *, error: str | None = None, status: int = 200,
@@ -148,7 +156,7 @@ def _render_console(db: Session, clerk: ApiClient, *, error: str | None = None, 
     form = form or {}
     return html_page(render_template(
         "console.html", clerk=clerk.name, office=office.name, purposes=office.purposes,
-        types=_office_types(db, office), keep_choices=[(m, keep_text(m)) for m in KEEP_MINUTES], error=error,
+        purpose_groups=_purpose_groups(db, office), keep_choices=[(m, keep_text(m)) for m in KEEP_MINUTES], error=error,
         chosen_purpose=form.get("purpose"), chosen_fields=set(form.get("fields", [])),
         chosen_keep=form.get("keep", DEFAULT_KEEP),
         shown=_clerk_view(db, shown) if shown is not None else None,
@@ -175,12 +183,38 @@ def console_page() -> WResponse:
         return _render_console(db, clerk, shown=shown, form=last if isinstance(last, dict) else None)
 
 
+#: What the clerk does next when the resident's code was refused, by the verifier's reason.
+_SCAN_AGAIN = lazy_gettext("Scan the code again, holding it steady in front of the scanner.")
+_NOT_THE_CITYS = lazy_gettext(
+    "Do not serve on this code: it is not signed by the city. Ask the resident to show the identity code of the "
+    "city’s app; if it happens again, call a supervisor.")
+CODE_NEXT_STEPS = {
+    "expired": lazy_gettext("Ask the resident to open their code page again, so that it shows a fresh code, and "
+                            "scan that."),
+    "not_yet_valid": lazy_gettext("The phone’s clock (or this computer’s) is wrong. Ask the resident to set the "
+                                  "phone’s time automatically, then scan again."),
+    "not_a_citycode": lazy_gettext("That is not a city code. Ask the resident to open the city’s app and show "
+                                   "the identity code."),
+    "wrong_kind": lazy_gettext("That is not an identity code (a ride code or a certificate, perhaps). Ask the "
+                               "resident to show the identity code."),
+    "malformed": _SCAN_AGAIN, "no_code_found": _SCAN_AGAIN, "replayed": _SCAN_AGAIN,
+    "bad_signature": _NOT_THE_CITYS, "unknown_key": _NOT_THE_CITYS, "untrusted_issuer": _NOT_THE_CITYS,
+    "unsupported_alg": _NOT_THE_CITYS,
+    "trust_list_expired": lazy_gettext("The service cannot check codes just now; wait a moment and scan again."),
+    "replay_guard_unavailable": lazy_gettext(
+        "The service cannot check codes just now; wait a moment and scan again."),
+}
+
+
 def _code_message(refusal: str) -> str:
-    """What the clerk reads when the resident's code was refused: the reason in the clerk's language."""
+    """What the clerk reads when the resident's code was refused: the reason and what to do next, in the clerk's
+    language. What the clerk chose (purpose, fields, how long to keep) stays on the page."""
     if refusal.startswith("suspended"):
         return consent_message("identity_frozen", "")
-    return _("The code was not accepted: %(reason)s. Ask the resident to show their code again.",
-             reason=reason_text(refusal.split(":")[0]))
+    reason = refusal.split(":")[0]
+    step = CODE_NEXT_STEPS.get(reason)
+    return _("The code was not accepted: %(reason)s. %(next)s", reason=reason_text(reason),
+             next=str(step) if step is not None else _("Ask the resident to show their code again, then scan it."))
 
 
 def _signed_in_clerk(services: Services) -> ApiClient | None:

@@ -10,7 +10,7 @@ from codeservice.certificates.service import CertificateError
 from codeservice.cli.common import echo_json, fail, registry
 from codeservice.clients.models import ApiClient
 from codeservice.consent.models import Office
-from codeservice.consent.service import add_office
+from codeservice.consent.service import add_office, set_purpose_asks
 
 if TYPE_CHECKING:
 
@@ -25,7 +25,8 @@ def office() -> None:
 
 def _office_json(found) -> dict[str, object]:  # type: ignore[no-untyped-def]
     return {"id": found.id, "name": found.name, "purposes": list(found.purposes),
-            "cert_types": list(found.cert_types), "services": list(found.services or [])}
+            "cert_types": list(found.cert_types), "services": list(found.services or []),
+            "purpose_asks": dict(found.purpose_asks or {})}
 
 
 @office.command("add")
@@ -64,6 +65,32 @@ def office_list() -> None:
             out.append({**_office_json(found), "clients": [
                 {"id": c.id, "name": c.name, "role": c.role, "active": c.active,
                  "rate_per_minute": c.rate_per_minute} for c in clients]})
+    echo_json(out)
+
+
+def _asks(values: tuple[str, ...]) -> list[dict[str, object]]:
+    """``TYPE:field,field`` each, into ``[{type, fields}]``."""
+    asks: list[dict[str, object]] = []
+    for value in values:
+        code, sep, fields = value.partition(":")
+        names = [f.strip() for f in fields.split(",") if f.strip()]
+        if not sep or not code.strip() or not names:
+            fail(f"--ask {value!r}: TYPE:field,field (e.g. YYZZ:company_name,address)", "usage")
+        asks.append({"type": code.strip().upper(), "fields": names})
+    return asks
+
+
+@office.command("purpose")
+@click.option("--id", "office_id", required=True, help="the office")
+@click.option("--purpose", required=True, help="the purpose, as its clerks state it (added when the office lacks it)")
+@click.option("--ask", "asks", multiple=True, required=True,
+              help="a certificate type and the fields the purpose needs, TYPE:field,field; repeatable")
+def office_purpose(office_id: str, purpose: str, asks: tuple[str, ...]) -> None:
+    """Set what a purpose may ask for: only these types and fields (data minimisation)."""
+    clean = _asks(asks)
+    with registry() as (_, session):
+        made = set_purpose_asks(session, office_id.strip(), purpose.strip(), clean)
+        out = _office_json(made)
     echo_json(out)
 
 

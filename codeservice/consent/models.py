@@ -29,6 +29,8 @@ class Office(Base):
     #: The purposes its clerks may state, and the certificate types they may request.
     purposes: Mapped[list[str]] = mapped_column(JSON, nullable=False)
     cert_types: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    #: What each purpose may ask for, {purpose: [{"type": code, "fields": [names]}]}: only what it needs.
+    purpose_asks: Mapped[dict[str, list[dict[str, Any]]]] = mapped_column(JSON, nullable=False, default=dict)
     #: Queue services its kiosks hand out tickets for (取号), e.g. ["business", "social-security"].
     services: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
 

@@ -104,6 +104,8 @@ CONSENT_MESSAGES = {
     "no_keep": lazy_gettext("Choose how long you will keep the data."),
     "purpose_not_allowed": lazy_gettext("This office may not state that purpose; choose one from the list."),
     "type_not_allowed": lazy_gettext("This office may not ask for that kind of certificate."),
+    "not_needed_for_purpose": lazy_gettext(
+        "That purpose does not need all you ticked; ask only for what the purpose offers."),
     "rate_limited": lazy_gettext("Too many requests in a minute; wait a moment and try again."),
     "unavailable": lazy_gettext("The service cannot check the request allowance now; try again."),
     "nothing_chosen": lazy_gettext("Tick at least one item to share, or press Refuse."),

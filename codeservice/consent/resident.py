@@ -156,6 +156,7 @@ _REFUSALS = {
     "unknown_type": lazy_gettext("there is no such certificate type"),
     "invalid_value": lazy_gettext("that is not a question about it"),
     "busy": lazy_gettext("the queue was busy"),
+    "not_needed_for_purpose": lazy_gettext("the purpose did not need it"),
 }
 
 

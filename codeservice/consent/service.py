@@ -61,10 +61,50 @@ def actor_of(client: ApiClient, office: Office | None) -> tuple[str, str]:
 
 
 # -- offices -------------------------------------------------------------------------------------
+def _clean_asks(session: Session, office_cert_types: list[str], purpose: str, asks: Any) -> list[dict[str, Any]]:
+    """*asks* of one purpose, ``[{type, fields}]``: types the office may request, fields of them a holder may
+    show, each once."""
+    if not isinstance(asks, list) or not asks:
+        raise CertificateError(f"purpose {purpose!r}: name at least one certificate type and its fields")
+    clean: list[dict[str, Any]] = []
+    for ask in asks:
+        if not isinstance(ask, Mapping) or not isinstance(ask.get("type"), str):
+            raise CertificateError(f"purpose {purpose!r}: each ask names a certificate type")
+        code, fields = ask["type"], ask.get("fields")
+        if code not in office_cert_types:
+            raise CertificateError(f"purpose {purpose!r}: the office may not request {code} certificates")
+        cert_type = session.get(CertType, code)
+        if cert_type is None:
+            raise CertificateError(f"no certificate type {code!r}")
+        if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
+            raise CertificateError(f"purpose {purpose!r}: {code} needs a non-empty list of fields")
+        unknown = sorted(set(fields) - {d["name"] for d in disclosable(cert_type)})
+        if unknown:
+            raise CertificateError(f"purpose {purpose!r}: {code} has no field a holder may show named "
+                                   f"{', '.join(unknown)}")
+        if any(c["type"] == code for c in clean):
+            raise CertificateError(f"purpose {purpose!r}: {code} is named twice")
+        clean.append({"type": code, "fields": list(dict.fromkeys(fields))})
+    return clean
+
+
+def every_field(session: Session, cert_types: list[str]) -> list[dict[str, Any]]:
+    """Every field a holder may show of each of *cert_types*: what a purpose asks unless told otherwise."""
+    out = []
+    for code in cert_types:
+        cert_type = session.get(CertType, code)
+        names = [d["name"] for d in disclosable(cert_type)] if cert_type is not None else []
+        if names:
+            out.append({"type": code, "fields": names})
+    return out
+
+
 def add_office(
     session: Session, office_id: str, name: str, purposes: list[str], cert_types: list[str],
-    services: list[str] | None = None,
+    services: list[str] | None = None, asks: Mapping[str, Any] | None = None,
 ) -> Office:
+    """An office; *asks* names what each purpose may ask for (``{purpose: [{type, fields}]}``). A purpose it
+    leaves out may ask every field of every type in *cert_types* (``set_purpose_asks`` narrows it)."""
     if not _SLUG.match(office_id or ""):
         raise CertificateError("office id: 2-64 lowercase letters, digits and dashes")
     if not name or len(name) > 200:
@@ -76,15 +116,43 @@ def add_office(
             raise CertificateError(f"no certificate type {code!r}")
     if session.get(Office, office_id) is not None:
         raise CertificateError(f"office {office_id!r} exists already")
+    given = dict(asks or {})
+    stray = sorted(set(given) - set(purposes))
+    if stray:
+        raise CertificateError(f"not a purpose of the office: {', '.join(stray)}")
+    purpose_asks = {p: _clean_asks(session, list(cert_types), p, given[p]) if p in given
+                    else every_field(session, list(cert_types)) for p in purposes}
     office = Office(id=office_id, name=name, purposes=list(purposes), cert_types=list(cert_types),
-                    services=list(services or []))
+                    services=list(services or []), purpose_asks=purpose_asks)
     session.add(office)
     session.flush()
     return office
 
 
+def set_purpose_asks(session: Session, office_id: str, purpose: str, asks: Any) -> Office:
+    """What *purpose* of the office may ask for, ``[{type, fields}]``; a purpose the office lacks is added."""
+    office = session.get(Office, office_id) if isinstance(office_id, str) else None
+    if office is None:
+        raise CertificateError(f"no office {office_id!r}")
+    if not isinstance(purpose, str) or not 0 < len(purpose) <= 300:
+        raise CertificateError("a purpose: 1 to 300 characters")
+    clean = _clean_asks(session, list(office.cert_types), purpose, asks)
+    office.purpose_asks = {**(office.purpose_asks or {}), purpose: clean}
+    if purpose not in office.purposes:
+        office.purposes = [*office.purposes, purpose]
+    session.flush()
+    return office
+
+
+def asks_of(office: Office, purpose: str) -> list[dict[str, Any]]:
+    """What *purpose* may ask for at *office* (nothing for a purpose it does not state)."""
+    if purpose not in office.purposes:
+        return []
+    return list((office.purpose_asks or {}).get(purpose, []))
+
+
 # -- the request ---------------------------------------------------------------------------------
-def _validate_items(session: Session, office: Office, items: Any) -> list[dict[str, Any]]:
+def _validate_items(session: Session, office: Office, purpose: str, items: Any) -> list[dict[str, Any]]:
     if not isinstance(items, list) or not items:
         raise ConsentError("invalid_body", "items: a non-empty list of {type, fields}")
     clean: list[dict[str, Any]] = []
@@ -105,6 +173,13 @@ def _validate_items(session: Session, office: Office, items: Any) -> list[dict[s
         if any(c["type"] == code for c in clean):
             raise ConsentError("invalid_body", f"{code} is requested twice")
         clean.append({"type": code, "fields": list(dict.fromkeys(fields))})
+    needed = {a["type"]: set(a["fields"]) for a in asks_of(office, purpose)}
+    for item in clean:
+        beyond = sorted(set(item["fields"]) - needed.get(item["type"], set()))
+        if beyond:
+            what = item["type"] if item["type"] not in needed else f"{item['type']} {', '.join(beyond)}"
+            raise ConsentError("not_needed_for_purpose", f"{purpose} does not need {what}; ask only for what "
+                                                         "the purpose needs", 422)
     return clean
 
 
@@ -123,7 +198,7 @@ def create_request(
         accesslog.append(session, actor=actor, actor_label=label, office=office.id, subject=resident,
                          action="request", what=[], purpose=str(purpose)[:300], outcome="refused: purpose")
         raise ConsentError("purpose_not_allowed", f"{office.name} may not state that purpose", 403)
-    clean = _validate_items(session, office, items)
+    clean = _validate_items(session, office, purpose, items)
     if type(keep_minutes) is not int or not 1 <= keep_minutes <= 7 * 24 * 60:
         raise ConsentError("invalid_body", "keep_minutes: 1 to 10080")
     if beneficiary == resident:
@@ -398,6 +473,7 @@ _REFUSALS = {
     "predicate_not_allowed": "they may not ask that question", "unknown_service": "there is no such queue",
     "unknown_type": "there is no such certificate type", "invalid_value": "that is not a question about it",
     "busy": "the queue was busy",
+    "not_needed_for_purpose": "the purpose did not need it",
 }
 
 

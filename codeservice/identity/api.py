@@ -7,11 +7,14 @@ import base64
 import dataclasses
 import time
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import text
 
 from codeservice import contract
+from codeservice.accesslog.ratelimit import limit_verifier
 from codeservice.clients.auth import require_client
+from codeservice.clients.models import ApiClient
+from codeservice.clients.service import client_by_key
 from codeservice.identity.residents import get_resident
 from codeservice.identity.session import signed_in_resident
 from codeservice.jsonapi import UNPROCESSABLE, BadRequest, json_object
@@ -25,8 +28,34 @@ api = Blueprint("api", __name__, url_prefix="/api/v1")
 OPENAPI = contract.OPENAPI  # the one contract: served as it is, and what every request is checked against
 
 
+def _optional_verifier() -> ApiClient | None:
+    """None for an anonymous caller; else the verifier whose key ``Authorization: Bearer`` carries (401 for a key
+    that is not one, 403 for another role's: a caller that names itself is never quietly taken for anonymous)."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, key = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="citycode"'}
+    if scheme.lower() != "bearer" or not key.strip():
+        raise BadRequest("unauthorised", "send Authorization: Bearer <API key>, or no Authorization", 401, challenge)
+    with current_services().db.session() as session:
+        client = client_by_key(session, key.strip())
+        if client is None:
+            raise BadRequest("unauthorised", "unknown or disabled API key", 401, challenge)
+        if client.role != "verifier":
+            raise BadRequest("forbidden", "this endpoint takes a verifier key, or none", 403)
+        session.expunge(client)
+    return client
+
+
 @api.post("/verify")
 def verify() -> tuple[Response, int]:
+    """Anyone learns whether a code is accepted and why not (``{accepted, reason}``); a verifier's key, within
+    its allowance a minute, gets the whole result (whom the code names, its fields)."""
+    verifier = _optional_verifier()
+    if verifier is not None:
+        limit_verifier(verifier)
+    contract.check_request()  # after the credential, as for every operation with a security requirement
     body = json_object()  # VerifyRequest: a string code, a scene that is a string or null, nothing else
     code = body["code"]
     scene = body.get("scene")
@@ -52,6 +81,8 @@ def verify() -> tuple[Response, int]:
     except UnknownSceneError:
         raise BadRequest("unknown_scene", f"no scene named {scene!r}; see /api/v1/scenes", UNPROCESSABLE) from None
     status = 503 if result.reason is Reason.REPLAY_GUARD_UNAVAILABLE else 200
+    if verifier is None:  # never whom the code names, nor any field: accepted or not, and why
+        return jsonify(accepted=result.accepted, reason=result.reason.value), status
     return jsonify(result.to_dict()), status
 
 

@@ -1,4 +1,5 @@
-// The clerk's console: keep a scanner's Enter from sending half a request, follow the request's status,
+// The clerk's console: the purpose's fields, the code read by a USB scanner or the camera (a scanner's Enter
+// never sends half a request), then the request's status,
 // and receive the approved certificates once (JSON post carrying the page's CSRF token in a header).
 (function () {
   "use strict";
@@ -11,17 +12,153 @@
   var form = document.getElementById("request-form");
   var scan = document.getElementById("scan");
   var purpose = document.getElementById("purpose");
+
+  // The purpose names what may be asked: show and send only its certificates and fields.
+  function showPurposeAsks() {
+    if (!purpose) return;
+    var chosen = purpose.value;
+    var first = document.getElementById("purpose-first");
+    if (first) first.hidden = !!chosen;
+    Array.prototype.forEach.call(document.querySelectorAll(".purpose-asks"), function (group) {
+      var active = group.dataset.purpose === chosen;
+      group.hidden = !active;
+      Array.prototype.forEach.call(group.querySelectorAll("input[name=fields]"), function (box) {
+        box.disabled = !active;
+        if (!active) box.checked = false;
+      });
+    });
+  }
+  if (purpose) {
+    purpose.addEventListener("change", showPurposeAsks);
+    showPurposeAsks();
+  }
+
+  // What a code read does next, typed by a USB scanner (its Enter) or read by the camera alike: send the request
+  // when a purpose and a field are chosen, else take the clerk to what is missing. True when it may be sent.
+  function readyToSend() {
+    var ticked = form.querySelector("input[name=fields]:checked:not(:disabled)");
+    if (!purpose.value) { purpose.focus(); return false; }
+    if (!ticked) {
+      var first = form.querySelector("input[name=fields]:not(:disabled)");
+      if (first) first.focus();
+      return false;
+    }
+    return true;
+  }
+
   if (form && scan && purpose) {
     scan.addEventListener("keydown", function (event) {
       if (event.key !== "Enter") return;
-      var ticked = form.querySelector("input[name=fields]:checked");
-      if (!purpose.value) { event.preventDefault(); purpose.focus(); }
-      else if (!ticked) {
-        event.preventDefault();
-        var first = form.querySelector("input[name=fields]");
-        if (first) first.focus();
-      }
+      if (!readyToSend()) event.preventDefault();
     });
+  }
+
+  // The camera: getUserMedia, decoded by the browser's BarcodeDetector where it reads QR codes, else by the
+  // vendored jsQR (static/vendor/), loaded only then. A code read goes into the field as a scanner would type it.
+  var cameraButton = document.getElementById("camera-button");
+  var cameraBox = document.getElementById("camera");
+  var video = document.getElementById("camera-video");
+  var cameraStatus = document.getElementById("camera-status");
+  var cameraStop = document.getElementById("camera-stop");
+  var stream = null;
+  var looking = false;
+  var canvas = document.createElement("canvas");
+
+  function loadJsQR() {
+    return new Promise(function (resolve, reject) {
+      if (window.jsQR) { resolve(window.jsQR); return; }
+      var script = document.createElement("script");
+      script.src = root.dataset.jsqrUrl;
+      script.onload = function () { if (window.jsQR) resolve(window.jsQR); else reject(new Error("jsQR")); };
+      script.onerror = function () { reject(new Error("jsQR")); };
+      document.head.appendChild(script);
+    });
+  }
+
+  function jsqrDecoder() {
+    return loadJsQR().then(function (jsQR) {
+      root.dataset.decoder = "jsqr";
+      var context = canvas.getContext("2d", { willReadFrequently: true });
+      return function (frame) {
+        var width = frame.videoWidth, height = frame.videoHeight;
+        if (!width || !height) return Promise.resolve(null);
+        canvas.width = width;
+        canvas.height = height;
+        context.drawImage(frame, 0, 0, width, height);
+        var found = jsQR(context.getImageData(0, 0, width, height).data, width, height,
+                         { inversionAttempts: "dontInvert" });
+        return Promise.resolve(found ? found.data : null);
+      };
+    });
+  }
+
+  function makeDecoder() {
+    if (!("BarcodeDetector" in window)) return jsqrDecoder();
+    return window.BarcodeDetector.getSupportedFormats().then(function (formats) {
+      if (formats.indexOf("qr_code") < 0) return jsqrDecoder();
+      var detector = new window.BarcodeDetector({ formats: ["qr_code"] });
+      root.dataset.decoder = "barcode-detector";
+      return function (frame) {
+        return detector.detect(frame).then(function (found) { return found.length ? found[0].rawValue : null; });
+      };
+    }, jsqrDecoder);
+  }
+
+  function stopCamera() {
+    looking = false;
+    if (stream) stream.getTracks().forEach(function (track) { track.stop(); });
+    stream = null;
+    video.srcObject = null;
+    cameraBox.hidden = true;
+    cameraButton.hidden = false;
+  }
+
+  function read(text) {
+    stopCamera();
+    scan.value = text.trim();
+    root.dataset.scanned = "camera";
+    scan.focus();
+    if (readyToSend()) form.requestSubmit();
+  }
+
+  function look(decode) {
+    if (!looking) return;
+    decode(video).then(function (text) {
+      if (!looking) return;
+      if (text) { read(text); return; }
+      setTimeout(function () { look(decode); }, 150);
+    }, function () { setTimeout(function () { look(decode); }, 300); });
+  }
+
+  function startCamera() {
+    cameraButton.hidden = true;
+    cameraBox.hidden = false;
+    cameraStatus.textContent = t("Opening the camera…");
+    navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false })
+      .then(function (opened) {
+        stream = opened;
+        video.srcObject = opened;
+        return video.play().then(makeDecoder);
+      })
+      .then(function (decode) {
+        cameraStatus.textContent = t("Hold the resident’s code in front of the camera.");
+        looking = true;
+        look(decode);
+      })
+      .catch(function (error) {
+        stopCamera();
+        cameraBox.hidden = false;
+        cameraStop.hidden = true;
+        cameraStatus.textContent = t("The camera cannot be used ({reason}); scan the code with the USB scanner or type it.",
+                                     { reason: (error && error.name) || "error" });
+        scan.focus();
+      });
+  }
+
+  if (cameraButton && scan && form && navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
+    cameraButton.hidden = false;
+    cameraButton.addEventListener("click", function () { cameraStop.hidden = false; startCamera(); });
+    cameraStop.addEventListener("click", function () { stopCamera(); scan.focus(); });
   }
 
   var panel = document.getElementById("progress");
