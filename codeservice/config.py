@@ -80,6 +80,8 @@ class Settings:
     #: The city's time zone (IANA name): every time a page shows is in it. ``sdk.citytime`` reads the same
     #: variable for the dates of certificates and the operating day.
     city_tz: str = "Asia/Shanghai"
+    #: Days a venue check-in is kept before it is deleted (the city's setting; no venue can extend it).
+    checkin_retention_days: int = 14
 
     @property
     def keys_dir(self) -> Path:
@@ -94,6 +96,8 @@ class Settings:
         """The grace of a rotated key of *issuer*: a ride credential lives for hours, other codes a minute."""
         if issuer == "city-transit":
             return self.ride_credential_hours * 3600 + self.ride_code_validity + 2 * self.leeway
+        if issuer == "city-venues":  # a posted venue code lives up to a year (codeservice/venues/service.py)
+            return 366 * 86400 + 2 * self.leeway
         return self.key_grace
 
     @classmethod
@@ -150,4 +154,5 @@ class Settings:
             consent_answer_minutes=_int(env, "CITYCODE_CONSENT_ANSWER_MINUTES", 5, 1, 60),
             consent_fetch_minutes=_int(env, "CITYCODE_CONSENT_FETCH_MINUTES", 3, 1, 60),
             city_tz=city_tz,
+            checkin_retention_days=_int(env, "CITYCODE_CHECKIN_RETENTION_DAYS", 14, 1, 365),
         )

@@ -10,11 +10,33 @@ from codeservice.consent.models import ConsentRequest, Office, QueueTicket
 from codeservice.identity.models import Resident
 from codeservice.models import Base
 from codeservice.transit.models import ClearingStatement, GateRecord, Operator, RideDevice, TransitAccount, Trip
+from codeservice.venues.models import CheckIn, PointRecord, Service, ServicePoint, Venue
 
 metadata = Base.metadata
 
 __all__ = [
-    "AccessLogEntry", "ApiClient", "AuditCheckpoint", "Base", "CertType", "Certificate", "CheckRecord",
-    "ClearingStatement", "ConsentRequest", "Department", "GateRecord", "Office", "Operator", "QueueTicket",
-    "Resident", "RideDevice", "TransitAccount", "Trip", "metadata",
+    "AccessLogEntry",
+    "ApiClient",
+    "AuditCheckpoint",
+    "Base",
+    "CertType",
+    "Certificate",
+    "CheckIn",
+    "CheckRecord",
+    "ClearingStatement",
+    "ConsentRequest",
+    "Department",
+    "GateRecord",
+    "Office",
+    "Operator",
+    "PointRecord",
+    "QueueTicket",
+    "Resident",
+    "RideDevice",
+    "Service",
+    "ServicePoint",
+    "TransitAccount",
+    "Trip",
+    "Venue",
+    "metadata",
 ]

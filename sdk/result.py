@@ -38,6 +38,8 @@ class Result:
     fare_limit: int | None = None
     credential_id: str | None = None
     credential_expires_at: int | None = None
+    #: For venue codes: the venue the code was posted for (not in ``to_dict``: the venue service reads it).
+    venue_id: str | None = None
 
     @property
     def subject(self) -> str | None:

@@ -23,8 +23,8 @@ from sdk.keys import b64u_decode, b64u_encode
 from sdk.trustlist import TrustList
 
 STATUS_LIST_TYPE = "statuslist+jwt"
-#: The kinds whose issuers publish a status list: certificates, and ride credentials (account or device).
-STATUS_KINDS = frozenset({"cert", "ridecred"})
+#: The kinds whose issuers publish a status list: certificates, ride credentials (account or device), venue codes.
+STATUS_KINDS = frozenset({"cert", "ridecred", "venue"})
 VALID, INVALID, SUSPENDED = 0, 1, 2
 STATUS_NAMES = {VALID: "valid", INVALID: "revoked", SUSPENDED: "suspended"}
 MAX_LIST_BYTES = 64 * 1024 * 1024  # decompressed: 256 million 2-bit entries

@@ -22,6 +22,7 @@ DOMAIN_COMMANDS: dict[str, str] = {
     "audit": "codeservice.accesslog.cli",
     **dict.fromkeys(("operator", "transit", "ride", "gate", "clearing"), "codeservice.transit.cli"),
     "verify": "codeservice.cli.verify",
+    **dict.fromkeys(("venue", "service"), "codeservice.venues.cli"),
 }
 
 
