@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 
 from codeservice.clients.service import add_api_client
 from codeservice.identity.residents import list_residents
-from codeservice.venues.points import add_point, add_service, overdraws, use_per_point_per_hour
+from codeservice.venues.points import overdraws, use_per_point_per_hour
 from sdk import TrustList, Verifier, load_anchor
 from sdk.base45 import b45decode, b45encode
 from sdk.citytime import CITY_TZ
@@ -130,7 +130,8 @@ def test_services_and_points_are_registered_once_with_their_rules(app: Flask, ox
         "unknown_service"
     assert post(client, f"/api/v1/admin/services/{SERVICE}/points", {"id": "square", "name": "x"}, admin).status_code \
         == 409
-    answer = client.get(f"/api/v1/services/{SERVICE}/overdraws?date=someday", headers={"Authorization": f"Bearer {admin}"})
+    answer = client.get(f"/api/v1/services/{SERVICE}/overdraws?date=someday",
+                        headers={"Authorization": f"Bearer {admin}"})
     assert answer.status_code == 400 and answer.json["error"] == "invalid_day"
 
 
