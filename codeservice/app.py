@@ -28,6 +28,8 @@ from codeservice.jsonapi import BadRequest
 from codeservice.services import Services
 from codeservice.transit.api import transit_api
 from codeservice.transit.pages import rides
+from codeservice.venues.api import venues_api
+from codeservice.venues.pages import venue_pages
 
 log = logging.getLogger("citycode")
 
@@ -36,7 +38,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 #: Each domain's views: the JSON API under /api/v1 and the pages. Nothing imports this module back.
 BLUEPRINTS = (api, certs_api, resident_certs, consent_api, audit_api, console, resident_requests, transit_api, rides,
-              web, federation_api, cards_api, card_pages, helpers_api, helper_pages)
+              web, federation_api, cards_api, card_pages, helpers_api, helper_pages, venues_api, venue_pages)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *, initialise: bool = True) -> Flask:

@@ -92,6 +92,8 @@ class Settings:
     city: str = "demo-city"
     #: Months a printed card (实体卡) lives from the day a service window prints it.
     card_months: int = 24
+    #: Days a venue check-in is kept before it is deleted (the city's setting; no venue can extend it).
+    checkin_retention_days: int = 14
 
     @property
     def keys_dir(self) -> Path:
@@ -108,6 +110,8 @@ class Settings:
             return self.ride_credential_hours * 3600 + self.ride_code_validity + 2 * self.leeway
         if issuer == "city-card":  # a printed card lives for months: its key stays trusted while any card does
             return self.card_months * 31 * 86400 + 2 * self.leeway
+        if issuer == "city-venues":  # a posted venue code lives up to a year (codeservice/venues/service.py)
+            return 366 * 86400 + 2 * self.leeway
         return self.key_grace
 
     @classmethod
@@ -169,6 +173,7 @@ class Settings:
             issuer_signing_algs=issuer_algs,
             city=_city(env),
             card_months=_int(env, "CITYCODE_CARD_MONTHS", 24, 1, 120),
+            checkin_retention_days=_int(env, "CITYCODE_CHECKIN_RETENTION_DAYS", 14, 1, 365),
         )
 
 

@@ -28,6 +28,7 @@ from codeservice.federation.service import CityLists
 from codeservice.identity.residents import ensure_demo_residents
 from codeservice.state import StateReplayGuard, StateStore, make_state
 from codeservice.transit.service import TRANSIT_PLATFORM, transit_status_list
+from codeservice.venues.service import VENUE_ISSUER, venue_status_list
 from issuers.codes import issue_code
 from issuers.keyring import IssuerInfo, Keyring, KeyringError
 from issuers.trustlist import KeyringKeys, sign_trust_list
@@ -110,7 +111,7 @@ class Services:
         with self.db.session() as session:
             issuers = [d.id for d in session.query(Department).order_by(Department.id)]
             return [self.status_list(session, issuer, now)
-                    for issuer in [*issuers, TRANSIT_PLATFORM.id, CARD_OFFICE.id]]
+                    for issuer in [*issuers, TRANSIT_PLATFORM.id, CARD_OFFICE.id, VENUE_ISSUER.id]]
 
     def status_list(self, session: Session, issuer: str, now: float | None = None) -> str:
         """The status list of a department (its certificates) or of the transit platform (ride devices)."""
@@ -122,6 +123,9 @@ class Services:
         if issuer == CARD_OFFICE.id:
             return card_status_list(session, self.keyring, size=self.settings.status_list_size, uri=uri,
                                     ttl=self.settings.status_ttl, validity=self.settings.status_validity, now=now)
+        if issuer == VENUE_ISSUER.id:
+            return venue_status_list(session, self.keyring, size=self.settings.status_list_size, uri=uri,
+                                     ttl=self.settings.status_ttl, validity=self.settings.status_validity, now=now)
         return status_list_token(
             session, self.keyring, issuer, size=self.settings.status_list_size,
             uri=uri, ttl=self.settings.status_ttl, validity=self.settings.status_validity, now=now,
@@ -139,7 +143,7 @@ class Services:
                 f.write(secrets.token_hex(32))
         migrate(self.db.engine)
         keys_created = self.keyring.initialise([IDENTITY_OFFICE, CHECKS_OFFICE, AUDIT_OFFICE, TRANSIT_PLATFORM,
-                                                 CARD_OFFICE])
+                                                 CARD_OFFICE, VENUE_ISSUER])
         demo = []
         with self.db.session() as session:
             if self.settings.demo_data:

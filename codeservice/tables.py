@@ -13,12 +13,13 @@ from codeservice.helpers.models import FamilyHelper
 from codeservice.identity.models import Resident
 from codeservice.models import Base
 from codeservice.transit.models import ClearingStatement, GateRecord, Operator, RideDevice, TransitAccount, Trip
+from codeservice.venues.models import CheckIn, PointRecord, Service, ServicePoint, Venue
 
 metadata = Base.metadata
 
 __all__ = [
-    "AccessLogEntry", "ApiClient", "AuditCheckpoint", "Base", "CertType", "Certificate", "CheckRecord",
+    "AccessLogEntry", "ApiClient", "AuditCheckpoint", "Base", "CertType", "Certificate", "CheckIn", "CheckRecord",
     "ClearingStatement", "ConsentRequest", "Department", "FamilyHelper", "FederatedCity", "GateRecord",
-    "IntercityTrip", "Office", "Operator", "PrintedCard", "QueueTicket", "Resident", "RideDevice", "TransitAccount",
-    "Trip", "metadata",
+    "IntercityTrip", "Office", "Operator", "PointRecord", "PrintedCard", "QueueTicket", "Resident", "RideDevice",
+    "Service", "ServicePoint", "TransitAccount", "Trip", "Venue", "metadata",
 ]

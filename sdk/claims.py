@@ -29,8 +29,9 @@ CLAIM_KIND = -65537
 #: identity code; ``cert`` a certificate shown by its holder; ``ride`` a ride code the phone makes
 #: and signs itself (docs/rides.md); ``ridecred`` the ride credential inside it, signed by the transit
 #: account platform, which is never shown on its own; ``card`` a printed card (实体卡), a long-lived code a
-#: service window prints for a resident without a smartphone (docs/without-a-smartphone.md). 6 is reserved.
-KINDS: dict[int, str] = {1: "id", 2: "cert", 3: "ride", 4: "ridecred", 5: "card"}
+#: service window prints for a resident without a smartphone (docs/without-a-smartphone.md); ``venue`` the
+#: long-lived code a venue posts for residents to scan when they check in (docs/venues.md).
+KINDS: dict[int, str] = {1: "id", 2: "cert", 3: "ride", 4: "ridecred", 5: "card", 6: "venue"}
 KIND_IDS: dict[str, int] = {name: number for number, name in KINDS.items()}
 
 SUBJECT_LENGTH = 10
@@ -205,3 +206,26 @@ def parse_card(extra: Mapping[Any, Any]) -> int:
     if type(index) is not int or index < 0:
         raise ClaimsError("status index must be a non-negative integer")
     return index
+#: The private claim of a venue code (kind ``venue``): a map with small integer keys.
+CLAIM_VENUE = -65541
+VENUE_ID, VENUE_STATUS_INDEX = 1, 2
+
+
+@dataclass(slots=True)
+class VenueClaims:
+    """What a venue's posted code says: which venue, and its entry in the venue issuer's status list."""
+
+    venue_id: str
+    status_index: int
+
+
+def parse_venue(extra: Mapping[Any, Any]) -> VenueClaims:
+    body = extra.get(CLAIM_VENUE)
+    if type(body) is not dict and not isinstance(body, Mapping):
+        raise ClaimsError("a venue code carries its venue claim")
+    venue_id, index = body.get(VENUE_ID), body.get(VENUE_STATUS_INDEX)
+    if not isinstance(venue_id, str) or not 1 <= len(venue_id) <= 64:
+        raise ClaimsError("venue id must be 1 to 64 characters of text")
+    if type(index) is not int or index < 0:
+        raise ClaimsError("status index must be a non-negative integer")
+    return VenueClaims(venue_id, index)

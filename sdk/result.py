@@ -40,6 +40,8 @@ class Result:
     credential_expires_at: int | None = None
     #: For a visitor's code: the federated city that issued it (None: this city's own).
     home_city: str | None = None
+    #: For venue codes: the venue the code was posted for (not in ``to_dict``: the venue service reads it).
+    venue_id: str | None = None
 
     @property
     def subject(self) -> str | None:

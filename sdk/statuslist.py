@@ -24,9 +24,9 @@ from sdk.keys import b64u_decode, b64u_encode
 from sdk.trustlist import TrustList
 
 STATUS_LIST_TYPE = "statuslist+jwt"
-#: The kinds whose issuers publish a status list: certificates, ride credentials (account or device), and
-#: printed cards (a lost card).
-STATUS_KINDS = frozenset({"cert", "ridecred", "card"})
+#: The kinds whose issuers publish a status list: certificates, ride credentials (account or device), printed
+#: cards (a lost card) and venue codes.
+STATUS_KINDS = frozenset({"cert", "ridecred", "card", "venue"})
 VALID, INVALID, SUSPENDED = 0, 1, 2
 STATUS_NAMES = {VALID: "valid", INVALID: "revoked", SUSPENDED: "suspended"}
 MAX_LIST_BYTES = 64 * 1024 * 1024  # decompressed: 256 million 2-bit entries

@@ -63,11 +63,12 @@ class UploadReport:
 class Uploader:
     def __init__(
         self, store: GateStore, base_url: str, device_key: str, *, batch_size: int = 100,
-        post: Post = http_post_json,
+        post: Post = http_post_json, path: str = "/api/v1/gate/records",
     ) -> None:
+        """*path*: where the records go; a service point's (sdk/points.py) is ``/api/v1/points/records``."""
         if not 1 <= batch_size <= 1000:
             raise ValueError("batch_size must be 1 to 1000")
-        self.store, self.url, self.device_key = store, base_url.rstrip("/") + "/api/v1/gate/records", device_key
+        self.store, self.url, self.device_key = store, base_url.rstrip("/") + path, device_key
         self.batch_size, self.post = batch_size, post
 
     def upload_batch(self) -> UploadReport:
@@ -76,7 +77,7 @@ class Uploader:
         records = self.store.pending(self.batch_size)
         if not records:
             return report
-        gates = {r["gate_id"] for r in records}
+        gates = {str(r.get("gate_id") or r.get("point_id")) for r in records}
         status, answer = self.post(self.url, {"records": records}, self.device_key)
         if status != 200 or not isinstance(answer, dict):
             error = answer.get("error") if isinstance(answer, dict) else None

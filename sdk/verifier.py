@@ -10,6 +10,7 @@ Order of checks (the first failure decides the reason):
 5. the key valid for this kind and at this time (``untrusted_issuer``, ``unknown_key``)
 6. times with the clock leeway (``not_yet_valid``, ``expired``), the scene's kinds (``wrong_kind``; a ride
    credential on its own, kind ``ridecred``, is ``wrong_kind`` everywhere)
+7. ``venue`` codes: the venue claim (``malformed``) and the venue issuer's status list (``revoked``)
 7. ``cert`` codes: the certificate claim (``malformed``); its type among the signing key's ``cert_types``
    and its identifier's issuer code the key's ``org_code`` (``untrusted_issuer``); its validity dates,
    status and the scene's rules (docs/certificates.md)
@@ -35,7 +36,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from sdk import base45, sm2
-from sdk.claims import CertificateClaims, Claims, ClaimsError, parse_card, parse_certificate, parse_claims
+from sdk.claims import (CertificateClaims, Claims, ClaimsError, parse_card, parse_certificate, parse_claims,
+                         parse_venue)
 from sdk.cose import ALG_ES256, ALG_SM2, AlgorithmError, CoseError, Sign1, parse
 from sdk.federation import Federation, Located
 from sdk.keys import TrustedKey, verify_es256
@@ -224,6 +226,16 @@ class Verifier:
             fields.update(cert_id=cert.cert_id, cert_type=cert.type_code, holder=cert.holder, fields=cert.fields)
             refusal = self._check_certificate(cert, key, scene, now, fields, evidence,
                                               visit.status if visit is not None else self.status)
+            if refusal is not None:
+                return refusal
+        elif kind == "venue":  # a venue's posted code: its venue claim, then its status (revoked venues)
+            try:
+                venue = parse_venue(claims.extra)
+            except ClaimsError as exc:
+                return refused(Reason.MALFORMED, f"claims: {exc}", **fields)
+            fields.update(venue_id=venue.venue_id)
+            refusal = None if evidence else self._check_status(key.issuer, venue.status_index, scene, now, fields,
+                                                               "venue code")
             if refusal is not None:
                 return refusal
         return self._spend(Result(accepted=True, reason=Reason.OK, **fields), claims.code_id,

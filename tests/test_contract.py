@@ -30,12 +30,14 @@ from codeservice.contract import ContractBroken, _number, compiled
 from codeservice.demo import DEMO_OFFICE
 from codeservice.identity.api import OPENAPI
 from codeservice.identity.residents import list_residents
+from codeservice.venues.points import add_point, add_service
+from codeservice.venues.service import add_venue
 from tests.conftest import make_settings
 
 MAX_EXAMPLES = int(os.environ.get("CITYCODE_CONTRACT_EXAMPLES", "25"))  # a phase and operation
 OPERATOR = "qd-metro"
 ROLE_OF_SCHEME = {"adminKey": "admin", "verifierKey": "verifier", "clerkKey": "clerk", "deviceKey": "device",
-                  "auditorKey": "auditor", "operatorKey": "operator"}
+                  "auditorKey": "auditor", "operatorKey": "operator", "venueKey": "venue", "pointKey": "point"}
 
 #: A request the document allows may still be refused for what it names or for the state it finds: no such
 #: certificate, resident, request or operator (404), a conflict with what is there (409), gone (410), a semantic
@@ -79,6 +81,9 @@ def credentials(contract_app: Flask) -> dict[str, dict[str, str]]:
             "operator": add_api_client(session, "Contract operator", "operator", operator=OPERATOR),
             "gate": add_api_client(session, "Contract gate", "device", operator=OPERATOR),
         }
+        made["venue"] = add_venue(session, "contract-venue", "Contract venue")  # a venue's own key
+        add_service(session, "contract-oxygen", "Contract oxygen", 2)
+        made["point"] = add_point(session, "contract-oxygen", "contract-point", "Contract point")  # a point's own
         pid = list_residents(session)[0].pid
     headers = {name: {"Authorization": f"Bearer {key}"} for name, (_, key) in made.items()}
     serializer = contract_app.session_interface.get_signing_serializer(contract_app)  # type: ignore[attr-defined]
@@ -118,7 +123,7 @@ def test_the_contract_test_reaches_every_operation_of_the_served_document(contra
     operations = [result.ok().label for result in schema.get_all_operations()]
     documented = [f"{method.upper()} {path}" for path, item in schema.raw_schema["paths"].items()
                   for method in item if method in {"get", "post", "put", "patch", "delete"}]
-    assert sorted(operations) == sorted(documented) and len(operations) == 54
+    assert sorted(operations) == sorted(documented) and len(operations) == 67
 
 
 # -- the contract's own behaviour (codeservice/contract.py) --------------------------------------------------

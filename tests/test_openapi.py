@@ -61,6 +61,9 @@ import codeservice.services
 import codeservice.state
 import codeservice.transit.api
 import codeservice.transit.service
+import codeservice.venues.api
+import codeservice.venues.points
+import codeservice.venues.service
 from codeservice.accesslog.models import AccessLogEntry
 from codeservice.accesslog.service import entry_hash
 from codeservice.app import create_app
@@ -264,6 +267,7 @@ ERROR_MODULES = (
     codeservice.transit.api,
     codeservice.transit.service, codeservice.identity.session, codeservice.accesslog.api,
     codeservice.cards.api, codeservice.cards.service, codeservice.helpers.api, codeservice.helpers.service,
+    codeservice.venues.api, codeservice.venues.service, codeservice.venues.points,
 )
 
 
@@ -299,7 +303,7 @@ def _error_codes_in_code() -> set[str]:
                 continue
             name = getattr(node.func, "id", None)
             if name in ("BadRequest", "ConsentError", "refuse", "_deny", "TransitError", "TransitNotFound",
-                        "CardError", "HelperError"):
+                        "CardError", "HelperError", "VenueError", "VenueNotFound", "PointError", "PointNotFound"):
                 first = node.args[1 if name == "_deny" else 0]
                 if name == "BadRequest" and id(node) in passthrough and ast.unparse(first) == "exc.reason":
                     continue
@@ -712,6 +716,8 @@ def test_method_not_allowed_names_the_allowed_methods(app: Flask, client: FlaskC
 # -- certificates, checks, consent, queue and audit: real responses ---------------------------------------
 ROLE_SCHEMES = {"adminKey": "admin", "verifierKey": "verifier", "clerkKey": "clerk", "deviceKey": "device",
                 "auditorKey": "auditor", "operatorKey": "operator"}
+#: Bearer keys that are not API clients' but a venue's or a service point's own (codeservice/venues/service.py).
+OWN_KEY_SCHEMES = ("venueKey", "pointKey")
 #: The operator of the test's operator key and gate (a demo operator).
 OPERATOR = "qd-metro"
 PURPOSE = "elderly allowance application"
@@ -787,7 +793,8 @@ def test_every_bearer_role_and_session_is_what_the_code_checks(app: Flask, keys:
     without credentials. Path parameters are placeholders (the operator's own id for ``{operator_id}``): the key is
     checked first. A device key is a kiosk's, or at /api/v1/gate/ a gate's."""
     schemes = spec["components"]["securitySchemes"]
-    assert {name for name, scheme in schemes.items() if scheme.get("scheme") == "bearer"} == set(ROLE_SCHEMES)
+    assert {name for name, scheme in schemes.items() if scheme.get("scheme") == "bearer"} == \
+        set(ROLE_SCHEMES) | set(OWN_KEY_SCHEMES)
     assert set(ROLE_SCHEMES.values()) == set(codeservice.clients.service.ROLES)
     client = app.test_client()
     seen_roles = set()
@@ -827,6 +834,11 @@ def test_every_bearer_role_and_session_is_what_the_code_checks(app: Flask, keys:
                 key = keys["gate" if role == "device" and path.startswith("/api/v1/gate/") else role]
                 right = call(client, key, method, concrete)
                 assert right.status_code not in (401, 403), (path, role, right.get_data(as_text=True))
+        elif len(documented) == 1 and documented[0] in OWN_KEY_SCHEMES:  # a venue's own key, not a client's
+            body = check(spec, registry, response, path, method, status=401)
+            assert body["error"] == "unauthorised" and response.headers["WWW-Authenticate"] == 'Bearer realm="citycode"'
+            for role in ROLE_SCHEMES.values():  # no client key of any role is one
+                assert call(client, keys[role], method, concrete).status_code == 401, (path, role)
         elif documented == ["residentSession"]:
             body = check(spec, registry, response, path, method, status=401)
             assert body["error"] == "unauthorised" and "WWW-Authenticate" not in response.headers
@@ -1215,7 +1227,7 @@ def test_access_log_for_the_auditor(app: Flask, keys: dict[str, str], spec: dict
 def test_access_actions_are_what_the_code_logs(spec: dict[str, Any]) -> None:
     logged: set[str] = set()
     for module in (codeservice.certificates.service, codeservice.consent.service, codeservice.consent.api,
-                   codeservice.consent.clerk, codeservice.consent.resident):
+                   codeservice.consent.clerk, codeservice.consent.resident, codeservice.venues.service):
         for node in ast.walk(ast.parse(inspect.getsource(module))):
             if isinstance(node, ast.Call):
                 for keyword in node.keywords:

@@ -25,6 +25,7 @@ DOMAIN_COMMANDS: dict[str, str] = {
     "federation": "codeservice.federation.cli",
     "card": "codeservice.cards.cli",
     "helper": "codeservice.helpers.cli",
+    **dict.fromkeys(("venue", "service"), "codeservice.venues.cli"),
 }
 
 
