@@ -36,8 +36,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from sdk import base45, sm2
-from sdk.claims import (CertificateClaims, Claims, ClaimsError, parse_card, parse_certificate, parse_claims,
-                         parse_venue)
+from sdk.claims import CertificateClaims, Claims, ClaimsError, parse_card, parse_certificate, parse_claims, parse_venue
 from sdk.cose import ALG_ES256, ALG_SM2, AlgorithmError, CoseError, Sign1, parse
 from sdk.federation import Federation, Located
 from sdk.keys import TrustedKey, verify_es256
