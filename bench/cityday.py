@@ -219,13 +219,15 @@ class City:
         budget = {operator: round(taps * share) for operator, share in shares.items()}
         for operator in self.metros:
             model, made = self.metros[operator], 0
+            # only stations that have a gate (with few gates not every station has one)
+            stations = sorted({g["station"] for g in self.gates[operator]})
             while made < budget[operator]:
                 phone = self._phone()
                 minute = tap_minute(rng)
                 for _ in range(rng.choice((1, 1, 2))):  # a journey, or two (out and back) hours apart
                     if minute > 1100:
                         break
-                    a, b = rng.choice(model.stations), rng.choice(model.stations)
+                    a, b = rng.choice(stations), rng.choice(stations)
                     shape = rng.random()
                     if shape < 0.04:  # entered, never tapped out
                         self._tap(self._metro_gate(operator, a), phone, minute, direction="in")
