@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from codeservice.transit import clearing_sql
 from codeservice.transit.fares import FareRules
 from codeservice.transit.models import ClearingStatement, GateRecord, Operator, Trip
 from codeservice.transit.service import TransitNotFound, rules_of
@@ -279,13 +280,17 @@ def run_clearing(session: Session, operator_id: str, day: dt.date, *, now: dt.da
                  ) -> ClearingStatement:
     """Compute the day's trips and statement for the operator, replacing any earlier run.
 
-    The records are streamed from the database (a server-side cursor on PostgreSQL) into the trips: only the
-    trips, as tuples, are held in memory (they are sorted for the CSV digest), and PostgreSQL takes them with
-    COPY. bench/transit.py measures a day of a million metro trips."""
+    On PostgreSQL the trips are paired, priced and stored by set-based SQL inside the database
+    (codeservice/transit/clearing_sql.py), with memory that does not grow with the day. Elsewhere (SQLite)
+    the records are streamed into :func:`compute_trips`: only the trips, as tuples, are held in memory (they are
+    sorted for the CSV digest). Both give the same statement and CSV (tests/test_clearing_sql.py);
+    bench/transit.py measures a day of a million metro trips."""
     operator = session.get(Operator, operator_id)
     if operator is None:
         raise TransitNotFound("not_found", f"no operator {operator_id!r}")
     rules = rules_of(operator)
+    if session.connection().dialect.name == "postgresql":
+        return _run_clearing_in_postgresql(session, operator_id, day, rules, now=now)
     of_day = (GateRecord.operator_id == operator_id, GateRecord.service_day == day, GateRecord.accepted.is_(True))
     duplicates = session.scalar(select(func.count()).select_from(GateRecord).where(
         *of_day, GateRecord.duplicate_of.is_not(None)))
@@ -301,12 +306,30 @@ def run_clearing(session: Session, operator_id: str, day: dt.date, *, now: dt.da
     session.execute(delete(Trip).where(Trip.operator_id == operator_id, Trip.service_day == day))
     if trips:
         _insert_trips(session, operator_id, day, trips)
+    return _store_statement(session, operator_id, day, counted.count, int(duplicates or 0), summary, digest, now)
+
+
+def _run_clearing_in_postgresql(session: Session, operator_id: str, day: dt.date, rules: FareRules, *,
+                                now: dt.datetime | None) -> ClearingStatement:
+    """:func:`run_clearing` as set-based SQL (codeservice/transit/clearing_sql.py): the trips are computed and
+    stored by the database; Python reads them back in order, a chunk at a time, only for the CSV digest."""
+    session.execute(delete(Trip).where(Trip.operator_id == operator_id, Trip.service_day == day))
+    clearing_sql.insert_trips(session, operator_id, day, rules)
+    records, duplicates = clearing_sql.record_counts(session, operator_id, day)
+    summary = clearing_sql.trip_totals(session, operator_id, day)
+    digest = csv_digest(operator_id, day, (TripRow._make(row)
+                                           for row in clearing_sql.ordered_trips(session, operator_id, day)))
+    return _store_statement(session, operator_id, day, records, duplicates, summary, digest, now)
+
+
+def _store_statement(session: Session, operator_id: str, day: dt.date, records: int, duplicates: int,
+                     summary: dict[str, Any], digest: str, now: dt.datetime | None) -> ClearingStatement:
     statement = session.get(ClearingStatement, (operator_id, day))
     if statement is None:
         statement = ClearingStatement(operator_id=operator_id, service_day=day)
         session.add(statement)
-    statement.records = counted.count
-    statement.duplicates = int(duplicates or 0)
+    statement.records = records
+    statement.duplicates = duplicates
     statement.trips = summary["trips"]
     statement.fare_total = summary["fare_total"]
     statement.discount_total = summary["discount_total"]

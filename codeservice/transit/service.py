@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func, select
+from sqlalchemy import any_, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -489,7 +489,7 @@ def _held(session: Session, record_ids: list[str]) -> dict[str, tuple[int, str |
     if not record_ids:
         return {}
     found = session.execute(select(GateRecord.record_id, GateRecord.device_id, GateRecord.duplicate_of)
-                            .where(GateRecord.record_id.in_(record_ids)))
+                            .where(_among(session, GateRecord.record_id, record_ids)))
     return {record_id: (device_id, duplicate_of) for record_id, device_id, duplicate_of in found}
 
 
@@ -508,7 +508,8 @@ def _store(session: Session, fresh: list[dict[str, Any]], held: dict[str, tuple[
             return stored
         keys = {row["code_key"] for row in pending if row["code_key"] is not None}
         originals = dict(session.execute(select(GateRecord.code_key, GateRecord.record_id).where(
-            GateRecord.code_key.in_(keys), GateRecord.duplicate_of.is_(None))).all()) if keys else {}
+            _among(session, GateRecord.code_key, sorted(keys)), GateRecord.duplicate_of.is_(None))).all()) \
+            if keys else {}
         batch, later, claimed = [], [], set()
         for row in pending:
             key = row["code_key"]
@@ -544,7 +545,33 @@ def _name_originals(session: Session, device: ApiClient, copies: dict[str, str])
             for record_id, original in copies.items()]
 
 
+def _dialect(session: Session) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+def _among(session: Session, column: Any, values: list[str]) -> Any:
+    """``column IN values``: on PostgreSQL ``column = ANY(:array)``, one bound array, so that the statement's
+    text is the same for every batch (psycopg prepares it once instead of parsing a hundred placeholders each
+    time); elsewhere an expanding IN."""
+    if _dialect(session) == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
 _INSERT_NEW: dict[str, Any] = {}
+
+
+def _unnest_insert() -> Any:
+    """PostgreSQL: every row of a batch in one ``INSERT ... SELECT FROM unnest(array, ...)``, one bound array a
+    column (a statement whose text does not depend on the batch size), skipping conflicts on either unique
+    index, returning the ids inserted."""
+    table: Any = GateRecord.__table__
+    dialect = postgresql.dialect()
+    names = [column.name for column in table.columns]
+    arrays = ", ".join(f"CAST(:{name} AS {column.type.compile(dialect=dialect)}[])"
+                       for name, column in zip(names, table.columns, strict=True))
+    return text(f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays}) "  # noqa: S608
+                "ON CONFLICT DO NOTHING RETURNING record_id"), names
 
 
 def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
@@ -556,7 +583,12 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     ``ON CONFLICT DO NOTHING`` names no column: it skips a row that conflicts on either unique index."""
     if not rows:
         return set()
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    dialect = _dialect(session)
+    if dialect == "postgresql":
+        if "unnest" not in _INSERT_NEW:
+            _INSERT_NEW["unnest"] = _unnest_insert()
+        unnest, names = _INSERT_NEW["unnest"]
+        return set(session.scalars(unnest, {name: [row.get(name) for row in rows] for name in names}))
     statement = _INSERT_NEW.get(dialect)
     if statement is None:
         table: Any = GateRecord.__table__
