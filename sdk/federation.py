@@ -36,6 +36,7 @@ from typing import Any
 
 import jwt
 
+from sdk.claims import CITY_ID
 from sdk.cose import ALG_NAMES
 from sdk.keys import (
     PublicKey,
@@ -53,7 +54,6 @@ from sdk.trustlist import MAX_TRUST_LIST_BYTES, TrustList, TrustListError
 FEDERATION_TYPE = "federation+jwt"
 #: The kinds of code a city may accept from another city's residents.
 FEDERATED_KINDS = frozenset({"id", "cert", "ride"})
-CITY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?\Z")
 _SCENE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 MAX_CITIES = 1000
 #: How far in the future a statement's ``iat`` may lie (the publisher's clock ahead of the gate's), as for status
@@ -302,6 +302,8 @@ class Federation:
             text = str(exc)
             reason = (WRONG_ANCHOR if "signature" in text else EXPIRED if "expired" in text else MALFORMED)
             raise FederationError(reason, f"trust list of {city}: {text}") from None
+        if trust.city is not None and trust.city != city:
+            raise FederationError(WRONG_ANCHOR, f"trust list of {city} names city {trust.city}")
         held = self._trust.get(city)
         if held is not None and held.issued_at > trust.issued_at:  # an older list never replaces a newer one
             return held
