@@ -59,7 +59,7 @@ class Services:
     @cached_property
     def keyring(self) -> Keyring:
         return Keyring(self.settings.keys_dir, signing_alg=self.settings.signing_alg,
-                       issuer_algs=dict(self.settings.issuer_signing_algs))
+                       issuer_algs=dict(self.settings.issuer_signing_algs), city=self.settings.city)
 
     @cached_property
     def state(self) -> StateStore:

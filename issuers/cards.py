@@ -48,7 +48,7 @@ def issue_card_code(
     if type(status_index) is not int or status_index < 0:
         raise CardError("status index must be a non-negative integer")
     payload = encode_claims("card", issued_at=issued_at, expires_at=expires_at, subject=subject, code_id=card_id,
-                            extra={CLAIM_CARD: {CARD_STATUS_INDEX: status_index}})
+                            extra={CLAIM_CARD: {CARD_STATUS_INDEX: status_index}}, city=signer.city)
     return to_text(sign_payload(signer, payload))
 
 

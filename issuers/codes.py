@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from issuers.keyring import Signer
 from sdk import base45, cose, sm2
-from sdk.claims import CLAIM_CTI, CLAIM_EXP, CLAIM_IAT, CLAIM_KIND, CLAIM_SUB, KIND_IDS
+from sdk.claims import CITY_ID, CLAIM_CTI, CLAIM_EXP, CLAIM_IAT, CLAIM_ISS, CLAIM_KIND, CLAIM_SUB, KIND_IDS
 from sdk.verifier import PREFIX
 
 CODE_ID_LENGTH = 8
@@ -41,14 +41,20 @@ def sign_payload(signer: Signer, payload: bytes, *, tagged: bool = True) -> byte
 
 def encode_claims(
     kind: str, *, issued_at: int, expires_at: int, subject: bytes | None = None, code_id: bytes | None = None,
-    extra: dict[int, Any] | None = None,
+    extra: dict[int, Any] | None = None, city: str | None = None,
 ) -> bytes:
+    """The claims set in deterministic CBOR; *city* (the signer's, always given when a city signs) is the
+    ``iss`` claim."""
     claims: dict[int, Any] = {
         CLAIM_KIND: KIND_IDS[kind],
         CLAIM_IAT: issued_at,
         CLAIM_EXP: expires_at,
         CLAIM_CTI: code_id if code_id is not None else os.urandom(CODE_ID_LENGTH),
     }
+    if city is not None:
+        if not CITY_ID.match(city):
+            raise ValueError(f"not a city id: {city!r}")
+        claims[CLAIM_ISS] = city
     if subject is not None:
         claims[CLAIM_SUB] = subject
     if extra:
@@ -68,5 +74,6 @@ def issue_code(
     if lifetime <= 0:
         raise ValueError("lifetime must be positive")
     issued_at = int(time.time() if now is None else now)
-    payload = encode_claims(kind, issued_at=issued_at, expires_at=issued_at + lifetime, subject=subject, extra=extra)
+    payload = encode_claims(kind, issued_at=issued_at, expires_at=issued_at + lifetime, subject=subject, extra=extra,
+                            city=signer.city)
     return to_text(sign_payload(signer, payload))

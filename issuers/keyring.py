@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sdk import sm2
+from sdk.claims import CITY_ID
 from sdk.cose import ALG_NAMES
 from sdk.keys import TrustedKey, alg_for_key, key_id, load_public_pem, public_pem
 
@@ -45,6 +46,8 @@ SigningKey = ec.EllipticCurvePrivateKey | sm2.Sm2PrivateKey
 #: The configuration's names of the algorithms an issuer or the anchor may sign with.
 SIGNING_ALGS = ("ES256", "SM2")
 DEFAULT_SIGNING_ALG = "ES256"
+#: The city a keyring signs for when it is not told (the configuration's default ``CITYCODE_CITY``).
+DEFAULT_CITY = "demo-city"
 
 
 class KeyringError(RuntimeError):
@@ -74,6 +77,8 @@ class Signer:
     issuer: str
     kid: bytes
     private_key: SigningKey
+    #: The city whose codes this key signs: every code names it in its ``iss`` claim (sdk/claims.py).
+    city: str = DEFAULT_CITY
 
     @property
     def alg(self) -> int:
@@ -128,11 +133,16 @@ class Keyring:
     """File-backed keyring. Safe for several processes: changes take an exclusive file lock."""
 
     def __init__(
-        self, path: str | Path, *, signing_alg: str | None = None, issuer_algs: Mapping[str, str] | None = None
+        self, path: str | Path, *, signing_alg: str | None = None, issuer_algs: Mapping[str, str] | None = None,
+        city: str = DEFAULT_CITY,
     ) -> None:
         """*signing_alg* and *issuer_algs*: what the keys made here sign with (the configuration's
         ``CITYCODE_SIGNING_ALG`` and ``CITYCODE_ISSUER_SIGNING_ALGS``); unset, ES256, and a department added
-        later signs as the anchor does."""
+        later signs as the anchor does. *city*: the city they sign for (``CITYCODE_CITY``), named in every code
+        (``iss``) and in the trust list (``city``)."""
+        if not isinstance(city, str) or not CITY_ID.match(city):
+            raise KeyringError(f"city id must be 1 to 64 of a-z, 0-9 and -, got {city!r}")
+        self.city = city
         self.path = Path(path)
         self.signing_alg = signing_alg
         self.issuer_algs: dict[str, str] = dict(issuer_algs or {})
@@ -277,7 +287,7 @@ class Keyring:
             raise KeyringError(f"issuer {issuer!r} has no signing key")
         kid = active[-1]["kid"]
         private = self._load_private(self.path / f"{kid}.key.pem")
-        signer = Signer(issuer=issuer, kid=bytes.fromhex(kid), private_key=private)
+        signer = Signer(issuer=issuer, kid=bytes.fromhex(kid), private_key=private, city=self.city)
         self._signers[issuer] = signer
         return signer
 

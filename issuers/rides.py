@@ -72,7 +72,7 @@ def issue_credential(
         RIDE_VALIDITY: validity,
     }
     payload = encode_claims("ridecred", issued_at=issued, expires_at=issued + lifetime, subject=account,
-                            code_id=credential_id, extra={CLAIM_RIDE: ride})
+                            code_id=credential_id, extra={CLAIM_RIDE: ride}, city=signer.city)
     return sign_payload(signer, payload, tagged=False)  # untagged inside a ride code: one byte less
 
 

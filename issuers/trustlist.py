@@ -20,6 +20,7 @@ def trust_list_claims(keyring: Keyring, *, now: float, validity: int) -> dict:
     expires = issued + validity
     return {
         "iss": ANCHOR_NAME,
+        "city": keyring.city,
         "iat": issued,
         "exp": expires,
         "seq": issued,
@@ -59,7 +60,7 @@ def current_trust_list(keyring: Keyring, *, validity: int, now: float | None = N
     issued = int(now)
     return TrustList.from_keys(
         keyring.trusted_keys(now, issued + validity), issued_at=issued, expires_at=issued + validity, seq=issued,
-        anchor=ANCHOR_NAME,
+        anchor=ANCHOR_NAME, city=keyring.city,
     )
 
 

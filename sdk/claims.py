@@ -1,5 +1,7 @@
 """The claims of a citycode: a CWT claims set (RFC 8392) with one private claim, the kind.
 
+    1 (iss)   text         the issuing city's id (``CITY_ID``: 1 to 64 of a-z, 0-9, -); written in every code
+                           a city signs, optional when parsing so that codes made before it still verify
     2 (sub)   byte string  pseudonymous subject (10 random bytes for a resident)
     4 (exp)   integer      expiry, seconds since the epoch
     6 (iat)   integer      issue time, seconds since the epoch
@@ -12,6 +14,7 @@ Kinds may add claims of their own; the common ones above are checked here.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +22,7 @@ from typing import Any
 from sdk.certid import CertificateId, IdentifierError
 from sdk.cose import CoseError, loads_exact
 
+CLAIM_ISS = 1
 CLAIM_SUB = 2
 CLAIM_EXP = 4
 CLAIM_IAT = 6
@@ -35,7 +39,10 @@ KINDS: dict[int, str] = {1: "id", 2: "cert", 3: "ride", 4: "ridecred", 5: "card"
 KIND_IDS: dict[str, int] = {name: number for number, name in KINDS.items()}
 
 SUBJECT_LENGTH = 10
-_COMMON = frozenset((CLAIM_KIND, CLAIM_IAT, CLAIM_EXP, CLAIM_CTI, CLAIM_SUB))
+_COMMON = frozenset((CLAIM_KIND, CLAIM_IAT, CLAIM_EXP, CLAIM_CTI, CLAIM_SUB, CLAIM_ISS))
+#: A city's id, in a code's ``iss``, a trust list's ``city`` and a federation statement: 1 to 64 of a-z, 0-9 and -,
+#: not starting or ending with -.
+CITY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?\Z")
 
 
 class ClaimsError(ValueError):
@@ -79,6 +86,9 @@ class Claims:
     code_id: bytes
     subject: bytes | None
     extra: dict[Any, Any] = field(default_factory=dict)
+    #: The city the code names as its issuer (``iss``); None in a code made before codes named their city. A
+    #: claim, checked against the city whose trust list holds the signing key (sdk/verifier.py).
+    city: str | None = None
 
 
 def parse_claims(payload: bytes) -> Claims:
@@ -90,7 +100,7 @@ def parse_claims(payload: bytes) -> Claims:
         raise ClaimsError("claims must be a map")
     kind_no = claims.get(CLAIM_KIND)
     iat, exp, cti = claims.get(CLAIM_IAT), claims.get(CLAIM_EXP), claims.get(CLAIM_CTI)
-    sub = claims.get(CLAIM_SUB)
+    sub, iss = claims.get(CLAIM_SUB), claims.get(CLAIM_ISS)
     if type(kind_no) is not int or kind_no not in KINDS:
         raise ClaimsError(f"unknown kind {kind_no!r}")
     if type(iat) is not int or type(exp) is not int or not 0 < iat <= exp:
@@ -99,15 +109,17 @@ def parse_claims(payload: bytes) -> Claims:
         raise ClaimsError("cti must be 8 to 16 bytes")
     if sub is not None and (not isinstance(sub, bytes) or not 1 <= len(sub) <= 32):
         raise ClaimsError("sub must be 1 to 32 bytes")
+    if iss is not None and (type(iss) is not str or not CITY_ID.match(iss)):
+        raise ClaimsError("iss must be a city id: 1 to 64 of a-z, 0-9 and -")
     kind = KINDS[kind_no]
     if kind in ("id", "card") and (sub is None or len(sub) != SUBJECT_LENGTH):
         raise ClaimsError(f"an {'identity code' if kind == 'id' else 'printed card'} names its subject")
     extra = (
         {k: v for k, v in claims.items() if k not in _COMMON}
-        if len(claims) > len(_COMMON) - (sub is None)
+        if len(claims) > len(_COMMON) - (sub is None) - (iss is None)
         else {}
     )
-    return Claims(kind=kind, issued_at=iat, expires_at=exp, code_id=cti, subject=sub, extra=extra)
+    return Claims(kind=kind, issued_at=iat, expires_at=exp, code_id=cti, subject=sub, extra=extra, city=iss)
 
 
 #: The private claim of a certificate show code (kind ``cert``): a map with small integer keys.

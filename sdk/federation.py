@@ -36,6 +36,7 @@ from typing import Any
 
 import jwt
 
+from sdk.claims import CITY_ID
 from sdk.cose import ALG_NAMES
 from sdk.keys import (
     PublicKey,
@@ -53,7 +54,6 @@ from sdk.trustlist import MAX_TRUST_LIST_BYTES, TrustList, TrustListError
 FEDERATION_TYPE = "federation+jwt"
 #: The kinds of code a city may accept from another city's residents.
 FEDERATED_KINDS = frozenset({"id", "cert", "ride"})
-CITY_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?\Z")
 _SCENE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 MAX_CITIES = 1000
 #: How far in the future a statement's ``iat`` may lie (the publisher's clock ahead of the gate's), as for status
@@ -164,7 +164,7 @@ class FederationStatement:
             raise FederationError(WRONG_ANCHOR, "statement is not signed by this city's trust anchor "
                                   f"(kid {header.get('kid')!r}, anchor {b64u_encode(key_id(anchor))})")
         try:
-            claims = jwt.decode(token, key=anchor, algorithms=[anchor_alg(anchor)],
+            claims = jwt.decode(token, key=anchor, algorithms=[anchor_alg(anchor)],  # type: ignore[arg-type]
                                 options={"require": ["iat", "exp", "iss"], "verify_exp": False, "verify_iat": False})
         except jwt.InvalidSignatureError:
             raise FederationError(BAD_SIGNATURE, "statement signature does not verify with the trust anchor") from None
@@ -302,6 +302,8 @@ class Federation:
             text = str(exc)
             reason = (WRONG_ANCHOR if "signature" in text else EXPIRED if "expired" in text else MALFORMED)
             raise FederationError(reason, f"trust list of {city}: {text}") from None
+        if trust.city is not None and trust.city != city:
+            raise FederationError(WRONG_ANCHOR, f"trust list of {city} names city {trust.city}")
         held = self._trust.get(city)
         if held is not None and held.issued_at > trust.issued_at:  # an older list never replaces a newer one
             return held

@@ -19,7 +19,7 @@ class Reason(StrEnum):
     UNSUPPORTED_ALG = "unsupported_alg"
     #: The key id is not in the trust list, or the key was not valid when the code was made.
     UNKNOWN_KEY = "unknown_key"
-    #: The key is trusted, but not for this kind of code.
+    #: The key is trusted, but not for this kind of code (or not to speak for the city the code claims).
     UNTRUSTED_ISSUER = "untrusted_issuer"
     #: The signature does not verify: the code was altered or forged.
     BAD_SIGNATURE = "bad_signature"
@@ -65,7 +65,8 @@ class Reason(StrEnum):
     #: The site has admitted its capacity for the day.
     CAPACITY_REACHED = "capacity_reached"
     #: A genuine code of another city that this city does not accept: not federated (known but with no kinds),
-    #: federated for other kinds or scenes, or past the federation's end (docs/federation.md).
+    #: federated for other kinds or scenes, or past the federation's end (docs/federation.md); or a code whose
+    #: key is in no list the gate holds and whose ``iss`` names such a city (refused either way).
     CITY_NOT_ACCEPTED = "city_not_accepted"
 
 

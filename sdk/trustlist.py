@@ -5,8 +5,9 @@ for a city whose anchor signs with SM2: the pinned anchor key decides which, nev
 signed by the trust anchor, whose public key the gate holds pinned (never taken from the
 list itself). Claims:
 
-``iss`` anchor name, ``iat``/``exp`` validity of the list, ``seq`` a counter that only
-grows, and ``keys``: a list of entries ``{kid, issuer, issuer_name, kinds, cert_types, org_code, nbf,
+``iss`` anchor name, ``city`` the id of the city whose anchor signs the list (``[a-z0-9-]{1,64}``; a list
+signed before lists named their city has none), ``iat``/``exp`` validity of the list, ``seq`` a counter that
+only grows, and ``keys``: a list of entries ``{kid, issuer, issuer_name, kinds, cert_types, org_code, nbf,
 exp, alg, jwk}`` with ``kid`` the base64url of the 8-byte key id (which must equal the key's derived id),
 ``alg`` the JWS name of the one algorithm the key signs with (``ES256``, ``EdDSA`` or ``SM2SM3``; it must be
 the algorithm of the key's type; a list without it means the key's type) and ``org_code`` (a department's
@@ -26,6 +27,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sdk import sm2
+from sdk.claims import CITY_ID
 from sdk.cose import ALG_NAMES
 from sdk.keys import PublicKey, TrustedKey, alg_for_key, b64u_decode, key_id, load_public_pem, public_key_from_jwk
 
@@ -69,6 +71,9 @@ class TrustList:
     expires_at: int
     seq: int
     anchor: str
+    #: The city whose anchor signed the list (its ``city`` member): a gate's own city, which the codes of
+    #: its keys name in their ``iss``. None for a list signed before lists named their city.
+    city: str | None = None
 
     def expired(self, at: float) -> bool:
         return at >= self.expires_at
@@ -78,7 +83,8 @@ class TrustList:
 
     @classmethod
     def from_keys(
-        cls, keys: Iterable[TrustedKey], *, issued_at: int, expires_at: int, seq: int = 0, anchor: str = "local"
+        cls, keys: Iterable[TrustedKey], *, issued_at: int, expires_at: int, seq: int = 0, anchor: str = "local",
+        city: str | None = None,
     ) -> TrustList:
         """An in-memory list built from keys already trusted (the service's own view)."""
         index: dict[bytes, TrustedKey] = {}
@@ -86,7 +92,9 @@ class TrustList:
             if key.kid in index:
                 raise TrustListError(f"duplicate key id {key.kid.hex()}")
             index[key.kid] = key
-        return cls(keys=index, issued_at=issued_at, expires_at=expires_at, seq=seq, anchor=anchor)
+        if city is not None and not CITY_ID.match(city):
+            raise TrustListError(f"city id {city!r} is not 1 to 64 of a-z, 0-9 and -")
+        return cls(keys=index, issued_at=issued_at, expires_at=expires_at, seq=seq, anchor=anchor, city=city)
 
     @classmethod
     def load(
@@ -144,8 +152,12 @@ class TrustList:
             raise TrustListError("trust list has no key array")
         keys = [_parse_entry(entry, i) for i, entry in enumerate(entries)]
         seq = claims.get("seq", 0)
+        city = claims.get("city")
+        if city is not None and (type(city) is not str or not CITY_ID.match(city)):
+            raise TrustListError("trust list city must be 1 to 64 of a-z, 0-9 and -")
         return cls.from_keys(
-            keys, issued_at=iat, expires_at=exp, seq=seq if type(seq) is int else 0, anchor=str(claims["iss"])
+            keys, issued_at=iat, expires_at=exp, seq=seq if type(seq) is int else 0, anchor=str(claims["iss"]),
+            city=city,
         )
 
     @classmethod
@@ -201,6 +213,7 @@ def describe(trust: TrustList) -> dict[str, Any]:
     """A JSON-friendly summary (no key material)."""
     return {
         "anchor": trust.anchor,
+        "city": trust.city,
         "seq": trust.seq,
         "issued_at": trust.issued_at,
         "expires_at": trust.expires_at,

@@ -5,9 +5,12 @@ Order of checks (the first failure decides the reason):
 1. text form: our prefix (else ``not_a_citycode``), size, base45, COSE_Sign1 structure (``malformed``);
    a header algorithm we never sign with (``unsupported_alg``)
 2. the trust list itself still valid (``trust_list_expired``)
-3. key id in the trust list (``unknown_key``); the code's algorithm is the key's (``unsupported_alg``)
+3. key id in the trust list (``unknown_key``; ``city_not_accepted`` when the code's unverified ``iss`` names
+   another city than the gate's own that the federation does not take this kind from: refused either way, the
+   claim only picks the reason); the code's algorithm is the key's (``unsupported_alg``)
 4. signature (``bad_signature``); only then are the claims decoded (``malformed``)
-5. the key valid for this kind and at this time (``untrusted_issuer``, ``unknown_key``)
+5. the code's ``iss``, when it has one, names the city whose trust list holds the key (``untrusted_issuer``);
+   the key valid for this kind and at this time (``untrusted_issuer``, ``unknown_key``)
 6. times with the clock leeway (``not_yet_valid``, ``expired``), the scene's kinds (``wrong_kind``; a ride
    credential on its own, kind ``ridecred``, is ``wrong_kind`` everywhere)
 7. ``venue`` codes: the venue claim (``malformed``) and the venue issuer's status list (``revoked``)
@@ -196,6 +199,9 @@ class Verifier:
         kind, issued_at, leeway = claims.kind, claims.issued_at, self.leeway
         if visit is not None:
             fields["home_city"] = visit.city.city
+        claimed = self._claimed_city(claims, key, visit)
+        if claimed is not None:
+            return refused(Reason.UNTRUSTED_ISSUER, claimed, **fields)
         if kind not in key.kinds:
             return refused(Reason.UNTRUSTED_ISSUER, f"{key.issuer} does not issue {kind} codes", **fields)
         if visit is not None:
@@ -280,7 +286,7 @@ class Verifier:
         if key is None:
             visit = self.federation.locate(message.kid) if self.federation is not None else None
             if visit is None:
-                return refused(Reason.UNKNOWN_KEY, f"key {message.kid.hex()} is not in the trust list")
+                return self._unlisted(message, now)
             stale = self._stale_visit(visit, now)
             if stale is not None:
                 return stale
@@ -292,6 +298,47 @@ class Verifier:
         if not key.verify(message.signature, message.to_be_signed()):
             return refused(Reason.BAD_SIGNATURE, what, kid=message.kid.hex())
         return key, visit
+
+    def own_city(self) -> str | None:
+        """The gate's own city: its trust list's ``city``, else its federation statement's issuer (None: a list
+        signed before lists named their city, and no federation)."""
+        if self.trust.city is not None:
+            return self.trust.city
+        statement = self.federation.statement if self.federation is not None else None
+        return statement.city if statement is not None else None
+
+    def _unlisted(self, message: Sign1, now: float) -> Result:
+        """A key id in no trust list the gate holds: ``unknown_key``, or ``city_not_accepted`` when the code's
+        claims (unverified: nothing vouches for them) name another city than the gate's own, one the federation
+        does not accept this kind of code from. The code is refused either way (fail closed); the claim only
+        picks the reason, so that a gate can say "this city's codes are not accepted here"."""
+        detail = f"key {message.kid.hex()} is not in the trust list"
+        try:
+            claims = parse_claims(message.payload)
+        except ClaimsError:
+            return refused(Reason.UNKNOWN_KEY, detail)
+        city, own = claims.city, self.own_city()
+        if city is None or own is None or city == own:
+            return refused(Reason.UNKNOWN_KEY, detail)
+        statement = self.federation.statement if self.federation is not None else None
+        entry = statement.cities.get(city) if statement is not None else None
+        if entry is None:
+            return refused(Reason.CITY_NOT_ACCEPTED, f"codes of {city} are not accepted here: {own} does not "
+                           f"federate with {city} (key {message.kid.hex()}, signature not checked)")
+        elsewhere = entry.refusal("ride" if claims.kind == "ridecred" else claims.kind, None, now)
+        if elsewhere is not None:
+            return refused(Reason.CITY_NOT_ACCEPTED, f"{elsewhere} (key {message.kid.hex()}, signature not checked)")
+        # A city this gate does take codes of: the key is simply not (yet) in the list held of it.
+        return refused(Reason.UNKNOWN_KEY, f"key {message.kid.hex()} is not in the trust list of {city}")
+
+    def _claimed_city(self, claims: Claims, key: TrustedKey, visit: Located | None) -> str | None:
+        """Why a code's ``iss`` is refused: it names another city than the one whose trust list holds its key
+        (a key vouched for by one city cannot speak for another). None when it agrees, when the code names no
+        city (made before codes did), or when the gate's own list names none."""
+        city = visit.city.city if visit is not None else self.own_city()
+        if claims.city is None or city is None or claims.city == city:
+            return None
+        return f"the code claims city {claims.city}, but {key.issuer}'s key is in the trust list of {city}"
 
     def _stale_visit(self, visit: Located, now: float) -> Result | None:
         """While a federation is in force, its statement and the city's trust list expire like the gate's own
@@ -405,6 +452,10 @@ class Verifier:
             credential = parse_credential(claims)
         except ClaimsError as exc:
             return refused(Reason.MALFORMED, f"credential: {exc}", kid=inner.kid.hex())
+        claimed = self._claimed_city(claims, key, visit)
+        if claimed is not None:
+            return refused(Reason.UNTRUSTED_ISSUER, f"credential: {claimed}", kid=inner.kid.hex(), issuer=key.issuer,
+                           home_city=visit.city.city if visit is not None else None)
         checked = (_Credential(trust, inner, key, claims, credential) if visit is None
                    else _Credential(visit.trust, inner, key, claims, credential, visit.city.city))
         with self._credentials_lock:

@@ -1,6 +1,8 @@
 """Deterministic encoding (RFC 8949 section 4.2.1) of everything the SDK parses: the COSE_Sign1 structure, its
 protected header, and the claims inside (an identity code's, a ride code's). Each malformed form below is
-signed with the right key, so that only the parser stands between it and acceptance."""
+signed with the right key, so that only the parser stands between it and acceptance. Every check that does not
+depend on the curve is tried on a city that signs with ES256 and on one that signs with SM2; the forms written
+byte by byte for ES256's header (-7) and the high-s twins (an ECDSA P-256 matter) on ES256 alone."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from issuers.codes import encode_claims, to_text
 from issuers.keyring import IssuerInfo, Keyring
 from issuers.rides import encode_ride_payload, issue_credential
 from issuers.trustlist import sign_trust_list
-from sdk import MemoryReplayGuard, Reason, TrustList, Verifier, cose, load_anchor
+from sdk import MemoryReplayGuard, Reason, TrustList, Verifier, cose, load_anchor, sm2
 from sdk.claims import CLAIM_CREDENTIAL, CLAIM_CTI, CLAIM_EXP, CLAIM_IAT, CLAIM_KIND, KIND_IDS
 from tests import forge
 from verifiers.scenes import SCENES
@@ -28,9 +30,9 @@ IDENTITY = IssuerInfo("city-id", "City Identity Office", ("id",))
 TRANSIT = IssuerInfo("city-transit", "City Transit Account Platform", ("ridecred",))
 
 
-@pytest.fixture
-def ring(tmp_path) -> Keyring:
-    keyring = Keyring(tmp_path / "keys")
+@pytest.fixture(params=["ES256", "SM2"])
+def ring(request: pytest.FixtureRequest, tmp_path) -> Keyring:
+    keyring = Keyring(tmp_path / "keys", signing_alg=request.param)
     keyring.initialise([IDENTITY, TRANSIT], now=T0 - 86400)
     return keyring
 
@@ -53,9 +55,23 @@ def cbor_map(pairs: list[tuple[Any, Any]]) -> bytes:
         cbor2.dumps(k) + (v if isinstance(v, Raw) else cbor2.dumps(v)) for k, v in pairs)
 
 
-def signed(key: ec.EllipticCurvePrivateKey, protected: bytes, payload: bytes) -> str:
+SigningKey = ec.EllipticCurvePrivateKey | sm2.Sm2PrivateKey
+#: For the tests whose forms are ES256's own (its header written byte by byte, high-s twins).
+ES256_ONLY = pytest.mark.parametrize("ring", ["ES256"], indirect=True)
+
+
+def sign_with(key: SigningKey, data: bytes) -> bytes:
+    """The raw r || s signature of *data*: ES256 (low s) or SM2 with SM3, as the key is."""
+    return key.sign(data) if isinstance(key, sm2.Sm2PrivateKey) else forge.es256(key, data)
+
+
+def alg_of(key: SigningKey) -> int:
+    return cose.ALG_SM2 if isinstance(key, sm2.Sm2PrivateKey) else cose.ALG_ES256
+
+
+def signed(key: SigningKey, protected: bytes, payload: bytes) -> str:
     """A code text: the exact *protected* and *payload* bytes, honestly signed with *key*."""
-    signature = forge.es256(key, cose.sig_structure(protected, payload))
+    signature = sign_with(key, cose.sig_structure(protected, payload))
     return to_text(cose.assemble(protected, payload, signature))
 
 
@@ -64,15 +80,18 @@ def id_payload() -> list[tuple[Any, Any]]:
     return [(2, os.urandom(10)), (CLAIM_EXP, T0 + 60), (CLAIM_IAT, T0), (CLAIM_CTI, os.urandom(8)), (CLAIM_KIND, 1)]
 
 
-def identity_key(ring: Keyring) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+def identity_key(ring: Keyring) -> tuple[SigningKey, bytes]:
     signer = ring.signer("city-id")
     return signer.private_key, signer.kid
 
 
 def test_an_honest_code_built_by_these_helpers_is_accepted(ring, verifier):
     key, kid = identity_key(ring)
-    code = signed(key, cose.encode_protected(cose.ALG_ES256, kid), cbor_map(id_payload()))
+    code = signed(key, cose.encode_protected(alg_of(key), kid), cbor_map(id_payload()))
     assert verifier.verify(code, BUS, at=T0).accepted
+    # and with the city it names, as the issuer writes it now
+    named = signed(key, cose.encode_protected(alg_of(key), kid), cbor_map([(1, ring.city), *id_payload()]))
+    assert verifier.verify(named, BUS, at=T0).accepted
 
 
 # -- the protected header ----------------------------------------------------------------------------------------
@@ -87,7 +106,7 @@ def test_an_honest_code_built_by_these_helpers_is_accepted(ring, verifier):
 )
 def test_protected_header_with_duplicate_keys_is_refused_as_malformed(ring, verifier, pairs):
     key, kid = identity_key(ring)
-    protected = cbor_map([(k, kid if v == "kid" else v) for k, v in pairs])
+    protected = cbor_map([(k, kid if v == "kid" else alg_of(key) if v == -7 else v) for k, v in pairs])
     with pytest.raises(cose.CoseError, match="deterministic"):
         cose.parse(forge.raw_of(signed(key, protected, cbor_map(id_payload()))))
     result = verifier.verify(signed(key, protected, cbor_map(id_payload())), BUS, at=T0)
@@ -108,6 +127,7 @@ def test_protected_header_with_duplicate_keys_is_refused_as_malformed(ring, veri
     ids=["alg-2-bytes", "alg-3-bytes", "label-2-bytes", "kid-length-2-bytes", "map-length-2-bytes", "indefinite-map",
          "keys-out-of-order"],
 )
+@ES256_ONLY
 def test_protected_header_not_in_shortest_deterministic_form_is_refused_as_malformed(ring, verifier, protected):
     key, kid = identity_key(ring)
     header = bytes.fromhex(protected.replace(" ", "").format(kid=kid.hex()))
@@ -153,9 +173,9 @@ def _bstr(data: bytes, width: int = 0) -> bytes:
 )
 def test_outer_structure_not_in_shortest_deterministic_form_is_refused_as_malformed(ring, verifier, build):
     key, kid = identity_key(ring)
-    protected = cose.encode_protected(cose.ALG_ES256, kid)
+    protected = cose.encode_protected(alg_of(key), kid)
     payload = cbor_map(id_payload())
-    signature = forge.es256(key, cose.sig_structure(protected, payload))
+    signature = sign_with(key, cose.sig_structure(protected, payload))
     raw = build(protected, payload, signature)
     with pytest.raises(cose.CoseError, match="deterministic"):
         cose.parse(raw)
@@ -168,7 +188,7 @@ def test_claims_with_duplicate_keys_are_refused_as_malformed(ring, verifier):
     pairs = id_payload()
     at = next(i for i, (k, _v) in enumerate(pairs) if k == CLAIM_EXP)
     pairs.insert(at + 1, (CLAIM_EXP, T0 + 10 * 365 * 86400))  # a second expiry, ten years on
-    result = verifier.verify(signed(key, cose.encode_protected(cose.ALG_ES256, kid), cbor_map(pairs)), BUS, at=T0)
+    result = verifier.verify(signed(key, cose.encode_protected(alg_of(key), kid), cbor_map(pairs)), BUS, at=T0)
     assert result.reason is Reason.MALFORMED and "claims" in result.detail and "deterministic" in result.detail
 
 
@@ -186,8 +206,18 @@ def test_claims_with_an_integer_or_length_not_in_shortest_form_are_refused_as_ma
     key, kid = identity_key(ring)
     payload = cbor_map([(k, longer if k == claim else v) for k, v in id_payload()])
     assert cbor2.loads(payload)[claim] == cbor2.loads(longer)  # the same claims to a lenient parser
-    result = verifier.verify(signed(key, cose.encode_protected(cose.ALG_ES256, kid), payload), BUS, at=T0)
+    result = verifier.verify(signed(key, cose.encode_protected(alg_of(key), kid), payload), BUS, at=T0)
     assert result.reason is Reason.MALFORMED and "claims" in result.detail and "deterministic" in result.detail
+
+
+@pytest.mark.parametrize("iss", [Raw(b"\x78\x09demo-city"), Raw(b"\x7f\x64demo\x65-city\xff")],
+                         ids=["length-2-bytes", "indefinite-text"])
+def test_a_city_claim_not_in_shortest_form_is_refused_as_malformed(ring, verifier, iss):
+    key, kid = identity_key(ring)
+    payload = cbor_map([(1, iss), *id_payload()])
+    assert cbor2.loads(payload)[1] == ring.city  # the same claim to a lenient parser
+    result = verifier.verify(signed(key, cose.encode_protected(alg_of(key), kid), payload), BUS, at=T0)
+    assert result.reason is Reason.MALFORMED and "claims" in result.detail
 
 
 def test_ride_code_payload_with_duplicate_keys_is_refused_as_malformed(ring, verifier):
@@ -240,6 +270,7 @@ def _transit(ring: Keyring) -> tuple[ec.EllipticCurvePrivateKey, bytes, Verifier
                                         replay_guard=MemoryReplayGuard(clock=lambda: T0))
 
 
+@ES256_ONLY
 def test_every_es256_signer_writes_low_s(ring):
     from issuers.codes import issue_code
     from issuers.rides import make_ride_code
@@ -255,6 +286,7 @@ def test_every_es256_signer_writes_low_s(ring):
             assert 0 < _s(signature) <= cose.P256_ORDER // 2
 
 
+@ES256_ONLY
 def test_high_s_twin_of_a_signature_parses_as_the_same_message(ring):
     from issuers.codes import issue_code
 
@@ -266,6 +298,7 @@ def test_high_s_twin_of_a_signature_parses_as_the_same_message(ring):
     assert cose.parse(twin).signature == signature  # the low one, as signed
 
 
+@ES256_ONLY
 def test_high_s_twin_of_an_identity_code_is_that_code_to_the_replay_guard(ring, verifier):
     from issuers.codes import issue_code
 
@@ -278,6 +311,7 @@ def test_high_s_twin_of_an_identity_code_is_that_code_to_the_replay_guard(ring, 
     assert again.reason is Reason.REPLAYED and again.code_id == first.code_id
 
 
+@ES256_ONLY
 def test_high_s_twin_of_a_ride_code_or_of_its_credential_is_that_code_to_the_replay_guard(ring):
     from issuers.rides import make_ride_code
 

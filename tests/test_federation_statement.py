@@ -44,20 +44,20 @@ METRO, WINDOW = SCENES["metro-gate"], SCENES["service-window"]
 A_URL, B_URL = "http://city-a.example", "http://city-b.example"
 
 
-def city_ring(path) -> Keyring:
-    ring = Keyring(path)
+def city_ring(path, city: str) -> Keyring:
+    ring = Keyring(path, city=city)
     ring.initialise([IDENTITY, TRANSIT], now=T0 - 86400)
     return ring
 
 
 @pytest.fixture
 def ring_a(tmp_path) -> Keyring:
-    return city_ring(tmp_path / "a")
+    return city_ring(tmp_path / "a", "city-a")
 
 
 @pytest.fixture
 def ring_b(tmp_path) -> Keyring:
-    return city_ring(tmp_path / "b")
+    return city_ring(tmp_path / "b", "city-b")
 
 
 def anchor_of(ring: Keyring) -> ec.EllipticCurvePublicKey:
@@ -169,7 +169,7 @@ def test_an_entry_whose_anchor_kid_is_not_its_keys_is_refused_as_malformed(ring_
 
 
 def test_a_federated_citys_trust_list_signed_by_another_anchor_than_vouched_for_is_refused(ring_a, ring_b, tmp_path):
-    impostor = city_ring(tmp_path / "impostor")
+    impostor = city_ring(tmp_path / "impostor", "city-a")
     federation = Federation(FederationStatement.load(statement_of(ring_b, terms(ring_a)), anchor_of(ring_b), at=T0))
     with pytest.raises(FederationError) as refused:
         federation.load_trust_list("city-a", sign_trust_list(impostor, validity=3600, now=T0), at=T0)
@@ -225,10 +225,12 @@ def test_a_city_known_for_no_kind_has_its_codes_refused_as_city_not_accepted(rin
     assert gate.verify(id_code(ring_a), WINDOW, at=T0).reason is Reason.CITY_NOT_ACCEPTED
 
 
-def test_a_code_of_a_city_no_statement_names_is_unknown_key(ring_a, ring_b, tmp_path):
-    stranger = city_ring(tmp_path / "c")
+def test_a_code_of_a_city_no_statement_names_is_refused_as_city_not_accepted_naming_it(ring_a, ring_b, tmp_path):
+    stranger = city_ring(tmp_path / "c", "city-c")
     gate = gate_of_b(ring_a, ring_b, terms(ring_a))
-    assert gate.verify(id_code(stranger), WINDOW, at=T0).reason is Reason.UNKNOWN_KEY
+    result = gate.verify(id_code(stranger), WINDOW, at=T0)
+    assert not result.accepted and result.reason is Reason.CITY_NOT_ACCEPTED
+    assert "city-c" in result.detail and result.home_city is None  # a claim, never a verified home city
 
 
 def test_a_forged_visitors_code_is_refused_as_bad_signature(ring_a, ring_b):
@@ -303,7 +305,8 @@ def test_a_gate_sync_refuses_a_statement_not_signed_by_its_pinned_anchor(ring_a,
     report = GateSync(gate, B_URL, anchor_of(ring_b), fetch=fetch, clock=lambda: T0).refresh()
     assert gate.federation is not None and gate.federation.statement is None
     assert any("federation statement" in e and "anchor" in e for e in report.errors)
-    assert gate.verify(id_code(ring_a), WINDOW, at=T0).reason is Reason.UNKNOWN_KEY
+    # no statement held: city A is federated with nothing here
+    assert gate.verify(id_code(ring_a), WINDOW, at=T0).reason is Reason.CITY_NOT_ACCEPTED
 
 
 def test_a_statement_issued_a_moment_ahead_of_the_gates_clock_loads_but_not_one_far_ahead(ring_a, ring_b):
