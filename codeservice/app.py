@@ -17,6 +17,7 @@ from codeservice.config import Settings
 from codeservice.consent.api import consent_api
 from codeservice.consent.clerk import console
 from codeservice.consent.resident import resident_requests
+from codeservice.dashboard.api import dashboard_api
 from codeservice.identity.api import api
 from codeservice.identity.web import web
 from codeservice.jsonapi import BadRequest
@@ -31,7 +32,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 #: Each domain's views: the JSON API under /api/v1 and the pages. Nothing imports this module back.
 BLUEPRINTS = (api, certs_api, resident_certs, consent_api, audit_api, console, resident_requests, transit_api, rides,
-              web)
+              web, dashboard_api)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *, initialise: bool = True) -> Flask:
