@@ -48,6 +48,7 @@ import codeservice.consent.clerk
 import codeservice.consent.models
 import codeservice.consent.resident
 import codeservice.consent.service
+import codeservice.dashboard.api
 import codeservice.demo
 import codeservice.identity.api
 import codeservice.identity.residents
@@ -259,6 +260,7 @@ ERROR_MODULES = (
     codeservice.certificates.api, codeservice.certificates.pages, codeservice.consent.api, codeservice.consent.service,
     codeservice.transit.api,
     codeservice.transit.service, codeservice.identity.session, codeservice.accesslog.api,
+    codeservice.dashboard.api,
 )
 
 
