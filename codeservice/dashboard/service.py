@@ -40,8 +40,8 @@ TOP = 10
 ROTATE_AFTER_DAYS = 90
 #: GROUP BY the first column of the SELECT: an expression with bound parameters (the zone, a bound of a day) is
 #: not the same expression twice to PostgreSQL when written out again.
-FIRST = literal_column("1")
-SECOND = literal_column("2")
+FIRST: ColumnElement[Any] = literal_column("1")
+SECOND: ColumnElement[Any] = literal_column("2")
 #: The city days the data office's daily figures cover, ending on the day asked.
 CITY_DAYS = 7
 AGAINST = ("last_week", "week_average")
