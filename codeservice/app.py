@@ -22,6 +22,7 @@ from codeservice.consent.resident import resident_requests
 from codeservice.federation.api import federation_api
 from codeservice.helpers.api import helpers_api
 from codeservice.helpers.pages import helper_pages
+from codeservice.dashboard.api import dashboard_api
 from codeservice.identity.api import api
 from codeservice.identity.web import web
 from codeservice.jsonapi import BadRequest
@@ -38,7 +39,8 @@ MAX_BODY_BYTES = 64 * 1024
 
 #: Each domain's views: the JSON API under /api/v1 and the pages. Nothing imports this module back.
 BLUEPRINTS = (api, certs_api, resident_certs, consent_api, audit_api, console, resident_requests, transit_api, rides,
-              web, federation_api, cards_api, card_pages, helpers_api, helper_pages, venues_api, venue_pages)
+              web, federation_api, cards_api, card_pages, helpers_api, helper_pages, venues_api, venue_pages,
+              dashboard_api)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *, initialise: bool = True) -> Flask:

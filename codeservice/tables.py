@@ -10,6 +10,7 @@ from codeservice.clients.models import ApiClient
 from codeservice.consent.models import ConsentRequest, Office, QueueTicket
 from codeservice.federation.models import FederatedCity, IntercityTrip
 from codeservice.helpers.models import FamilyHelper
+from codeservice.dashboard import models as dashboard_indexes  # noqa: F401  (indexes on the tables above)
 from codeservice.identity.models import Resident
 from codeservice.models import Base
 from codeservice.transit.models import ClearingStatement, GateRecord, Operator, RideDevice, TransitAccount, Trip

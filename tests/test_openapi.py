@@ -50,6 +50,7 @@ import codeservice.consent.clerk
 import codeservice.consent.models
 import codeservice.consent.resident
 import codeservice.consent.service
+import codeservice.dashboard.api
 import codeservice.demo
 import codeservice.helpers.api
 import codeservice.helpers.service
@@ -268,6 +269,7 @@ ERROR_MODULES = (
     codeservice.transit.service, codeservice.identity.session, codeservice.accesslog.api,
     codeservice.cards.api, codeservice.cards.service, codeservice.helpers.api, codeservice.helpers.service,
     codeservice.venues.api, codeservice.venues.service, codeservice.venues.points,
+    codeservice.dashboard.api,
 )
 
 
