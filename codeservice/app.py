@@ -19,10 +19,10 @@ from codeservice.config import Settings
 from codeservice.consent.api import consent_api
 from codeservice.consent.clerk import console
 from codeservice.consent.resident import resident_requests
+from codeservice.dashboard.api import dashboard_api
 from codeservice.federation.api import federation_api
 from codeservice.helpers.api import helpers_api
 from codeservice.helpers.pages import helper_pages
-from codeservice.dashboard.api import dashboard_api
 from codeservice.identity.api import api
 from codeservice.identity.web import web
 from codeservice.jsonapi import BadRequest

@@ -8,9 +8,9 @@ from codeservice.cards.models import PrintedCard
 from codeservice.certificates.models import Certificate, CertType, CheckRecord, Department
 from codeservice.clients.models import ApiClient
 from codeservice.consent.models import ConsentRequest, Office, QueueTicket
+from codeservice.dashboard import models as dashboard_indexes  # noqa: F401  (indexes on the tables above)
 from codeservice.federation.models import FederatedCity, IntercityTrip
 from codeservice.helpers.models import FamilyHelper
-from codeservice.dashboard import models as dashboard_indexes  # noqa: F401  (indexes on the tables above)
 from codeservice.identity.models import Resident
 from codeservice.models import Base
 from codeservice.transit.models import ClearingStatement, GateRecord, Operator, RideDevice, TransitAccount, Trip
