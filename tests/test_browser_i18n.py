@@ -174,6 +174,13 @@ def test_every_page_speaks_the_language_with_city_times_in_one_style(browser, se
             assert stamps.nth(i).inner_text() == moment.strftime("%Y-%m-%d %H:%M")
         _check_page(resident, lang, "history")
 
+        # -- the pages for a life without a smartphone, and the venue check-in -----------------------------------
+        for path, name in (("/cards", "cards"), ("/helpers", "helpers"), ("/checkin", "checkin")):
+            resident.goto(path)
+            _check_page(resident, lang, name)
+        console.goto("/console/cards")
+        _check_page(console, lang, "console-cards")
+
         missing = resident.goto("/no-such-page")
         assert missing is not None and missing.status == 404
         assert resident.locator(".error-page[data-status='404']").is_visible()
