@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -325,3 +326,41 @@ def test_command_line_issues_lists_and_reports_a_card_lost(tmp_path: Path, datab
     built = Services(settings)
     clear_database(built.db.engine)
     built.db.dispose()
+
+
+def test_a_card_ride_uploaded_by_a_bus_is_proven_billed_to_the_account_and_charged_once_a_window(world) -> None:
+    """A bus takes a printed card once a minute: each ride's record is proven by the card it carries, billed to
+    the resident's transit account (never the pid), and a second record of the same ride is a copy."""
+    from codeservice.transit.models import GateRecord, TransitAccount
+    from codeservice.transit.service import ensure_account
+
+    app, key, li, _ = world
+    with services(app).db.session() as db:
+        _, device = add_api_client(db, "Bus 301 reader", "device", operator="qd-bus")
+        ensure_account(db, li, fare_limit=2000, today=dt.date.today())
+    code = image_code(api(app, key, "/cards", {"resident": li}).json["image"])
+    claims = post_verify(app.test_client(), {"code": code, "scene": "bus"}).json
+    window = get_scene("bus").card_window
+    start = (int(time.time()) // window - 3) * window + 1
+
+    def ride(at: float, **overrides):  # type: ignore[no-untyped-def]
+        return {"record_id": os.urandom(16).hex(), "gate_id": "bus-301", "operator": "qd-bus", "scene": "bus",
+                "station": None, "line": "301", "direction": None, "at": at, "accepted": True, "reason": "ok", "entitlement": None,
+                "online": False, "kind": "card", "account": li, "card_type": None, "fare_limit": None,
+                "credential_id": None, "code_id": claims["code_id"], "code": code, **overrides}
+
+    first, copy, next_ride = ride(start), ride(start + 5), ride(start + window)
+    answer = api(app, device, "/gate/records", {"records": [first, copy, next_ride]}).json
+    assert answer.get("stored") == [first["record_id"], next_ride["record_id"]], answer
+    assert answer["duplicates"] == [copy["record_id"]]
+    assert [c["record_id"] for c in answer["code_duplicates"]] == [copy["record_id"]], answer
+    with services(app).db.session() as db:
+        account = db.scalars(select(TransitAccount).where(TransitAccount.resident == li)).one()
+        stored = db.get(GateRecord, first["record_id"])
+        assert stored is not None and stored.account == account.account != li
+        assert stored.duplicate_of is None and db.get(GateRecord, copy["record_id"]).duplicate_of == first["record_id"]
+
+    unproven = [ride(start + 2 * window, code=None), ride(start + 2 * window, account="0" * 20),
+                ride(start + 2 * window, code=code[:-3] + "AAA")]
+    refused = api(app, device, "/gate/records", {"records": unproven}).json
+    assert refused["stored"] == [] and [r["error"].split(":")[0] for r in refused["rejected"]] == ["unproven"] * 3

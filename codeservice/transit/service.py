@@ -46,6 +46,7 @@ from sdk.keys import b64u_decode, b64u_encode, verify_es256
 from sdk.reasons import Reason
 from sdk.statuslist import INVALID, SUSPENDED
 from sdk.verifier import Verifier
+from verifiers.scenes import SCENES
 
 TRANSIT_PLATFORM = IssuerInfo("city-transit", "City Transit Account Platform", ("ridecred",))
 #: What the phone signs to prove it holds the device key: this prefix, then the challenge bytes.
@@ -396,8 +397,8 @@ def _record_row(record: Any, device: ApiClient, now: float) -> dict[str, Any]:
     code = record.get("code")
     if code is not None and (not isinstance(code, str) or not 0 < len(code) <= MAX_CODE_CHARS):
         raise RecordError("invalid_record", f"code: the scanned text, at most {MAX_CODE_CHARS} characters, or null")
-    if accepted and kind in ("ride", "id") and code is None:
-        raise RecordError("unproven", "an accepted ride or identity scan carries the code that was shown")
+    if accepted and kind in PROVEN_KINDS and code is None:
+        raise RecordError("unproven", "an accepted ride, identity or printed-card scan carries the code that was shown")
     moment = dt.datetime.fromtimestamp(float(at), dt.UTC)
     return {
         "record_id": record["record_id"], "device_id": device.id, "operator_id": device.operator_id,
@@ -409,9 +410,25 @@ def _record_row(record: Any, device: ApiClient, now: float) -> dict[str, Any]:
         "fare_limit": fare_limit, "credential_id": record.get("credential_id"), "code_id": record.get("code_id"),
         "entitlement": _optional_text(record, "entitlement"), "online": online,
         "received_at": dt.datetime.fromtimestamp(now, dt.UTC),
-        "evidence": code if accepted and kind in ("ride", "id") else None,
+        "evidence": code if accepted and kind in PROVEN_KINDS else None,
         "code_key": None, "duplicate_of": None,  # set once the code has proven the record
     }
+
+
+#: The kinds whose accepted scans carry the code that was shown, proven by the service before anyone is charged:
+#: ride codes, identity codes and printed cards (both name the resident, billed to the resident's account).
+PROVEN_KINDS = ("ride", "id", "card")
+
+
+def _charged_id(row: Mapping[str, Any]) -> str:
+    """What is charged once: a code's id; for a printed card, which is the same code every day, its id and the
+    scene's card window the scan fell in (a bus takes a card once a minute), so each ride is charged once and
+    a gate's resend of one ride is still a copy."""
+    if row["kind"] != "card":
+        return str(row["code_id"])
+    scene = SCENES.get(row["scene"])
+    window = scene.card_window if scene is not None else 60
+    return f"{row['code_id']}:{int(row['at'].timestamp()) // window}"
 
 
 def check_evidence(verifier: Verifier, row: Mapping[str, Any]) -> str | None:
@@ -467,7 +484,7 @@ def ingest_records(session: Session, device: ApiClient, records: list[Any], now:
             rejected.append({"record_id": record_id, "error": f"unproven: {problem}"})
             del rows[record_id]
         elif row["evidence"] is not None:
-            row["code_key"] = code_key(row["kind"], row["code_id"])
+            row["code_key"] = code_key(row["kind"], _charged_id(row))
     _resolve_identity_codes(session, rows.values())
     stored = _store(session, [row for record_id, row in rows.items() if record_id not in held], held)
     duplicates, copies = [], {}
@@ -600,7 +617,7 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
 def _resolve_identity_codes(session: Session, rows: Iterable[dict[str, Any]]) -> None:
     """An identity code names the resident's pid: bill the resident's transit account instead, and keep
     the pid out of the operator's records."""
-    id_rows = [row for row in rows if row["kind"] == "id" and row["account"] is not None]
+    id_rows = [row for row in rows if row["kind"] in ("id", "card") and row["account"] is not None]
     if not id_rows:
         return
     accounts = {a.resident: a for a in session.scalars(
