@@ -220,7 +220,8 @@ def test_the_data_office_counts_checks_per_department_and_answer_and_the_logs_gr
     asked = Counter()
     for _ in range(23):
         subject, kind = rng.choice([(DEMO_COMPANY, "SPJY"), (DEMO_COMPANY, "YYZZ"), (stranger, "SPJY")])
-        response = client.post("/api/v1/checks", json={"subject": subject, "type": kind},
+        response = client.post("/api/v1/checks", json={"subject": subject, "type": kind,
+                                                        "purpose": "licence check at the service hall"},
                                headers=bearer(d["keys"]["verifier"]))
         assert response.status_code == 200, response.get_json()
         asked[response.get_json()["answer"]] += 1
