@@ -349,7 +349,8 @@ def test_a_card_ride_uploaded_by_a_bus_is_proven_billed_to_the_account_and_charg
     def ride(at: float, **overrides):  # type: ignore[no-untyped-def]
         return {"record_id": os.urandom(16).hex(), "gate_id": "bus-301", "operator": "qd-bus", "scene": "bus",
                 "station": None, "line": "301", "direction": None, "at": at, "accepted": True, "reason": "ok",
-                "entitlement": None, "online": False, "kind": "card", "account": li, "card_type": None, "fare_limit": None,
+                "entitlement": None, "online": False, "kind": "card", "account": li, "card_type": None,
+                "fare_limit": None,
                 "credential_id": None, "code_id": claims["code_id"], "code": code, **overrides}
 
     first, copy, next_ride = ride(start), ride(start + 5), ride(start + window)
