@@ -91,6 +91,11 @@ class OnlineVerifier:
         """Read the status lists again at the next verification (a status just changed in this process)."""
         self._status_after = 0.0
 
+    def trust_list(self) -> TrustList:
+        """The trust list the service verifies with now: rebuilt only when the keyring changes or it ages, so a
+        view that needs its own verifier (another replay guard) takes this one instead of signing a new list."""
+        return self._current().trust
+
     def _current(self) -> Verifier:
         if self._refresh_federation is not None:
             try:

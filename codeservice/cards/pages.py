@@ -16,7 +16,7 @@ from codeservice.cards.api import clerk_actor, data_url
 from codeservice.cards.service import CardError
 from codeservice.clients.models import ApiClient
 from codeservice.consent.models import Office
-from codeservice.consent.pages import check_csrf_form, html_page
+from codeservice.consent.pages import check_csrf_form, html_page, signed_in_clerk
 from codeservice.identity.session import login_required
 from codeservice.services import current_services
 from issuers.cards import render_card
@@ -83,17 +83,6 @@ def report_lost(card_id: str) -> WResponse:
 
 
 # -- the clerk ----------------------------------------------------------------------------------------------------
-def _clerk(db: Session) -> ApiClient | None:
-    """The signed-in clerk (the console's sign-in), if still an active clerk of an office."""
-    clerk_id = session.get("clerk")
-    if type(clerk_id) is not int:
-        return None
-    client = db.get(ApiClient, clerk_id)
-    if client is None or not client.active or client.role != "clerk" or not client.office_id:
-        return None
-    return client
-
-
 def _console(db: Session, clerk: ApiClient, **shown: Any) -> str:
     office = db.get(Office, clerk.office_id)
     return render_template("console_cards.html", clerk=clerk.name, office=office.name if office else "", **shown)
@@ -102,7 +91,7 @@ def _console(db: Session, clerk: ApiClient, **shown: Any) -> str:
 @card_pages.get("/console/cards")
 def console_cards() -> WResponse:
     with current_services().db.session() as db:
-        clerk = _clerk(db)
+        clerk = signed_in_clerk(db)
         if clerk is None:
             return redirect(url_for("console.signin"))
         return html_page(_console(db, clerk))
@@ -117,7 +106,7 @@ def console_issue() -> WResponse:
     fmt = "pdf" if request.form.get("format") == "pdf" else "png"
     checked = request.form.get("id_checked") == "yes"
     with services.db.session() as db:
-        clerk = _clerk(db)
+        clerk = signed_in_clerk(db)
         if clerk is None:
             return redirect(url_for("console.signin"))
         if not checked:  # the clerk prints a card only for the person whose identity card lies on the desk
@@ -126,7 +115,7 @@ def console_issue() -> WResponse:
                              400)
     try:
         with services.transaction() as db:
-            clerk = _clerk(db)
+            clerk = signed_in_clerk(db)
             assert clerk is not None
             actor, label, office = clerk_actor(db, clerk)
             card = cards.issue_card(db, services.keyring, resident=resident, name=name,
@@ -137,12 +126,12 @@ def console_issue() -> WResponse:
             image = render_card(card.code, card.printed_name, fmt)
     except CardError as exc:
         with services.db.session() as db:
-            clerk = _clerk(db)
+            clerk = signed_in_clerk(db)
             assert clerk is not None
             return html_page(_console(db, clerk, error=_message(exc), form={"resident": resident, "name": name or ""}),
                              exc.status)
     with services.db.session() as db:
-        clerk = _clerk(db)
+        clerk = signed_in_clerk(db)
         assert clerk is not None
         return html_page(_console(db, clerk, issued=issued, image=data_url(image, fmt), fmt=fmt))
 
@@ -154,18 +143,18 @@ def console_lost() -> WResponse:
     card_id = request.form.get("card", "").strip().lower()[:64]
     try:
         with services.transaction() as db:
-            clerk = _clerk(db)
+            clerk = signed_in_clerk(db)
             if clerk is None:
                 return redirect(url_for("console.signin"))
             actor, label, office = clerk_actor(db, clerk)
             lost = _view(cards.report_lost(db, card_id, actor=actor, actor_label=label, office=office))
     except CardError as exc:
         with services.db.session() as db:
-            clerk = _clerk(db)
+            clerk = signed_in_clerk(db)
             assert clerk is not None
             return html_page(_console(db, clerk, lost_error=_message(exc)), exc.status)
     services.status_changed()
     with services.db.session() as db:
-        clerk = _clerk(db)
+        clerk = signed_in_clerk(db)
         assert clerk is not None
         return html_page(_console(db, clerk, lost=lost))

@@ -32,6 +32,7 @@ from codeservice.consent.pages import (
     keep_text,
     labels_of,
     no_store,
+    signed_in_clerk,
     start_session,
     utcnow,
 )
@@ -59,17 +60,6 @@ DEFAULT_KEEP = 30
 # -- helpers -------------------------------------------------------------------------------------
 
 # -- the clerk -----------------------------------------------------------------------------------
-def _clerk(db: Session) -> ApiClient | None:
-    """The signed-in clerk, if still an active clerk of an office."""
-    clerk_id = session.get("clerk")
-    if type(clerk_id) is not int:
-        return None
-    client = db.get(ApiClient, clerk_id)
-    if client is None or not client.active or client.role != "clerk" or not client.office_id:
-        return None
-    return client
-
-
 def _to_signin() -> WResponse:
     session.pop("clerk", None)
     return redirect(url_for("console.signin"))
@@ -167,7 +157,7 @@ def _render_console(db: Session, clerk: ApiClient, *, error: str | None = None, 
 def console_page() -> WResponse:
     services = current_services()
     with services.transaction() as db:
-        clerk = _clerk(db)
+        clerk = signed_in_clerk(db)
         if clerk is None:
             return _to_signin()
         shown = None
@@ -219,7 +209,7 @@ def _code_message(refusal: str) -> str:
 
 def _signed_in_clerk(services: Services) -> ApiClient | None:
     with services.db.session() as db:
-        clerk = _clerk(db)
+        clerk = signed_in_clerk(db)
         if clerk is not None:
             db.expunge(clerk)
         return clerk
@@ -260,7 +250,7 @@ def send_request() -> WResponse:
         error = ConsentError(exc.reason, consent_message(exc.reason, exc.message), exc.status)
     if error is not None:
         with services.db.session() as db:
-            clerk = _clerk(db)
+            clerk = signed_in_clerk(db)
             if clerk is None:
                 return _to_signin()
             return _render_console(db, clerk, error=error.message, status=error.status, form=form)

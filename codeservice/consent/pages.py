@@ -9,10 +9,12 @@ from typing import Any
 
 from flask import Response, abort, jsonify, request, session
 from flask_babel import get_locale, lazy_gettext, ngettext
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as WResponse
 
 from codeservice.certificates.models import CertType
 from codeservice.certificates.service import disclosable
+from codeservice.clients.models import ApiClient
 
 MAX_FIELDS = 64
 CSRF_HEADER = "X-CSRF-Token"
@@ -123,3 +125,14 @@ def consent_message(reason: str, fallback: str) -> str:
     text = CONSENT_MESSAGES.get(reason)
     return str(text) if text is not None else fallback
 
+
+def signed_in_clerk(db: Session) -> ApiClient | None:
+    """The clerk signed in on the console (``session['clerk']``), if still an active clerk of an office: the
+    console's pages and the card window's ask it the same way."""
+    clerk_id = session.get("clerk")
+    if type(clerk_id) is not int:
+        return None
+    client = db.get(ApiClient, clerk_id)
+    if client is None or not client.active or client.role != "clerk" or not client.office_id:
+        return None
+    return client

@@ -56,7 +56,6 @@ from codeservice.venues.service import (
     venue_code,
     venue_json,
 )
-from issuers.trustlist import current_trust_list
 from sdk.verifier import Verifier
 
 venues_api = Blueprint("venues_api", __name__, url_prefix="/api/v1")
@@ -276,8 +275,7 @@ def point_use() -> Response:
         if isinstance(point, Response):
             return point
         code = json_object().get("code")
-        s = services.settings
-        verifier = Verifier(current_trust_list(services.keyring, validity=s.trust_validity), leeway=s.leeway,
+        verifier = Verifier(services.online.trust_list(), leeway=services.settings.leeway,
                             replay_guard=StateReplayGuard(services.state))
         try:
             use = use_online(db, services.state, verifier, point, code)
