@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -20,6 +21,18 @@ from codeservice import tables
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Every domain's tables, which Alembic compares and which a reference across domains looks up by name.
 METADATA = tables.metadata
+
+
+#: The partitions of the tables partitioned by day on PostgreSQL (codeservice/transit/partitions.py): made by the
+#: service, not by the models, so that Alembic's comparison leaves them out (``include_name``).
+_PARTITION = re.compile(r"(gate_records|trips)_p[0-9]{8}")
+
+
+def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
+    """Alembic's ``include_name``: every table but a day's partition (its indexes go with it)."""
+    if type_ == "table" and name is not None:
+        return _PARTITION.fullmatch(name) is None
+    return True
 
 
 def make_engine(url: str) -> Engine:

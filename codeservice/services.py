@@ -5,6 +5,7 @@ A view reaches them with :func:`current_services`, never through the app factory
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 import time
@@ -27,12 +28,14 @@ from codeservice.demo import ensure_demo_certificates, ensure_demo_office, ensur
 from codeservice.federation.service import CityLists
 from codeservice.identity.residents import ensure_demo_residents
 from codeservice.state import StateReplayGuard, StateStore, make_state
+from codeservice.transit.partitions import DAYS_AHEAD, ensure_partitions
 from codeservice.transit.service import TRANSIT_PLATFORM, transit_status_list
 from codeservice.venues.service import VENUE_ISSUER, venue_status_list
 from issuers.codes import issue_code
 from issuers.keyring import IssuerInfo, Keyring, KeyringError
 from issuers.trustlist import KeyringKeys, sign_trust_list
 from sdk import TrustList, Verifier
+from sdk.citytime import service_day
 from sdk.claims import subject_from_text
 from sdk.keys import b64u_encode, load_public_pem
 from verifiers.online import OnlineVerifier
@@ -142,6 +145,9 @@ class Services:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
         migrate(self.db.engine)
+        # gate records' and trips' partitions (PostgreSQL) from yesterday (late uploads) to the days ahead
+        today = dt.date.fromisoformat(service_day(time.time()))
+        ensure_partitions(self.db.engine, today - dt.timedelta(days=1), DAYS_AHEAD + 1)
         keys_created = self.keyring.initialise([IDENTITY_OFFICE, CHECKS_OFFICE, AUDIT_OFFICE, TRANSIT_PLATFORM,
                                                  CARD_OFFICE, VENUE_ISSUER])
         demo = []

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
-from codeservice.db import Database, migrate
+from codeservice.db import Database, include_name, migrate
 from codeservice.identity.models import Resident
 from codeservice.identity.residents import add_resident, ensure_demo_residents, get_resident, list_residents
 from codeservice.models import Base
@@ -39,7 +39,7 @@ def test_migrations_and_models_agree_on_types_indexes_and_keys(db):
     from alembic.migration import MigrationContext
 
     with db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
 

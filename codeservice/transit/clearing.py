@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from codeservice.transit import clearing_sql
+from codeservice.transit import clearing_sql, partitions
 from codeservice.transit.fares import FareRules
 from codeservice.transit.models import ClearingStatement, GateRecord, Operator, Trip
 from codeservice.transit.service import TransitNotFound, rules_of
@@ -313,6 +313,7 @@ def _run_clearing_in_postgresql(session: Session, operator_id: str, day: dt.date
                                 now: dt.datetime | None) -> ClearingStatement:
     """:func:`run_clearing` as set-based SQL (codeservice/transit/clearing_sql.py): the trips are computed and
     stored by the database; Python reads them back in order, a chunk at a time, only for the CSV digest."""
+    partitions.ensure_days(session, [day])  # the day's trips partition (there when the day has records)
     session.execute(delete(Trip).where(Trip.operator_id == operator_id, Trip.service_day == day))
     clearing_sql.insert_trips(session, operator_id, day, rules)
     records, duplicates = clearing_sql.record_counts(session, operator_id, day)

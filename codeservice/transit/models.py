@@ -76,11 +76,15 @@ class GateRecord(Base):
     __tablename__ = "gate_records"
     __table_args__ = (
         Index("ix_gate_records_operator_day", "operator_id", "service_day"),
-        # one charged record a code, across every operator: the copies name it in duplicate_of
-        Index("uq_gate_records_code_key", "code_key", unique=True, sqlite_where=text("duplicate_of IS NULL"),
+        # one charged record a code, across every operator: the copies name it in duplicate_of. With the day: on
+        # PostgreSQL the table is partitioned by service_day (codeservice/transit/partitions.py), whose unique
+        # indexes must hold it; the upload path looks a code key up across every day before it inserts.
+        Index("uq_gate_records_code_key", "code_key", "service_day", unique=True, sqlite_where=text("duplicate_of IS NULL"),
               postgresql_where=text("duplicate_of IS NULL")),
     )
 
+    #: The gate's record id. On PostgreSQL the table's primary key is (record_id, service_day), its partition key
+    #: (migration 0015); a record always has the same service_day, so a retry still conflicts with it.
     record_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"), nullable=False)
     operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"), nullable=False)
@@ -110,9 +114,10 @@ class GateRecord(Base):
     #: code id, for a ride code the credential id and the nonce. Null for a record that carries no code.
     code_key: Mapped[str | None] = mapped_column(String(64))
     #: For a record whose code another record carried first: that record, the one that is charged. This one is
-    #: kept as the gate sent it, shown to the operator, and never charged.
-    duplicate_of: Mapped[str | None] = mapped_column(
-        ForeignKey("gate_records.record_id", name="fk_gate_records_duplicate_of"))
+    #: kept as the gate sent it, shown to the operator, and never charged. No foreign key since migration 0015 (one
+    #: to a partitioned table must name the partition key, and a copy may fall on the day after its original): the
+    #: upload path sets it only to a stored original's id.
+    duplicate_of: Mapped[str | None] = mapped_column(String(32))
 
 
 class Trip(Base):
@@ -121,6 +126,7 @@ class Trip(Base):
     __tablename__ = "trips"
     __table_args__ = (Index("ix_trips_operator_day", "operator_id", "service_day"),)
 
+    #: On PostgreSQL the table's primary key is (id, service_day), its partition key (migration 0015).
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"), nullable=False)
     service_day: Mapped[dt.date] = mapped_column(Date, nullable=False)

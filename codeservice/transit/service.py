@@ -37,6 +37,7 @@ from codeservice.clients.models import ApiClient
 from codeservice.identity.models import Resident
 from codeservice.transit.fares import FareError, FareRules, load_rules
 from codeservice.transit.models import GateRecord, Operator, RideDevice, TransitAccount
+from codeservice.transit.partitions import ensure_days
 from issuers.keyring import IssuerInfo, Keyring
 from issuers.rides import compressed_point, issue_credential
 from issuers.statuslist import sign_status_list
@@ -476,6 +477,7 @@ def ingest_records(session: Session, device: ApiClient, records: list[Any], now:
             rows[record_id] = _record_row(record, device, now)
         except RecordError as exc:
             rejected.append({"record_id": record_id, "error": f"{exc.reason}: {exc}"})
+    ensure_days(session, {row["service_day"] for row in rows.values()})  # a day's partitions (PostgreSQL)
     held = _held(session, list(rows))
     for record_id in [r for r in rows if r not in held]:  # a resent record was proven when it was stored
         row = rows[record_id]
