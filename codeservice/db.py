@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,7 +28,7 @@ METADATA = tables.metadata
 _PARTITION = re.compile(r"(gate_records|trips)_p[0-9]{8}")
 
 
-def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
+def include_name(name: str | None, type_: Any, parent_names: MutableMapping[Any, str | None]) -> bool:
     """Alembic's ``include_name``: every table but a day's partition (its indexes go with it)."""
     if type_ == "table" and name is not None:
         return _PARTITION.fullmatch(name) is None

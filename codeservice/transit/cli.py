@@ -3,6 +3,7 @@
 - ``citycode operator add --id ID --name NAME --kind metro|bus|scenic --fares FILE [--discount CARD=PERCENT ...]``
 - ``citycode operator list``
 - ``citycode transit account RESIDENT_ID [--card-type T] [--fare-limit CENTS]``
+- ``citycode transit partitions [--ahead N] [--from DAY]``: the partitions of the days ahead (PostgreSQL).
 - ``citycode ride codes RESIDENT_ID [--count N] [--png FILE] [--at TIME]``: a software phone (its device key
   kept in the data directory) registers like the page does and prints ride codes, one per line.
 - ``citycode gate run --operator OP --gate-id G (--station S | --line L) [--direction in|out] ...``: a gate
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -34,6 +36,7 @@ from codeservice.transit.clearing import (
     trips_of_day,
 )
 from codeservice.transit.models import Operator, RideDevice
+from codeservice.transit.partitions import DAYS_AHEAD, ensure_partitions, existing_days, is_partitioned
 from codeservice.transit.service import (
     TransitError,
     account_json,
@@ -49,7 +52,7 @@ from codeservice.transit.service import (
 from issuers import render
 from issuers.rides import compressed_point, make_ride_code
 from sdk import TrustList, Verifier, load_anchor
-from sdk.citytime import city_today
+from sdk.citytime import city_today, service_day
 from sdk.gate import Gate, GateConfig, GateConfigError, GateStore
 from sdk.keys import b64u_encode
 from sdk.statuslist import StatusCache, StatusListError
@@ -139,6 +142,24 @@ def transit_account(resident_id: str, card_type: str | None, fare_limit: int | N
             return {**account_json(account), "devices": devices_json(db, account)}
 
     echo_json(_transit_errors(run))
+
+
+@transit_group.command("partitions")
+@click.option("--ahead", type=click.IntRange(1, 366), default=DAYS_AHEAD, show_default=True,
+              help="days to make, today included")
+@click.option("--from", "first", help="the first operating day (YYYY-MM-DD; default today's operating day)")
+def transit_partitions(ahead: int, first: str | None) -> None:
+    """Make the gate records' and trips' partitions of the operating days ahead (PostgreSQL; nothing on SQLite)."""
+    services = load_services()
+    start = parse_day(first) if first else dt.date.fromisoformat(service_day(time.time()))
+    if start is None:
+        fail(f"--from must be a day YYYY-MM-DD, got {first!r}")
+    created = ensure_partitions(services.db.engine, start, ahead)
+    with services.db.engine.connect() as connection:
+        days = sorted(existing_days(connection)) if is_partitioned(connection) else []
+    echo_json({"from": start.isoformat(), "ahead": ahead, "created": created,
+               "partitioned": services.db.engine.dialect.name == "postgresql" and bool(days),
+               "days": [day.isoformat() for day in days]})
 
 
 # -- a software phone ------------------------------------------------------------------------------------------

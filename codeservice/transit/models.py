@@ -79,8 +79,8 @@ class GateRecord(Base):
         # one charged record a code, across every operator: the copies name it in duplicate_of. With the day: on
         # PostgreSQL the table is partitioned by service_day (codeservice/transit/partitions.py), whose unique
         # indexes must hold it; the upload path looks a code key up across every day before it inserts.
-        Index("uq_gate_records_code_key", "code_key", "service_day", unique=True, sqlite_where=text("duplicate_of IS NULL"),
-              postgresql_where=text("duplicate_of IS NULL")),
+        Index("uq_gate_records_code_key", "code_key", "service_day", unique=True,
+              sqlite_where=text("duplicate_of IS NULL"), postgresql_where=text("duplicate_of IS NULL")),
     )
 
     #: The gate's record id. On PostgreSQL the table's primary key is (record_id, service_day), its partition key

@@ -114,9 +114,8 @@ def upgrade() -> None:
         _rebuild(partitioned=True)
         return
     op.drop_index("uq_gate_records_code_key", table_name="gate_records")
-    with _references_set_aside():
-        with op.batch_alter_table("gate_records") as batch:
-            batch.drop_constraint("fk_gate_records_duplicate_of", type_="foreignkey")
+    with _references_set_aside(), op.batch_alter_table("gate_records") as batch:
+        batch.drop_constraint("fk_gate_records_duplicate_of", type_="foreignkey")
     op.create_index("uq_gate_records_code_key", "gate_records", ["code_key", "service_day"], unique=True,
                     sqlite_where=sa.text("duplicate_of IS NULL"))
 
@@ -126,8 +125,7 @@ def downgrade() -> None:
         _rebuild(partitioned=False)
         return
     op.drop_index("uq_gate_records_code_key", table_name="gate_records")
-    with _references_set_aside():
-        with op.batch_alter_table("gate_records") as batch:
-            batch.create_foreign_key("fk_gate_records_duplicate_of", "gate_records", ["duplicate_of"], ["record_id"])
+    with _references_set_aside(), op.batch_alter_table("gate_records") as batch:
+        batch.create_foreign_key("fk_gate_records_duplicate_of", "gate_records", ["duplicate_of"], ["record_id"])
     op.create_index("uq_gate_records_code_key", "gate_records", ["code_key"], unique=True,
                     sqlite_where=sa.text("duplicate_of IS NULL"))
