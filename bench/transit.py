@@ -56,6 +56,7 @@ from codeservice.demo import DEMO_OPERATORS
 from codeservice.services import Services
 from codeservice.transit.clearing import _RECORD_COLUMNS, run_clearing
 from codeservice.transit.models import GateRecord
+from codeservice.transit.partitions import ensure_partitions
 from codeservice.transit.service import _record_row
 from issuers.rides import issue_credential, make_ride_code
 from issuers.trustlist import sign_trust_list
@@ -377,6 +378,8 @@ def fill_metro_day(env: Environment, trips: int, day: dt.date, seed: int = 1_000
     import psycopg
 
     device, _key = env.device("Bench metro gates", METRO_OPERATOR)
+    assert env.services is not None
+    ensure_partitions(env.services.db.engine, day, 1)  # the day's partitions (migration 0015), as an upload would
     url = env.database_url.replace("postgresql+psycopg://", "postgresql://")
     counts: dict[str, int] = {}
     started = time.perf_counter()
