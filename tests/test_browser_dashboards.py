@@ -335,7 +335,7 @@ def test_the_data_office_sees_the_citys_figures_as_the_database_counts_them(brow
     page.context.close()
 
 
-LANGUAGES = [("zh-CN", "zh-Hans", "运营方看板", "刷卡次数"), ("bo", "bo", None, None),
+LANGUAGES = [("zh-CN", "zh-Hans", "运营方看板", "刷码次数"), ("bo", "bo", None, None),
              ("en-US", "en", "Operator’s dashboard", "Taps")]
 
 
