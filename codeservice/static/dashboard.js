@@ -72,7 +72,7 @@
     if (!node) return;
     var chart = chartOf(id);
     option.animation = false;
-    option.textStyle = { fontFamily: fontFamily() };
+    option.textStyle = { fontFamily: fontFamily(), fontSize: screen ? 16 : 12 };
     if (screen) option.backgroundColor = "transparent";
     option.tooltip = option.tooltip || { trigger: option.series && option.series[0] && option.series[0].type === "pie" ? "item" : "axis" };
     chart.setOption(option, true);
@@ -97,14 +97,16 @@
   function notAvailable(id) {
     draw(id, { series: [] }, [], [], L.not_available);
     el("chart-" + id).dataset.available = "0";
+    el("chart-" + id).classList.add("unavailable");
   }
 
   function hourAxis(hours) {
-    return { type: "category", data: hours, name: L.hour, axisLabel: { interval: screen ? 1 : 2 } };
+    return { type: "category", data: hours, name: L.hour, nameLocation: "middle", nameGap: 28,
+             axisLabel: { interval: screen ? 3 : 2, fontSize: screen ? 14 : 12 } };
   }
 
   function legend() { return { top: 0, type: "scroll" }; }
-  function grid() { return { left: 56, right: 24, top: 40, bottom: 48, containLabel: true }; }
+  function grid() { return { left: 16, right: 32, top: screen ? 64 : 56, bottom: 32, containLabel: true }; }
 
   // -- the operator ----------------------------------------------------------------------------------------
   function drawOperatorDay(d) {
@@ -215,6 +217,7 @@
         yAxis: { type: "value" }, series: showSeries
       }, [L.department, L.day, L.shows, L.pulls], showRows, showSeries.length ? null : L.none);
       el("chart-shows").dataset.available = "1";
+      el("chart-shows").classList.remove("unavailable");
     } else {
       notAvailable("shows");
     }
@@ -316,6 +319,7 @@
       legend: legend(), grid: grid(), xAxis: hourAxis(d.hours), yAxis: { type: "value", name: L.uses }, series: series
     }, [L.point, L.total, L.quota, L.overdraws], rows, series.length ? null : L.none);
     el("chart-points").dataset.available = "1";
+    el("chart-points").classList.remove("unavailable");
   }
 
   // -- loading ------------------------------------------------------------------------------------------
