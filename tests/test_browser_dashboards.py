@@ -393,3 +393,61 @@ def test_the_dashboards_speak_chinese_by_default_and_tibetan_and_english(browser
     page.goto("/city")  # not signed in on the city's dashboard: its sign-in page, in the same language
     assert page.url.endswith("/city/sign-in") and page.locator("html").get_attribute("lang") == lang
     page.context.close()
+
+
+def test_the_city_screen_refreshes_by_itself_with_a_new_check(browser, world) -> None:
+    page = new_page(browser, world, viewport=SCREEN)
+    sign_in(page, "city", world["keys"]["auditor"])
+    page.goto("/city?screen=1&refresh=2")
+    loaded(page)
+    assert page.evaluate("document.documentElement.scrollHeight") <= SCREEN["height"]
+    before = sum(sum(s["data"]) for s in chart_data(page, "checks"))
+    body = {"subject": DEMO_COMPANY, "type": "YYZZ", "purpose": "licence check at the service hall"}
+    response = page.request.post("/api/v1/checks", data=json.dumps(body), headers={
+        "Authorization": f"Bearer {world['keys']['verifier']}", "Content-Type": "application/json"})
+    assert response.status == 200
+    page.wait_for_function("""n => echarts.getInstanceByDom(document.getElementById('chart-checks')).getOption()
+                                     .series.reduce((a, s) => a + s.data.reduce((x, y) => x + y, 0), 0) === n""",
+                           arg=before + 1, timeout=20_000)
+    count = sql(world, "SELECT COUNT(*) FROM check_records")[0][0]
+    assert sum(sum(s["data"]) for s in chart_data(page, "checks")) == count
+    page.screenshot(path=str(ARTIFACTS / "city-screen.png"))
+    page.context.close()
+
+
+def test_the_city_page_draws_shows_audit_and_service_points_when_the_service_reports_them(browser, world) -> None:
+    """The contract of the figures another branch adds (city/day ``shows``, city/state ``audit``, city/points):
+    the page's JSON is extended in the browser (a route) and the page draws exactly those figures."""
+    page = new_page(browser, world)
+    sign_in(page, "city", world["keys"]["auditor"])
+    shows = [{"department": "market-regulation", "department_name": "City Market Regulation Bureau",
+              "show": [0, 1, 2, 3, 4, 5, 6], "pull": [6, 5, 4, 3, 2, 1, 0]}]
+    audit = {"last": {"at": "2026-12-07T08:00:00Z", "ok": True, "entries_checked": 42, "last_seq": 42,
+                      "reason": None}, "runs_7d": 3}
+    hours = [f"{h:02d}:00" for h in range(24)]
+    points = {"day": "2026-12-08", "hours": hours, "services": [
+        {"service": "oxygen", "service_name": "Free oxygen", "quota_per_day": 2, "overdraws": 1,
+         "points": [{"point": "p1", "point_name": "Gesar Square", "per_hour": [1] * 24, "total": 24},
+                    {"point": "p2", "point_name": "Bus station", "per_hour": [0] * 23 + [5], "total": 5}]}]}
+
+    def extend(route: Any, field: str, value: Any) -> None:
+        body = route.fetch().json()
+        body[field] = value
+        route.fulfill(json=body)
+
+    page.route("**/city/data/day?*", lambda route: extend(route, "shows", shows))
+    page.route("**/city/data/state*", lambda route: extend(route, "audit", audit))
+    page.route("**/city/data/points?*", lambda route: route.fulfill(json=points))
+    page.reload()
+    loaded(page)
+    drawn = {s["id"]: s["data"] for s in chart_data(page, "shows")}
+    assert drawn == {"market-regulation:show": shows[0]["show"], "market-regulation:pull": shows[0]["pull"]}
+    assert page.locator("#empty-shows").is_hidden()
+    drawn = {s["id"]: s["data"] for s in chart_data(page, "points")}
+    assert drawn == {"oxygen:p1": [1] * 24, "oxygen:p2": [0] * 23 + [5]}
+    assert option(page, "points")["xAxis"][0]["data"] == hours
+    assert "Free oxygen · Gesar Square 24 2 1" in (page.locator("#chart-points").get_attribute("aria-label") or "")
+    assert page.locator("#audit-last").inner_text().startswith("the log verified")
+    assert page.locator("#audit-runs").inner_text() == "3"
+    shot(page, "city-with-shows-audit-points")
+    page.context.close()
