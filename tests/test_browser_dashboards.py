@@ -272,6 +272,8 @@ def test_operator_a_cannot_see_operator_bs_data_through_the_page_its_json_or_any
                 assert body.get("taps_total", 0) != bus_taps or bus_taps == 0
             else:
                 assert response.status in (403, 404) and body["error"] in ("forbidden", "not_found")
+            # the page's session is no key for the API
+            assert page.request.get(f"{endpoint}?{query}").status in (401, 404)
     page.context.close()
 
 
