@@ -68,7 +68,7 @@ def world(service: base.Service) -> Iterator[dict[str, Any]]:
         for operator in gen.records:
             run_clearing(s, operator, day)
         keys = {name: add_api_client(s, f"{name} staff", "operator", operator=name)[1]
-                for name in ("qd-metro", "qd-bus")}
+                for name in ("qd-metro", "qd-bus", "laoshan")}
         keys["auditor"] = add_api_client(s, "Data office", "auditor")[1]
         clerk, keys["clerk"] = add_api_client(s, "Clerk Li", "clerk", office="central-hall-w3")
         keys["verifier"] = add_api_client(s, "Market inspector", "verifier", ["SPJY", "YYZZ"], [])[1]
@@ -218,6 +218,25 @@ def test_the_operators_charts_show_the_generated_day_as_the_database_counts_it(b
     assert csv.status == 200 and csv.text().count("\n") == records_csv_lines(world, day)
     assert hashlib.sha256(csv.body()).hexdigest() == digest
     shot(page, "operator-generated-day")
+    page.context.close()
+
+
+def test_a_demo_operator_with_no_records_today_sees_every_chart_empty_and_can_sign_out(browser, world) -> None:
+    page = new_page(browser, world)
+    sign_in(page, "operator", world["keys"]["laoshan"])  # the demo scenic site: today's operating day, no taps
+    today = service_day(time.time())
+    assert page.locator("#day").input_value() == today
+    assert sql(world, "SELECT COUNT(*) FROM gate_records WHERE operator_id = 'laoshan'") == [(0,)]
+    assert all(v == 0 for v in chart_data(page, "taps")[0]["data"]) and len(chart_data(page, "taps")[0]["data"]) == 24
+    for chart in OPERATOR_CHARTS:
+        assert page.locator(f"#empty-{chart}").inner_text() == "No figures for this day."
+    assert page.locator("#empty-clearing").is_visible() and page.locator("#statement").is_hidden()
+    assert page.locator("#taps-total").inner_text() == "0"
+    shot(page, "operator-demo-empty")
+    page.click("#sign-out")
+    page.wait_for_url("**/operator/sign-in")
+    page.goto("/operator")
+    assert page.url.endswith("/operator/sign-in")
     page.context.close()
 
 
