@@ -31,7 +31,9 @@ from tests import test_browser as base
 from tests.test_clearing import Generator, transit_key_of_old
 from tests.test_dashboard_api import upload
 
-pytestmark = pytest.mark.browser
+# Browser tests like the others; one group, so that under `pytest -n 2 --dist loadgroup` (scripts/test) the
+# module's tests share one service and one generated day on one worker.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser_dashboards")]
 
 service = base.service
 browser = base.browser
@@ -124,7 +126,16 @@ def option(page: Any, chart: str) -> dict[str, Any]:
 def new_page(browser: Any, world: dict[str, Any], locale: str = "en-US", viewport: dict[str, int] = DESKTOP) -> Any:
     ctx = browser.new_context(viewport=viewport, base_url=world["url"], locale=locale)
     ctx.set_default_timeout(15_000)
-    return ctx.new_page()
+    page = ctx.new_page()
+    errors: list[str] = []
+    # script errors and refusals (a style or script the CSP refuses); failed loads are named by their URL
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error"
+            and not message.text.startswith("Failed to load resource") else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("response", lambda response: errors.append(f"{response.status} {response.url}")
+            if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
+    page.errors = errors  # what the page's scripts logged as errors (a refused style or script under the CSP too)
+    return page
 
 
 def sign_in(page: Any, kind: str, key: str) -> None:
@@ -218,6 +229,7 @@ def test_the_operators_charts_show_the_generated_day_as_the_database_counts_it(b
     assert csv.status == 200 and csv.text().count("\n") == records_csv_lines(world, day)
     assert hashlib.sha256(csv.body()).hexdigest() == digest
     shot(page, "operator-generated-day")
+    assert page.errors == []
     page.context.close()
 
 
@@ -385,6 +397,7 @@ def test_the_data_office_sees_the_citys_figures_as_the_database_counts_them(brow
         if available == "0":
             assert page.locator(f"#empty-{chart}").is_visible()
     shot(page, "city-demo")
+    assert all("/city/data/points?" in e for e in page.errors), page.errors  # 404 until dash-data is merged
     page.context.close()
 
 
