@@ -130,7 +130,7 @@
     var place = d.busiest.by === "line" ? L.line : L.station;
     draw("busiest", {
       grid: grid(), yAxis: { type: "category", name: place, data: items.map(function (x) { return x.name; }) },
-      xAxis: { type: "value", name: L.taps },
+      xAxis: { type: "value", name: L.taps, nameLocation: "middle", nameGap: 26 },
       series: [{ name: L.taps, id: "busiest", type: "bar", data: items.map(function (x) { return x.taps; }) }]
     }, [place, L.taps], d.busiest.items.map(function (x) { return [x.name, x.taps]; }),
     items.length ? null : L.none);
@@ -141,7 +141,7 @@
     }, [L.card_type, L.taps], d.card_types.map(function (c) { return [cardText(c.card_type), c.taps]; }),
     d.card_types.length ? null : L.none);
     draw("refusals", {
-      grid: grid(), xAxis: { type: "value", name: L.taps },
+      grid: grid(), xAxis: { type: "value", name: L.taps, nameLocation: "middle", nameGap: 26 },
       yAxis: { type: "category", name: L.reason, data: d.refusals.map(function (r) { return reasonText(r.reason); }).reverse() },
       series: [{ name: L.reason, id: "refusals", type: "bar",
                  data: d.refusals.map(function (r) { return { value: r.taps, code: r.reason }; }).reverse() }]
@@ -198,7 +198,7 @@
       d.days.forEach(function (day, i) { rows.push([c.department_name, day, c.yes[i], c.no[i]]); });
     });
     draw("checks", {
-      legend: legend(), grid: grid(), xAxis: { type: "category", name: L.day, data: d.days },
+      legend: legend(), grid: grid(), xAxis: { type: "category", nameLocation: "middle", nameGap: 28, name: L.day, data: d.days },
       yAxis: { type: "value", name: L.checks }, series: series
     }, [L.department, L.day, L.yes, L.no], rows, series.length ? null : L.none);
 
@@ -213,7 +213,7 @@
         d.days.forEach(function (day, i) { showRows.push([s.department_name, day, s.show[i], s.pull[i]]); });
       });
       draw("shows", {
-        legend: legend(), grid: grid(), xAxis: { type: "category", name: L.day, data: d.days },
+        legend: legend(), grid: grid(), xAxis: { type: "category", nameLocation: "middle", nameGap: 28, name: L.day, data: d.days },
         yAxis: { type: "value" }, series: showSeries
       }, [L.department, L.day, L.shows, L.pulls], showRows, showSeries.length ? null : L.none);
       el("chart-shows").dataset.available = "1";
@@ -238,7 +238,7 @@
     statuses.sort();
     draw("consent-office", {
       legend: legend(), grid: grid(), yAxis: { type: "category", name: L.office, data: offices.map(function (o) { return o.office_name; }) },
-      xAxis: { type: "value", name: L.requests },
+      xAxis: { type: "value", name: L.requests, nameLocation: "middle", nameGap: 26 },
       series: statuses.map(function (s) {
         return { name: consentText(s), id: s, type: "bar", stack: "all",
                  data: offices.map(function (o) { return o.by_status[s] || 0; }) };
@@ -249,7 +249,7 @@
 
     var growth = d.access_log.entries_per_day;
     draw("accesslog", {
-      grid: grid(), xAxis: { type: "category", name: L.day, data: d.days }, yAxis: { type: "value", name: L.entries },
+      grid: grid(), xAxis: { type: "category", nameLocation: "middle", nameGap: 28, name: L.day, data: d.days }, yAxis: { type: "value", name: L.entries },
       series: [{ name: L.entries, id: "entries", type: "line", data: growth }]
     }, [L.day, L.entries], d.days.map(function (day, i) { return [day, growth[i]]; }), sum(growth) ? null : L.none);
   }
@@ -274,7 +274,7 @@
     }
     var lists = d.status_lists.lists;
     draw("lists", {
-      legend: legend(), grid: grid(), xAxis: { type: "category", name: L.list, data: lists.map(function (l) { return l.issuer; }) },
+      legend: legend(), grid: grid(), xAxis: { type: "category", nameLocation: "middle", nameGap: 28, name: L.list, data: lists.map(function (l) { return l.issuer; }) },
       yAxis: { type: "value", name: L.entries },
       series: [{ name: L.entries, id: "entries", type: "bar", data: lists.map(function (l) { return l.entries; }) },
                { name: L.allocated, id: "allocated", type: "bar", data: lists.map(function (l) { return l.allocated; }) }]
