@@ -389,6 +389,9 @@
   });
   window.addEventListener("beforeprint", stampPrinted);
   stampPrinted();
-  load();
-  if (screen) window.setInterval(load, refreshSeconds * 1000);
+  // canvas text uses a web font only once it is loaded (the Tibetan face): draw after the page's fonts are in
+  var fontsReady = document.fonts && document.fonts.ready ? document.fonts.ready : Promise.resolve();
+  fontsReady.then(load, load).then(function () {
+    if (screen) window.setInterval(load, refreshSeconds * 1000);
+  });
 })();
