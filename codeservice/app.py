@@ -20,6 +20,7 @@ from codeservice.consent.api import consent_api
 from codeservice.consent.clerk import console
 from codeservice.consent.resident import resident_requests
 from codeservice.dashboard.api import dashboard_api
+from codeservice.dashboard.pages import dashboard_pages
 from codeservice.federation.api import federation_api
 from codeservice.helpers.api import helpers_api
 from codeservice.helpers.pages import helper_pages
@@ -40,7 +41,7 @@ MAX_BODY_BYTES = 64 * 1024
 #: Each domain's views: the JSON API under /api/v1 and the pages. Nothing imports this module back.
 BLUEPRINTS = (api, certs_api, resident_certs, consent_api, audit_api, console, resident_requests, transit_api, rides,
               web, federation_api, cards_api, card_pages, helpers_api, helper_pages, venues_api, venue_pages,
-              dashboard_api)
+              dashboard_api, dashboard_pages)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *, initialise: bool = True) -> Flask:
