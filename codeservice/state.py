@@ -155,8 +155,9 @@ class RedisState:
         return StateError(f"state store unreachable: {exc.__class__.__name__}")
 
     def _script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a Lua script on *keys* (already prefixed), which must share one slot (a cluster runs a script on
-        one node; a ``CROSSSLOT`` error in production would be a bug found too late)."""
+        """Run a Lua script on *keys* (already prefixed), which must share one slot: a cluster runs a script on one
+        node. Checked on one Redis too, so that a script across slots fails where it is written, not on the day a
+        deployment moves to a cluster."""
         if not same_slot(keys):
             raise StateError("keys of one state operation must share a hash slot: give them one {hash tag}")
         try:

@@ -207,10 +207,17 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         cluster.__exit__(None, None, None)
 
 
-#: The state stores: in-process, one Redis, a three-master Redis Cluster. The cluster is not a default parameter of
-#: every app test (that would add half again to the suite): tests of the shared state take ``STATE_STORES`` with
-#: ``@pytest.mark.parametrize("state_redis_url", STATE_STORES, indirect=True)``.
+#: The state stores: in-process, one Redis, a three-master Redis Cluster (``state_redis_url``'s parameters).
 STATE_STORES = ["memory", "redis", "cluster"]
+#: The cluster is not a default parameter of every app test (that would add half again to the suite's time): a test
+#: of the shared state that takes ``app`` is marked ``@with_cluster`` and runs on the four usual combinations and on
+#: PostgreSQL with the Redis Cluster (as a deployment pairs them).
+with_cluster = pytest.mark.parametrize(
+    "database_url, state_redis_url",
+    [("sqlite", "memory"), ("sqlite", "redis"), ("postgresql", "memory"), ("postgresql", "redis"),
+     ("postgresql", "cluster")],
+    indirect=True, ids=["sqlite-memory", "sqlite-redis", "postgresql-memory", "postgresql-redis",
+                        "postgresql-cluster"])
 
 
 @pytest.fixture(params=["memory", "redis"])
