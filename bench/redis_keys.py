@@ -65,7 +65,7 @@ def _families(state: RedisState) -> dict[str, tuple[str, Callable[[int], object]
         "gate-count": ("a site's entries of a day (one key a site and day); 36 h",
                        lambda i: guard.take(f"laoshan:site-{i}:{DAY}:capacity", 10**9, time.time() + 36 * 3600)),
         "replay": ("a code spent in a single-use scene verified online; until the code's end and the leeway",
-                   lambda i: online.first_use("bus", i.to_bytes(CODE_ID_LENGTH, "big"), soon)),
+                   lambda i: online.first_use("bus", os.urandom(CODE_ID_LENGTH), soon)),
         "rate": ("an API client's calls this minute; 60 s",
                  lambda i: state.count(f"rate:{{{i}}}", 60)),
         "quota": ("a resident's uses of a service point's service on a city day; 2 days",
