@@ -141,14 +141,17 @@ class RedisState:
         else:
             self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._scripts: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def _redis(self) -> Any:
         """The client; a cluster's is made on first use (it asks a seed for the slots: it may be unreachable)."""
         if self._client is None:
-            # A redirection (MOVED, ASK) is followed a few times, then the operation fails closed.
-            self._client = RedisCluster(startup_nodes=self._nodes, socket_timeout=2, socket_connect_timeout=2,
-                                        require_full_coverage=True,
-                                        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 3))
+            with self._lock:
+                if self._client is None:
+                    # A redirection (MOVED, ASK) is followed a few times, then the operation fails closed.
+                    self._client = RedisCluster(startup_nodes=self._nodes, socket_timeout=2, socket_connect_timeout=2,
+                                                require_full_coverage=True,
+                                                retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 3))
         return self._client
 
     def _fail(self, exc: BaseException) -> StateError:
