@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codeservice.state import CLUSTER_SCHEME, cluster_nodes
 from sdk import sm2
 from sdk.citytime import zone
 from sdk.federation import CITY_ID
@@ -122,8 +123,18 @@ class Settings:
         if "://" not in database_url:
             raise ConfigError(f"CITYCODE_DATABASE_URL is not a database URL: {database_url!r}")
         redis_url = env.get("CITYCODE_REDIS_URL") or None
-        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"CITYCODE_REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
+        redis_prefix = env.get("CITYCODE_REDIS_PREFIX") or "citycode:"
+        if redis_url is not None and redis_url.startswith(CLUSTER_SCHEME):
+            try:
+                cluster_nodes(redis_url)
+            except ValueError as exc:
+                raise ConfigError(f"CITYCODE_REDIS_URL: {exc}, got {redis_url!r}") from None
+            if "{" in redis_prefix or "}" in redis_prefix:
+                raise ConfigError("CITYCODE_REDIS_PREFIX must not contain { or } on a Redis Cluster (the keys' hash "
+                                  f"tags would be the prefix's), got {redis_prefix!r}")
+        elif redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("CITYCODE_REDIS_URL must start with redis://, rediss://, unix:// or redis+cluster://, "
+                              f"got {redis_url!r}")
         oidc = None
         if env.get("CITYCODE_OIDC_ISSUER"):
             client_id = env.get("CITYCODE_OIDC_CLIENT_ID")
@@ -150,7 +161,7 @@ class Settings:
             home=home,
             database_url=database_url,
             redis_url=redis_url,
-            redis_prefix=env.get("CITYCODE_REDIS_PREFIX") or "citycode:",
+            redis_prefix=redis_prefix,
             code_lifetime=_int(env, "CITYCODE_CODE_LIFETIME", 60, 5, 3600),
             leeway=_int(env, "CITYCODE_LEEWAY", 30, 0, 600),
             trust_validity=_int(env, "CITYCODE_TRUST_VALIDITY", 7 * 24 * 3600, 3600, 90 * 24 * 3600),

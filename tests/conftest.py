@@ -121,11 +121,112 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_database"))
 
 
+def _free_port_pair() -> int:
+    """A loopback port P with P + 10000 free as well (a cluster node's bus port)."""
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randrange(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free loopback port pair")
+
+
+@contextlib.contextmanager
+def redis_cluster(directory: Path, masters: int = 3) -> Iterator[str]:
+    """A Redis Cluster of *masters* masters, no replicas, on free loopback ports, its files in *directory*; yields
+    its ``redis+cluster://`` URL and stops the servers afterwards."""
+    import shutil
+    import subprocess
+    import time
+
+    import redis
+
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        raise RuntimeError("redis-server and redis-cli are needed for the Redis Cluster")
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
+    try:
+        for i in range(masters):
+            port = _free_port_pair()
+            node = directory / str(port)
+            node.mkdir()
+            procs.append(subprocess.Popen(
+                [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                 "--cluster-config-file", str(node / "nodes.conf"), "--cluster-node-timeout", "5000",
+                 "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", str(node)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            ports.append(port)
+        deadline = time.monotonic() + 30
+        for port in ports:
+            while True:
+                try:
+                    redis.Redis(port=port, socket_connect_timeout=0.5).ping()
+                    break
+                except redis.RedisError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"redis-server on port {port} did not start") from None
+                    time.sleep(0.05)
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        for port in ports:
+            while b"cluster_state:ok" not in subprocess.run([cli, "-p", str(port), "cluster", "info"],
+                                                             capture_output=True, timeout=10).stdout:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the cluster is not ok at port {port}")
+                time.sleep(0.05)
+        yield "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A three-master Redis Cluster on loopback ports for the whole session (started only when a test asks)."""
+    try:
+        cluster = redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+        url = cluster.__enter__()
+    except Exception as exc:
+        server_unavailable("Redis Cluster", exc)
+    try:
+        yield url
+    finally:
+        cluster.__exit__(None, None, None)
+
+
+#: The state stores: in-process, one Redis, a three-master Redis Cluster (``state_redis_url``'s parameters).
+STATE_STORES = ["memory", "redis", "cluster"]
+#: The cluster is not a default parameter of every app test (that would add half again to the suite's time): a test
+#: of the shared state that takes ``app`` is marked ``@with_cluster`` and runs on the four usual combinations and on
+#: PostgreSQL with the Redis Cluster (as a deployment pairs them).
+with_cluster = pytest.mark.parametrize(
+    "database_url, state_redis_url",
+    [("sqlite", "memory"), ("sqlite", "redis"), ("postgresql", "memory"), ("postgresql", "redis"),
+     ("postgresql", "cluster")],
+    indirect=True, ids=["sqlite-memory", "sqlite-redis", "postgresql-memory", "postgresql-redis",
+                        "postgresql-cluster"])
+
+
 @pytest.fixture(params=["memory", "redis"])
 def state_redis_url(request: pytest.FixtureRequest) -> str | None:
-    """None for the in-process state, else the Redis URL."""
+    """None for the in-process state, else the Redis URL (one Redis, or a Redis Cluster's)."""
     if request.param == "memory":
         return None
+    if request.param == "cluster":
+        return str(request.getfixturevalue("redis_cluster_url"))
     return str(request.getfixturevalue("redis_url"))
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from codeservice.identity.residents import list_residents
 from sdk import TrustList, Verifier, load_anchor
-from tests.conftest import as_verifier
+from tests.conftest import as_verifier, with_cluster
 
 
 def demo_pid(app) -> str:
@@ -193,9 +193,19 @@ def test_dev_sign_in_with_an_unknown_resident_shows_an_error(client):
     assert "没有这个编号的居民" in response.get_data(as_text=True)  # the pages speak Chinese first
 
 
+@with_cluster
 def test_health_reports_database_and_state(client):
     response = client.get("/api/v1/health")
     assert response.status_code == 200 and response.json == {"status": "ok", "database": True, "state": True}
+
+
+def test_health_reports_an_unreachable_redis_cluster_as_state_false_with_503(tmp_path):
+    from codeservice.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path / "home", None, "redis+cluster://127.0.0.1:1,127.0.0.1:2"))
+    response = app.test_client().get("/api/v1/health")
+    assert response.status_code == 503 and response.json["state"] is False and response.json["database"] is True
 
 
 def test_pages_carry_security_headers(client):

@@ -1,4 +1,4 @@
-"""Settings read from the environment: the consent windows (CITYCODE_CONSENT_*_MINUTES)."""
+"""Settings read from the environment: the consent windows (CITYCODE_CONSENT_*_MINUTES), the Redis Cluster URL."""
 
 from __future__ import annotations
 
@@ -32,3 +32,33 @@ def test_a_consent_window_out_of_range_is_a_config_error_naming_the_variable(nam
     with pytest.raises(ConfigError) as raised:
         Settings.from_env({"CITYCODE_HOME": "/tmp/x", name: value})
     assert name in str(raised.value) and message in str(raised.value)
+
+
+def test_a_redis_cluster_url_selects_the_cluster_with_its_seed_nodes():
+    from codeservice.state import cluster_nodes
+
+    url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7001,redis-3.internal:7002"
+    settings = Settings.from_env({"CITYCODE_REDIS_URL": url})
+    assert settings.redis_url == url
+    assert cluster_nodes(url) == [("10.0.0.1", 7000), ("10.0.0.2", 7001), ("redis-3.internal", 7002)]
+
+
+@pytest.mark.parametrize("url, message", [
+    ("redis+cluster://", "redis+cluster://host:port"),
+    ("redis+cluster://10.0.0.1", "each node is host:port"),
+    ("redis+cluster://10.0.0.1:7000,", "each node is host:port"),
+    ("redis+cluster://10.0.0.1:0", "each node is host:port"),
+    ("redis+cluster://10.0.0.1:70000", "each node is host:port"),
+    ("redis+cluster://10.0.0.1:7000/0", "no database, path, query or credentials"),
+    ("redis+cluster://:secret@10.0.0.1:7000", "no database, path, query or credentials"),
+    ("redis-cluster://10.0.0.1:7000", "must start with redis://, rediss://, unix:// or redis+cluster://"),
+])
+def test_a_bad_redis_cluster_url_is_a_config_error_naming_the_variable(url, message):
+    with pytest.raises(ConfigError, match="CITYCODE_REDIS_URL") as caught:
+        Settings.from_env({"CITYCODE_REDIS_URL": url})
+    assert message in str(caught.value)
+
+
+def test_a_prefix_with_braces_is_refused_on_a_cluster_where_it_would_be_every_keys_hash_tag():
+    with pytest.raises(ConfigError, match="CITYCODE_REDIS_PREFIX"):
+        Settings.from_env({"CITYCODE_REDIS_URL": "redis+cluster://127.0.0.1:7000", "CITYCODE_REDIS_PREFIX": "{x}:"})

@@ -1,5 +1,6 @@
 """A gate: its own store (records before opening, replay guard, anti-passback, capacity), the operator's
-shared guard on the in-process state and on Redis, and records uploaded to the service exactly once."""
+shared guard on the in-process state, on Redis and on a Redis Cluster, and records uploaded to the service exactly
+once."""
 
 from __future__ import annotations
 
@@ -221,11 +222,11 @@ def test_impossible_gate_configurations_are_refused(bad):
 
 
 # -- the operator's shared guard -------------------------------------------------------------------------------
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def shared(request):
     if request.param == "memory":
         return StateSharedGuard(MemoryState())
-    url = request.getfixturevalue("redis_url")
+    url = request.getfixturevalue("redis_cluster_url" if request.param == "cluster" else "redis_url")
     return StateSharedGuard(RedisState(url, f"citycode-test:{uuid.uuid4().hex}:"))
 
 

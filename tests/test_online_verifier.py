@@ -21,6 +21,7 @@ from issuers.keyring import IssuerInfo, Keyring
 from issuers.trustlist import KeyringKeys
 from sdk import TrustList
 from sdk.replay import MemoryReplayGuard
+from tests.conftest import with_cluster
 from tests.test_api import sign_in
 from verifiers.online import FixedKeys, OnlineVerifier
 
@@ -108,6 +109,7 @@ def test_verify_refuses_a_caller_that_names_itself_with_a_bad_or_foreign_key(app
         "error": "forbidden", "message": "this endpoint takes a verifier key, or none"}
 
 
+@with_cluster
 def test_a_verifier_key_over_its_rate_gets_429_with_retry_after_at_verify_and_checks(app) -> None:  # type: ignore[no-untyped-def]
     services = app.extensions["citycode"]
     client = app.test_client()

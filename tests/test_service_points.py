@@ -27,6 +27,7 @@ from sdk.citytime import CITY_TZ
 from sdk.gate import GateStore
 from sdk.points import RECORDS_PATH, PointConfig, ServicePoint, quota_scope
 from sdk.upload import Uploader, UploadError
+from tests.conftest import with_cluster
 
 CITYCODE = str(Path(sys.executable).with_name("citycode"))
 SERVICE = "oxygen"
@@ -78,6 +79,7 @@ def use(app: Flask, key: str, code: str):  # type: ignore[no-untyped-def]
 
 
 # -- online: one quota across the points ------------------------------------------------------------------------
+@with_cluster
 def test_two_points_online_share_one_daily_quota_per_resident(app: Flask, oxygen: dict[str, str]) -> None:
     services = services_of(app)
     elder, other = pids(app)[:2]
@@ -95,6 +97,7 @@ def test_two_points_online_share_one_daily_quota_per_resident(app: Flask, oxygen
     assert all(h["service"] == SERVICE for h in hourly)
 
 
+@with_cluster
 def test_a_point_refuses_a_code_shown_twice_a_forged_code_and_answers_an_unknown_point_key_with_401(
         app: Flask, oxygen: dict[str, str]) -> None:
     services = services_of(app)

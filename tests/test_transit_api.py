@@ -1,5 +1,5 @@
-"""Transit over HTTP on SQLite and PostgreSQL, each with in-process state and Redis: a phone registers its
-device key and gets a ride credential; gates upload records exactly once; operators read records and
+"""Transit over HTTP on SQLite and PostgreSQL, each with in-process state and Redis (and a Redis Cluster): a phone
+registers its device key and gets a ride credential; gates upload records exactly once; operators read records and
 clearing statements; a removed phone or a frozen identity is refused by gates after a refresh."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sdk.keys import b64u_decode, b64u_encode
 from sdk.statuslist import StatusCache
 from sdk.upload import Uploader
 from tests import forge
+from tests.conftest import with_cluster
 from tests.test_api import sign_in
 from verifiers.scenes import SCENES
 
@@ -277,6 +278,7 @@ def upload(client, key, records):
     return client.post("/api/v1/gate/records", json={"records": records}, headers=bearer(key))
 
 
+@with_cluster
 def test_each_record_is_stored_once_however_often_it_is_sent(app, client):
     key = client_key(app, "device", operator="qd-metro")
     records = [_record() for _ in range(5)]
@@ -395,6 +397,53 @@ def test_the_sdk_uploader_delivers_a_real_gates_records_once(app, client, tmp_pa
     listed = client.get(f"/api/v1/operators/qd-metro/records?day={day}", headers=bearer(operator)).json["records"]
     assert sorted(r["record_id"] for r in listed) == sorted(r["record_id"] for r in gate.store.records())
     assert [r["reason"] for r in sorted(listed, key=lambda r: r["at"])] == ["ok", "passback", "passback"]
+
+
+@with_cluster
+def test_an_online_gates_retry_after_a_timeout_comes_back_duplicate_on_every_state_store(app, client, tmp_path):
+    """Two gates online on the service's own state store (in-process, Redis, the Redis Cluster): the same code is
+    refused at the second gate, passback holds across them; the upload's answer times out after the service stored
+    the batch, and the gate's retry comes back as duplicates, not new trips."""
+    from verifiers.transit import StateSharedGuard
+
+    services = app.extensions["citycode"]
+    phone, _ = _phone_and_entry_gate(app, client, tmp_path)
+    shared = StateSharedGuard(services.state)
+
+    def entry_gate(name: str) -> Gate:
+        config = GateConfig(gate_id=name, operator="qd-metro", kind="metro", scene=SCENES["metro-gate"],
+                            station="101", direction="in")
+        return Gate(config, gate_verifier(client), GateStore(tmp_path / f"{name}.sqlite3"), shared=shared)
+
+    east, west = entry_gate("g-101-e"), entry_gate("g-101-w")
+    code = phone.code()
+    assert east.scan(code).opened
+    again = west.scan(code)
+    assert again.result.reason is Reason.REPLAYED and again.record["online"] is True
+    assert west.scan(phone.code(time.time() + 1)).result.reason is Reason.PASSBACK
+    key = client_key(app, "device", operator="qd-metro")
+    timed_out = {"n": 1}
+
+    def post(url, body, device_key):
+        response = client.post("/" + url.split("/", 3)[3], json=body, headers=bearer(device_key))
+        if timed_out["n"]:
+            timed_out["n"] -= 1
+            from sdk.upload import UploadError
+
+            raise UploadError("timed out")  # the service has stored the batch; the gate never hears it
+        return response.status_code, response.json
+
+    assert Uploader(west.store, "http://citycode.test", key, post=post).upload().errors
+    assert Uploader(east.store, "http://citycode.test", key, post=post).upload().stored == 1
+    assert west.store.counts()["sent"] == 0 and east.store.counts()["sent"] == 1
+    report = Uploader(west.store, "http://citycode.test", key, post=post).upload()
+    assert (report.stored, report.duplicates) == (0, 2) and west.store.counts()["sent"] == 2
+    from sqlalchemy import func, select
+
+    from codeservice.transit.models import GateRecord
+
+    with services.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(GateRecord)) == 3
 
 
 # -- operators: rules, records, clearing ------------------------------------------------------------------------------

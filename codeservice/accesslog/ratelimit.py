@@ -40,7 +40,7 @@ class RateLimited(Exception):
 def count_call(wiring: Wiring, client: ApiClient, *, method: str, path: str) -> None:
     """Count one call of *client*. Raises ``RateLimited`` beyond its allowance (once the attempt is logged) and
     ``StateError`` when the state store cannot count (the caller refuses: a rate it cannot count is not kept)."""
-    used = wiring.state.count(f"rate:{client.id}", WINDOW_SECONDS)
+    used = wiring.state.count(f"rate:{{{client.id}}}", WINDOW_SECONDS)  # tag: the client
     if used <= client.rate_per_minute:
         return
     with wiring.transaction() as db:

@@ -613,7 +613,7 @@ class ConsentService:
     def check_rate(self, client: ApiClient, *, method: str, path: str) -> None:
         """Count one step against the client's allowance a minute. Raises ``state.StateError`` when the
         state store cannot count, and ``ConsentError('rate_limited')`` beyond it, once the attempt is logged."""
-        used = self._wiring.state.count(f"rate:{client.id}", 60)
+        used = self._wiring.state.count(f"rate:{{{client.id}}}", 60)  # the rate limit's key (accesslog/ratelimit.py)
         if used <= client.rate_per_minute:
             return
         with self._wiring.transaction() as db:

@@ -1,11 +1,11 @@
 """Services with a daily quota per resident, handed out at points (扫码吸氧 and the like). docs/service-points.md.
 
 Online, a point asks the service (``use_online``): the identity code is verified, and the resident's uses of the
-city day are counted in the shared state (Redis ``INCR`` with an expiry, ``StateStore.count``; in-process state in
-the embedded default), so that two points of one service share one quota. Offline, a point (sdk/points.py) enforces
-what it knows itself and uploads its records later (``ingest_records``: each stored once, keyed by its record id,
-and its code checked as evidence); ``overdraws`` then reports the residents who got more than the quota.
-``use_per_point_per_hour`` is the aggregate the city dashboard shows.
+city day are counted in the shared state (Redis ``INCR`` with an expiry, ``StateStore.count``, key ``quota_key``;
+in-process state in the embedded default), so that two points of one service share one quota. Offline, a point
+(sdk/points.py) enforces what it knows itself and uploads its records later (``ingest_records``: each stored once,
+keyed by its record id, and its code checked as evidence); ``overdraws`` then reports the residents who got more
+than the quota. ``use_per_point_per_hour`` is the aggregate the city dashboard shows.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from codeservice.identity.residents import frozen_or_none
 from codeservice.state import StateStore
 from codeservice.venues.models import PointRecord, Service, ServicePoint
 from sdk.citytime import CITY_TZ
-from sdk.points import KEEP, QUOTA_EXHAUSTED, city_day, point_scene, quota_scope
+from sdk.points import KEEP, QUOTA_EXHAUSTED, city_day, point_scene
 from sdk.verifier import Verifier
 
 ID_PATTERN = re.compile(r"[a-z][a-z0-9-]{1,63}")
@@ -97,6 +97,12 @@ def service_json(service: Service) -> dict[str, Any]:
     return {"id": service.id, "name": service.name, "daily_quota": service.daily_quota}
 
 
+def quota_key(service_id: str, day: str, subject: str) -> str:
+    """The shared state's key of a resident's uses of a service on a city day: ``quota:{resident}:service:day``
+    (tag: the resident, so that a Redis Cluster spreads quotas by resident and keeps one resident's together)."""
+    return f"quota:{{{subject}}}:{service_id}:{day}"
+
+
 def point_json(point: ServicePoint) -> dict[str, Any]:
     return {"id": point.id, "service": point.service_id, "name": point.name}
 
@@ -131,7 +137,7 @@ def use_online(session: Session, state: StateStore, verifier: Verifier, point: S
         return OnlineUse(False, result.reason.value, 0, service.daily_quota, record_id)
     if frozen_or_none(session, result.subject) is not False:  # a lost phone, or no such resident: fail closed
         return OnlineUse(False, "suspended", 0, service.daily_quota, record_id)
-    used = state.count(quota_scope(service.id, city_day(now), result.subject), KEEP)
+    used = state.count(quota_key(service.id, city_day(now), result.subject), KEEP)
     granted = used <= service.daily_quota
     at, day, hour = _moment(now)
     session.add(PointRecord(record_id=record_id, point_id=point.id, service_id=service.id, resident=result.subject,
