@@ -532,6 +532,19 @@ def cpu_seconds_of(pids: Iterable[int]) -> float:
     return total / ticks
 
 
+def settled(pid: int, quiet_s: float = 0.05, most_s: float = 60.0) -> list[int]:
+    """The server's processes once they are idle: gunicorn answers as soon as one worker is up, while the others
+    are still importing and building the app (seconds of CPU each, which are not the upload's). Waits until the
+    tree used less than *quiet_s* CPU seconds in half a second (at most *most_s*)."""
+    deadline = time.monotonic() + most_s
+    while True:
+        pids = [pid, *map(int, tree_peak_rss_mb(pid).keys())]
+        before = cpu_seconds_of(set(pids))
+        time.sleep(0.5)
+        if cpu_seconds_of(set(pids)) - before < quiet_s or time.monotonic() > deadline:
+            return [pid, *map(int, tree_peak_rss_mb(pid).keys())]
+
+
 # -- stages ------------------------------------------------------------------------------------------------------
 def upload(stores: dict[str, GateStore], keys: dict[str, str], operators: dict[str, str], base: str,
            concurrency: int, bar: Any, lost: set[str], copy_ids: set[str]) -> Counter[str]:
@@ -664,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         on_time = {g: s for g, s in stores.items() if g not in late}
         served = env.start_server()
         assert env.server is not None
-        server_pids = [env.server.pid, *map(int, tree_peak_rss_mb(env.server.pid).keys())]
+        server_pids = settled(env.server.pid)
         cpu_before = cpu_seconds_of(set(server_pids))
         records_total = len(city.records)
         bar = progress(records_total, "upload")
