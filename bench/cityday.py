@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import itertools
 import json
 import os
@@ -46,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench.run import emit, machine
@@ -169,6 +170,7 @@ class City:
         #: (gate_id, record) in generation order; the record's code is made later from its ``phone`` and ``at``
         self.records: list[tuple[str, dict[str, Any]]] = []
         self.taps = 0
+        self._by_station: dict[str, dict[str | None, list[dict[str, Any]]]] = {}
         self._fill(taps, shares)
 
     def _gate(self, operator: str, n: int) -> dict[str, Any]:
@@ -194,7 +196,12 @@ class City:
         return phone
 
     def _metro_gate(self, operator: str, station: str) -> dict[str, Any]:
-        candidates = [g for g in self.gates[operator] if g["station"] == station]
+        by_station = self._by_station.get(operator)
+        if by_station is None:  # the gates of each station, in the order of the operator's gates
+            by_station = self._by_station[operator] = defaultdict(list)
+            for g in self.gates[operator]:
+                by_station[g["station"]].append(g)
+        candidates = by_station.get(station)
         return self.rng.choice(candidates) if candidates else self.rng.choice(self.gates[operator])
 
     def _tap(self, gate: dict[str, Any], phone: dict[str, Any] | None, minute: float, *, direction: str | None = None,
@@ -300,34 +307,166 @@ def _codes(part: list[tuple[int, float]]) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def make_codes(city: City, env: dict[str, str], signer: Any, bar: Any) -> None:
+def make_codes(city: City, env: dict[str, str], signer: Any, bar: Any, cache: CodeCache | None = None,
+               verifier: Any = None) -> bool:
     """Every accepted tap's ride code, in worker processes (one per usable core); the copies take their
-    original's code. Each phone's credential is issued here, once; its device key is derived from a seed."""
-    phones = []
-    for phone in city.phones:
-        seed = city.rng.getrandbits(250) + 1
-        device = ec.derive_private_key(seed, ec.SECP256R1())
-        credential = issue_credential(
-            signer, account=phone["account"], device_key=device.public_key(), card_type=phone["card_type"],
-            fare_limit=phone["fare_limit"], status_index=phone["index"], validity=60, lifetime=2 * 86400,
-            now=city.start - 3600)
-        phones.append((phone["index"], seed, credential))
+    original's code. Each phone's credential is issued here, once; its device key is derived from a seed.
+
+    With *cache*, codes made before for exactly these phones, taps and transit key are taken from it instead
+    (checked on a sample with *verifier*; see ``CodeCache``), and codes made here are kept in it. True when they
+    came from the cache."""
+    seeds = [city.rng.getrandbits(250) + 1 for _ in city.phones]
     targets = [r for _, r in city.records if r["phone"] is not None and "copy_of" not in r]
     todo = [(r["phone"], r["at"]) for r in targets]
-    chunk = 2000
-    with ProcessPoolExecutor(len(os.sched_getaffinity(0)), initializer=_init_codes,
-                             initargs=(env, phones)) as pool:
-        done = 0
-        for made in pool.map(_codes, [todo[i:i + chunk] for i in range(0, len(todo), chunk)]):
-            for code, account, credential_id, code_id in made:
-                targets[done].update(code=code, account=account, credential_id=credential_id, code_id=code_id)
-                done += 1
-            bar.update(len(made))
+    key = cache.key(city, seeds, todo, signer) if cache is not None else ""
+    cached = cache.load(key, todo, verifier) if cache is not None else None
+    if cached is not None:
+        made_all = cached
+        bar.update(len(made_all))
+    else:
+        phones = []
+        for phone, seed in zip(city.phones, seeds, strict=True):
+            device = ec.derive_private_key(seed, ec.SECP256R1())
+            credential = issue_credential(
+                signer, account=phone["account"], device_key=device.public_key(), card_type=phone["card_type"],
+                fare_limit=phone["fare_limit"], status_index=phone["index"], validity=60, lifetime=2 * 86400,
+                now=city.start - 3600)
+            phones.append((phone["index"], seed, credential))
+        chunk = 2000
+        made_all = []
+        with ProcessPoolExecutor(len(os.sched_getaffinity(0)), initializer=_init_codes,
+                                 initargs=(env, phones)) as pool:
+            for made in pool.map(_codes, [todo[i:i + chunk] for i in range(0, len(todo), chunk)]):
+                made_all.extend(made)
+                bar.update(len(made))
+        if cache is not None:
+            cache.save(key, made_all)
+    for target, (code, account, credential_id, code_id) in zip(targets, made_all, strict=True):
+        target.update(code=code, account=account, credential_id=credential_id, code_id=code_id)
     by_id = {r["record_id"]: r for _, r in city.records}
     for _, record in city.records:
         if "copy_of" in record:
             original = by_id[record["copy_of"]]
             record.update({k: original[k] for k in ("code", "account", "credential_id", "code_id")})
+    return cached is not None
+
+
+class CodeCache:
+    """The day's ride codes kept between runs (making them is not part of the timed day, but takes long).
+
+    One entry a day's *inputs*: a SHA-256 over the format, the transit key (its kid and public key), every
+    phone (index, device-key seed, account, card type, fare limit) and every tap to code (phone, moment). The
+    bench's transit key is kept beside the entries (``transit_key``), so that it, and with it the key of an
+    entry, is the same from run to run. An entry that does not match is not found, so the codes are made again;
+    a found one is used only when its last line holds the SHA-256 of the lines before it (written to its end,
+    unchanged since), its line count is right, and a sample of its codes (the first, the last and up to 200
+    more) verifies with the service's evidence verifier and names the same account, credential and code id as
+    the entry; otherwise the codes are made again too. The newest ``KEEP`` entries
+    are kept. Nothing in it is secret beyond the bench's own transit key."""
+
+    FORMAT = "citycode-bench-cityday-codes-1"
+    KEEP = 2
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def transit_key(self, keyring: Any) -> None:
+        """The bench's transit key, the same from run to run: made on the first run as of ten days before it
+        (so that credentials issued on the bench's day are its own) and kept here; later runs put it in their
+        fresh keyring in place of the key ``citycode init`` made (which is retired at once, as ``citycode keys
+        rotate`` with no grace would)."""
+        pem, meta = self.root / "transit.key.pem", self.root / "transit.json"
+        if not pem.exists() or not meta.exists():
+            keyring.rotate("city-transit", grace=0, now=time.time() - 10 * 86400)
+            signer = keyring.signer("city-transit")
+            entry = next(k for k in keyring.index()["keys"] if k["kid"] == signer.kid.hex())
+            self.root.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.root, 0o700)
+            partial = self.root / f".transit-{uuid.uuid4().hex}"
+            partial.write_bytes((keyring.path / f"{entry['kid']}.key.pem").read_bytes())
+            os.chmod(partial, 0o600)
+            meta.write_text(json.dumps({k: entry[k] for k in ("kid", "alg", "created_at")}))
+            os.replace(partial, pem)
+            return
+        entry = {**json.loads(meta.read_text()), "issuer": "city-transit", "retired_at": None, "verify_until": None}
+        now = int(time.time())
+        with keyring._locked():
+            index = keyring._read_index()
+            for old in index["keys"]:
+                if old["issuer"] == "city-transit" and old["retired_at"] is None:
+                    old["retired_at"] = old["verify_until"] = now
+                    (keyring.path / f"{old['kid']}.key.pem").unlink(missing_ok=True)
+            private = serialization.load_pem_private_key(pem.read_bytes(), None)
+            (keyring.path / f"{entry['kid']}.key.pem").write_bytes(pem.read_bytes())
+            os.chmod(keyring.path / f"{entry['kid']}.key.pem", 0o600)
+            (keyring.path / f"{entry['kid']}.pub.pem").write_bytes(private.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+            index["keys"].append(entry)
+            keyring._write_index(index)
+        keyring._signers.pop("city-transit", None)
+        if keyring.signer("city-transit").kid.hex() != entry["kid"]:
+            raise SystemExit("bench: the cached transit key was not taken")
+
+    def key(self, city: City, seeds: list[int], todo: list[tuple[int, float]], signer: Any) -> str:
+        digest = hashlib.sha256()
+        public = signer.private_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        digest.update(json.dumps([self.FORMAT, signer.kid.hex(), public.hex(), city.start]).encode())
+        for phone, seed in zip(city.phones, seeds, strict=True):
+            digest.update(f"{phone['index']},{seed},{phone['account_text']},{phone['card_type']},"
+                          f"{phone['fare_limit']};".encode())
+        digest.update(b"|")
+        for phone_index, at in todo:
+            digest.update(f"{phone_index},{at!r};".encode())
+        return digest.hexdigest()
+
+    def _entry(self, key: str) -> Path:
+        return self.root / f"codes-{key}.tsv"
+
+    def load(self, key: str, todo: list[tuple[int, float]], verifier: Any,
+             ) -> list[tuple[str, str, str, str]] | None:
+        path = self._entry(key)
+        digest = hashlib.sha256()
+        made: list[tuple[str, ...]] = []
+        last = ""
+        try:
+            with path.open("rb") as f:
+                for raw in f:
+                    if last:
+                        digest.update(last.encode("ascii"))
+                        made.append(tuple(last.rstrip("\n").split("\t")))
+                    last = raw.decode("ascii")
+        except (OSError, UnicodeDecodeError):
+            return None
+        if last.rstrip("\n") != f"sha256\t{digest.hexdigest()}":
+            return None  # not written to its end, or changed since
+        if len(made) != len(todo) or any(len(m) != 4 for m in made):
+            return None
+        sample = sorted({0, len(made) - 1, *random.Random(key).sample(range(len(made)), min(200, len(made)))}) \
+            if made else []
+        for n in sample:
+            code, account, credential_id, code_id = made[n]
+            result = verifier.evidence(code, at=todo[n][1])
+            if not result.accepted or (result.subject, result.credential_id, result.code_id) != (
+                    account, credential_id, code_id):
+                return None
+        path.touch()
+        return made  # type: ignore[return-value]
+
+    def save(self, key: str, made: list[tuple[str, str, str, str]]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        partial = self.root / f".codes-{uuid.uuid4().hex}.tsv"
+        digest = hashlib.sha256()
+        with partial.open("w", encoding="ascii") as f:
+            for entry in made:
+                line = "\t".join(entry) + "\n"
+                digest.update(line.encode("ascii"))
+                f.write(line)
+            f.write(f"sha256\t{digest.hexdigest()}\n")
+        os.replace(partial, self._entry(key))
+        entries = sorted(self.root.glob("codes-*.tsv"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[self.KEEP:]:
+            old.unlink(missing_ok=True)
 
 
 # -- progress -------------------------------------------------------------------------------------------------
@@ -397,6 +536,19 @@ def cpu_seconds_of(pids: Iterable[int]) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total / ticks
+
+
+def settled(pid: int, quiet_s: float = 0.05, most_s: float = 60.0) -> list[int]:
+    """The server's processes once they are idle: gunicorn answers as soon as one worker is up, while the others
+    are still importing and building the app (seconds of CPU each, which are not the upload's). Waits until the
+    tree used less than *quiet_s* CPU seconds in half a second (at most *most_s*)."""
+    deadline = time.monotonic() + most_s
+    while True:
+        pids = [pid, *map(int, tree_peak_rss_mb(pid).keys())]
+        before = cpu_seconds_of(set(pids))
+        time.sleep(0.5)
+        if cpu_seconds_of(set(pids)) - before < quiet_s or time.monotonic() > deadline:
+            return [pid, *map(int, tree_peak_rss_mb(pid).keys())]
 
 
 # -- stages ------------------------------------------------------------------------------------------------------
@@ -469,6 +621,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: as citycode serve)")
     parser.add_argument("--threads", type=int, default=8, help="threads a worker (default 8)")
     parser.add_argument("--seed", type=int, default=20261207)
+    parser.add_argument("--cache", type=Path, default=Path(".bench-cache/cityday"),
+                        help="where the bench's transit key and the made codes are kept between runs "
+                             "(default .bench-cache/cityday)")
+    parser.add_argument("--no-cache", action="store_true", help="make the keys and the codes anew, keep nothing")
     parser.add_argument("--postgres", default="postgresql+psycopg://127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--child-clearing", help=argparse.SUPPRESS)
@@ -490,11 +646,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     doc["raw_verify_us"] = raw_verify_us()
     day = dt.date.fromisoformat(service_day(time.time())) - dt.timedelta(days=1)
+    cache = None if args.no_cache else CodeCache(args.cache)
     with Environment(args.postgres, args.redis, args.workers, args.threads) as env:
         assert env.services is not None
         services = env.services
-        # the transit key as made ten days ago, so that credentials issued on the bench's day are its own
-        services.keyring.rotate("city-transit", grace=0, now=time.time() - 10 * 86400)
+        if cache is not None:
+            cache.transit_key(services.keyring)
+        else:
+            # the transit key as made ten days ago, so that credentials issued on the bench's day are its own
+            services.keyring.rotate("city-transit", grace=0, now=time.time() - 10 * 86400)
         with services.db.session() as session:
             add_operator(session, "xh-metro", "Xihai Metro", "metro", XH_METRO, DISCOUNTS)
             doc["machine"]["postgresql"] = session.execute(sa.text("SHOW server_version")).scalar()
@@ -502,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
         city.duplicates(0.005)
         bar = progress(sum(1 for _, r in city.records if r["phone"] is not None and "copy_of" not in r), "codes")
         generated = time.perf_counter()
-        make_codes(city, env.env, services.keyring.signer("city-transit"), bar)
+        codes_cached = make_codes(city, env.env, services.keyring.signer("city-transit"), bar, cache,
+                                  services.evidence_verifier())
         bar.close()
         operators = {g["gate_id"]: g["operator"] for gs in city.gates.values() for g in gs}
         keys = {operator: env.device(f"gates of {operator}", operator)[1] for operator in city.gates}
@@ -522,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         on_time = {g: s for g, s in stores.items() if g not in late}
         served = env.start_server()
         assert env.server is not None
-        server_pids = [env.server.pid, *map(int, tree_peak_rss_mb(env.server.pid).keys())]
+        server_pids = settled(env.server.pid)
         cpu_before = cpu_seconds_of(set(server_pids))
         records_total = len(city.records)
         bar = progress(records_total, "upload")
@@ -574,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
         "taps": city.taps, "records": records_total, "gates": len(stores), "phones": len(city.phones),
         "operators": sorted(city.gates), "service_day": day.isoformat(),
         "server": served, "concurrency": args.concurrency, "server_workers": workers,
-        "codes_s_untimed": codes_s,
+        "codes_s_untimed": codes_s, "codes_from_cache": codes_cached,
         "upload_s": round(upload_s, 1), "upload_records_per_s": round(upload_rate),
         "upload_late_gates": len(late), "upload_late_s": round(upload_late_s, 1),
         "server_cpu_s": round(server_cpu_s, 1),

@@ -57,8 +57,16 @@ class Client:
             conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         data = json.dumps(body).encode() if body is not None else None
         headers = {**self.headers, **({"Content-Type": "application/json"} if data is not None else {})}
-        conn.request(method, path, body=data, headers=headers)
-        response = conn.getresponse()
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # gunicorn closes a keep-alive connection idle for 2 s (on a loaded machine, between rounds): the
+            # request never reached a worker, so it goes again once, on a new connection
+            conn.close()
+            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
         payload = response.read()
         return response.status, json.loads(payload) if payload else None
 

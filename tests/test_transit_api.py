@@ -296,6 +296,33 @@ def test_each_record_is_stored_once_however_often_it_is_sent(app, client):
         assert s.scalar(select(func.count()).select_from(GateRecord)) == 5
 
 
+def test_a_stored_record_holds_exactly_what_the_gate_sent_texts_times_and_flags(app, client):
+    """On PostgreSQL a batch goes in as one JSON parameter: Chinese and Tibetan texts, the scan's time to the
+    microsecond, the operating day, the flags and the nulls come back exactly as sent."""
+    from sqlalchemy import select
+
+    from codeservice.transit.models import GateRecord
+
+    key = client_key(app, "device", operator="qd-bus")
+    at = yesterday_noon() + 0.123456
+    record = _record("qd-bus", scene="bus", station="五四广场 བོད", line="路1", direction=None, at=at, online=True,
+                     entitlement=None)
+    refused = _record("qd-bus", scene="bus", station=None, line="301", at=at + 1, accepted=False, reason="code_stale")
+    assert upload(client, key, [record, refused]).json["stored"] == [record["record_id"], refused["record_id"]]
+    with app.extensions["citycode"].db.session() as s:
+        row = s.get(GateRecord, record["record_id"])
+        other = s.get(GateRecord, refused["record_id"])
+        assert (row.station, row.line, row.direction, row.online, row.accepted, row.entitlement) == (
+            "五四广场 བོད", "路1", None, True, True, None)
+        stored_at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=dt.UTC)
+        assert stored_at.timestamp() == pytest.approx(at, abs=1e-6)
+        assert row.service_day == dt.date.fromisoformat(service_day(at))
+        assert (row.evidence, row.code_key is not None, row.fare_limit) == (record["code"], True, 2000)
+        assert (other.accepted, other.reason, other.station, other.evidence, other.code_key) == (
+            False, "code_stale", None, None, None)
+        assert s.scalars(select(GateRecord.record_id).where(GateRecord.duplicate_of.is_not(None))).all() == []
+
+
 def test_bad_records_are_rejected_one_by_one_and_the_good_ones_stored(app, client):
     key = client_key(app, "device", operator="qd-metro")
     good = _record()
