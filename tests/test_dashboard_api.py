@@ -23,7 +23,7 @@ from codeservice.accesslog.models import AccessLogEntry
 from codeservice.certificates.service import certificates_of
 from codeservice.clients.service import add_api_client
 from codeservice.dashboard.counts import AuditRun, CertificateUseCount, count_certificate_use
-from codeservice.demo import DEMO_COMPANY, _uscc
+from codeservice.demo import DEMO_COMPANY, DEMO_POINT_USES, DEMO_SERVICE, DEMO_USES, _uscc, ensure_demo_figures
 from codeservice.identity.residents import list_residents
 from codeservice.transit.clearing import run_clearing
 from codeservice.transit.models import Trip
@@ -411,8 +411,8 @@ def test_the_cli_audit_keeps_its_run_too(tmp_path):
     verified = subprocess.run([citycode, "audit", "verify"], env=env, capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True
     with sqlite3.connect(tmp_path / "home" / "citycode.sqlite3") as conn:
-        rows = conn.execute("SELECT ok, entries_checked, last_seq, reason FROM audit_runs").fetchall()
-    assert rows == [(1, 0, 0, None)]
+        rows = conn.execute("SELECT ok, entries_checked, last_seq, reason FROM audit_runs ORDER BY id").fetchall()
+    assert rows == [(1, 0, 0, None), (1, 0, 0, None)]  # the demo's run at init, and this one
 
 
 SERVICE_DAY = dt.date(2026, 11, 20)
@@ -498,3 +498,25 @@ def test_a_bad_day_for_the_service_points_is_400_invalid_day(office, bad):
     early = office["client"].get("/api/v1/dashboard/city/points", query_string={"day": "1999-12-31"},
                                  headers=bearer(office["keys"]["auditor"]))
     assert early.status_code == 422 and early.get_json()["error"] == "day_out_of_range"
+
+
+def test_the_demo_figures_fill_each_new_panel_once(office):
+    d = office
+    services = d["services"]
+    with services.db.session() as s:
+        residents = list_residents(s)[:3]
+        made = ensure_demo_figures(s, residents, services.audit_key)
+    assert made == {"certificate_uses": sum(sum(n) for _, _, n in DEMO_USES), "audit_runs": 1,
+                    "point_uses": len(DEMO_POINT_USES)}
+    with services.db.session() as s:  # a second init adds nothing
+        assert ensure_demo_figures(s, residents, services.audit_key) == {
+            "certificate_uses": 0, "audit_runs": 0, "point_uses": 0}
+    today = dt.datetime.now(CITY_TZ).date().isoformat()
+    day = get(d, "/api/v1/dashboard/city/day", "auditor", day=today)
+    shows = {s["department"]: s for s in day["shows"]}
+    assert shows["civil-affairs"]["show"] == [3, 5, 2, 4, 6, 1, 3] and shows["market-regulation"]["pull_total"] == 3
+    audit = get(d, "/api/v1/dashboard/city/state", "auditor")["audit"]
+    assert audit["last"]["ok"] is True and audit["runs_7d"] == 1
+    (oxygen,) = get(d, "/api/v1/dashboard/city/points", "auditor", day=today)["services"]
+    assert oxygen["service"] == DEMO_SERVICE[0] and [p["total"] for p in oxygen["points"]] == [3, 3]
+    assert oxygen["overdraws"] == 1
