@@ -520,3 +520,31 @@ def test_the_demo_figures_fill_each_new_panel_once(office):
     (oxygen,) = get(d, "/api/v1/dashboard/city/points", "auditor", day=today)["services"]
     assert oxygen["service"] == DEMO_SERVICE[0] and [p["total"] for p in oxygen["points"]] == [3, 3]
     assert oxygen["overdraws"] == 1
+
+
+def test_concurrent_counts_add_up_never_overwrite(office):
+    import threading
+
+    services = office["services"]
+    at = dt.datetime(2026, 11, 20, 12, tzinfo=CITY_TZ).timestamp()
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def count() -> None:
+        try:
+            barrier.wait()
+            for _ in range(5):
+                with services.db.session() as s:
+                    count_certificate_use(s, "civil-affairs", "show", at)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=count) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with services.db.session() as s:
+        (row,) = s.execute(select(CertificateUseCount)).scalars().all()
+        assert row.n == 40
