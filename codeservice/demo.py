@@ -1,21 +1,33 @@
-"""Demo data for the embedded default: departments, certificate types and certificates."""
+"""Demo data for the embedded default: departments, certificate types and certificates, the demo office and
+operators, and (for ``scripts/serve``) figures for the data office's dashboard."""
 
 from __future__ import annotations
 
+import datetime as dt
+import secrets
+import time
+from collections.abc import Callable
+
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from codeservice.accesslog.service import verify_chain
 from codeservice.certificates.models import CertType, Department
 from codeservice.certificates.service import add_cert_type, add_department, certificates_of, issue_certificate
 from codeservice.clients.models import ApiClient
 from codeservice.clients.service import add_api_client
 from codeservice.consent.models import Office
 from codeservice.consent.service import add_office
+from codeservice.dashboard import counts
 from codeservice.identity.models import Resident
 from codeservice.transit.models import Operator, TransitAccount
 from codeservice.transit.service import add_operator, ensure_account
+from codeservice.venues.models import PointRecord, Service
+from codeservice.venues.points import add_point, add_service
 from issuers.keyring import Keyring
 from sdk.certid import uscc_check
-from sdk.citytime import city_today
+from sdk.citytime import CITY_TZ, city_today
+from sdk.keys import PublicKey
 
 
 def _uscc(first17: str) -> str:
@@ -158,3 +170,47 @@ def ensure_demo_transit(session: Session, residents: list[Resident], *, fare_lim
         account = ensure_account(session, resident.pid, fare_limit=fare_limit, today=today)
         if resident is residents[-1] and resident.pid not in had:
             account.card_type = "student"
+
+
+#: The demo's service with a quota (扫码吸氧) and its two points, for the city dashboard's service-point panel.
+DEMO_SERVICE = ("yushu-oxygen", "免费吸氧", 2)
+DEMO_POINTS = [("gesar-square", "格萨尔广场吸氧点"), ("prefecture-hospital", "州医院吸氧点")]
+#: Demo certificate uses a city day, oldest first, over the dashboard's seven days: (department, kind, counts).
+DEMO_USES = [("civil-affairs", "show", [3, 5, 2, 4, 6, 1, 3]), ("civil-affairs", "pull", [1, 0, 2, 1, 0, 1, 1]),
+             ("market-regulation", "show", [2, 1, 0, 3, 2, 2, 4]), ("market-regulation", "pull", [0, 1, 0, 0, 1, 0, 1])]
+#: Demo uses of the service today: (point, city hour, resident index), the elder over the quota once.
+DEMO_POINT_USES = [("gesar-square", 9, 0), ("gesar-square", 9, 1), ("gesar-square", 10, 2),
+                   ("prefecture-hospital", 10, 0), ("prefecture-hospital", 15, 1), ("prefecture-hospital", 16, 0)]
+
+
+def ensure_demo_figures(session: Session, residents: list[Resident],
+                        audit_key: Callable[[str], PublicKey | None], now: float | None = None) -> dict[str, int]:
+    """Something for each of the data office's newer panels on ``scripts/serve`` (``citycode init`` calls this
+    with demo data on; the test apps do not): certificate shows and pulls over the last seven days, one real run
+    of the access log's audit, and the demo service's two points with a few uses today (offline records, the
+    elder over the quota once). Each part only where it has nothing yet (idempotent)."""
+    now = time.time() if now is None else now
+    made = {"certificate_uses": 0, "audit_runs": 0, "point_uses": 0}
+    today = dt.datetime.fromtimestamp(now, CITY_TZ).date()
+    if session.scalar(select(func.count()).select_from(counts.CertificateUseCount)) == 0:
+        for department, kind, per_day in DEMO_USES:
+            for back, n in enumerate(reversed(per_day)):
+                counts.count_certificate_use(session, department, kind, now - back * 86400, n)
+                made["certificate_uses"] += n
+    if session.scalar(select(func.count()).select_from(counts.AuditRun)) == 0:
+        head = counts.log_head(session)
+        counts.record_audit_run(session, verify_chain(session, audit_key), head, now)
+        made["audit_runs"] = 1
+    service_id, name, quota = DEMO_SERVICE
+    if session.get(Service, service_id) is None:
+        add_service(session, service_id, name, quota)
+        for point_id, point_name in DEMO_POINTS:
+            add_point(session, service_id, point_id, point_name)  # no key kept: the demo's uses are recorded here
+        for point_id, hour, who in DEMO_POINT_USES:
+            at = dt.datetime.combine(today, dt.time(hour, 5 * (made["point_uses"] + 1)), CITY_TZ)
+            session.add(PointRecord(record_id=secrets.token_hex(16), point_id=point_id, service_id=service_id,
+                                    resident=residents[who % len(residents)].pid, at=at.astimezone(dt.UTC),
+                                    day=today, hour=hour, accepted=True, online=False, note=None))
+            made["point_uses"] += 1
+        session.flush()
+    return made

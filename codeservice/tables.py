@@ -9,6 +9,7 @@ from codeservice.certificates.models import Certificate, CertType, CheckRecord, 
 from codeservice.clients.models import ApiClient
 from codeservice.consent.models import ConsentRequest, Office, QueueTicket
 from codeservice.dashboard import models as dashboard_indexes  # noqa: F401  (indexes on the tables above)
+from codeservice.dashboard.counts import AuditRun, CertificateUseCount
 from codeservice.federation.models import FederatedCity, IntercityTrip
 from codeservice.helpers.models import FamilyHelper
 from codeservice.identity.models import Resident
@@ -19,7 +20,8 @@ from codeservice.venues.models import CheckIn, PointRecord, Service, ServicePoin
 metadata = Base.metadata
 
 __all__ = [
-    "AccessLogEntry", "ApiClient", "AuditCheckpoint", "Base", "CertType", "Certificate", "CheckIn", "CheckRecord",
+    "AccessLogEntry", "ApiClient", "AuditCheckpoint", "AuditRun", "Base", "CertType", "Certificate",
+    "CertificateUseCount", "CheckIn", "CheckRecord",
     "ClearingStatement", "ConsentRequest", "Department", "FamilyHelper", "FederatedCity", "GateRecord",
     "IntercityTrip", "Office", "Operator", "PointRecord", "PrintedCard", "QueueTicket", "Resident", "RideDevice",
     "Service", "ServicePoint", "TransitAccount", "Trip", "Venue", "metadata",

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from codeservice.accesslog.service import AUDIT_OFFICE, checkpoint_head, verify_chain
 from codeservice.cli.common import EXIT_REFUSED, echo_json, fail, load_services
+from codeservice.dashboard.counts import log_head, record_audit_run
 from codeservice.services import Services
 from issuers.keyring import KeyringError
 from sdk.keys import b64u_encode
@@ -39,10 +40,13 @@ def audit() -> None:
 
 @audit.command("verify")
 def audit_verify() -> None:
-    """Walk the whole log; exit 0 when intact, 1 naming the first altered, missing or misplaced entry."""
+    """Walk the whole log; exit 0 when intact, 1 naming the first altered, missing or misplaced entry. The run's
+    outcome is kept for the data office's dashboard (``audit_runs``)."""
 
     with _log_session() as (services, session):
+        head = log_head(session)
         report = verify_chain(session, services.audit_key)
+        record_audit_run(session, report, head)
     echo_json(report.to_dict())
     sys.exit(0 if report.ok else EXIT_REFUSED)
 

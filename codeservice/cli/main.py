@@ -56,7 +56,15 @@ def init() -> None:
     """Create the data directory, database schema, keys and demo residents (idempotent)."""
     services = load_services(initialise=False)
     try:
-        echo_json(services.initialise())
+        done = services.initialise()
+        if services.settings.demo_data:  # figures for the data office's dashboard on scripts/serve
+            # lazy: the demo's domains are loaded for 'init' only, as every domain's commands are
+            from codeservice.demo import ensure_demo_figures
+            from codeservice.identity.residents import list_residents
+
+            with services.db.session() as session:
+                ensure_demo_figures(session, list_residents(session)[:3], services.audit_key)
+        echo_json(done)
     except Exception as exc:
         fail(f"cannot initialise {services.settings.home}: {exc.__class__.__name__}: {exc}", "init_error")
 

@@ -26,6 +26,7 @@ from codeservice.certificates.service import CertificateError, certificates_of, 
 from codeservice.clients.models import ApiClient
 from codeservice.config import Settings
 from codeservice.consent.models import ConsentRequest, Office, QueueTicket
+from codeservice.dashboard.counts import PULL, count_certificate_use
 from codeservice.identity.residents import frozen_or_none
 from codeservice.state import StateStore
 from issuers.keyring import Keyring
@@ -385,6 +386,7 @@ def fetch(
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise refuse("already_fetched", "the certificates were fetched already", 409)
     released = []
+    pulled: dict[str, int] = {}  # certificates released per issuing department
     for item in approved:
         cert = session.get(Certificate, item["cert_id"])
         cert_type = session.get(CertType, item["type"])
@@ -398,9 +400,12 @@ def fetch(
         token = issue_sd_jwt(keyring.signer(cert.department_id), plain, values, item["fields"],
                              lifetime=request.keep_minutes * 60, now=moment.timestamp())
         released.append({"type": cert.type_code, "cert_id": cert.id, "fields": item["fields"], "sd_jwt": token})
+        pulled[cert.department_id] = pulled.get(cert.department_id, 0) + 1
     accesslog.append(session, actor=actor, actor_label=label, office=clerk.office_id, subject=request.resident,
                      action="fetch", what=[{k: i[k] for k in ("type", "cert_id", "fields")} for i in released],
                      purpose=request.purpose, outcome="released", now=moment)
+    for department, n in pulled.items():  # the data office's count of consented pulls, in this transaction
+        count_certificate_use(session, department, PULL, moment.timestamp(), n)
     return released
 
 

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, g, jsonify
 from sqlalchemy.orm import Session
 
 from codeservice.clients.auth import require_client
-from codeservice.dashboard import service
+from codeservice.dashboard import city, service
 from codeservice.jsonapi import BadRequest, no_store, query_arg
 from codeservice.services import Services, current_services
 from codeservice.transit.clearing import parse_day
@@ -57,14 +57,21 @@ def operator_figures(services: Services, part: str, operator_id: str | None, day
 
 
 def city_figures(services: Services, part: str, day: dt.date | None) -> dict[str, Any]:
-    """One of the data office's figures (``day``, ``state``), for the API and the page alike."""
+    """One of the data office's figures (``day``, ``state``, ``points``), for the API and the page alike."""
     s = services.settings
     with services.db.session() as db:
         if part == "day":
             assert day is not None
-            return service.city_day(db, day)
-        return service.city_state(db, services.keyring, status_list_size=s.status_list_size,
+            body = service.city_day(db, day)
+            body["shows"] = city.certificate_shows(db, [dt.date.fromisoformat(d) for d in body["days"]])
+            return body
+        if part == "points":
+            assert day is not None
+            return city.service_points(db, day)
+        body = service.city_state(db, services.keyring, status_list_size=s.status_list_size,
                                   status_ttl=s.status_ttl, status_validity=s.status_validity)
+        body["audit"] = city.audit_summary(db)
+        return body
 
 
 @dashboard_api.get("/operator/day")
@@ -99,3 +106,9 @@ def city_day() -> Response:
 @require_client("auditor")
 def city_state() -> Response:
     return no_store(jsonify(city_figures(current_services(), "state", None)))
+
+
+@dashboard_api.get("/city/points")
+@require_client("auditor")
+def city_points() -> Response:
+    return no_store(jsonify(city_figures(current_services(), "points", the_day(query_arg("day")))))

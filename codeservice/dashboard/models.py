@@ -1,6 +1,7 @@
-"""The indexes the dashboards' aggregates read through (migration 0014). The dashboards own no table: these
-indexes sit on the tables of transit, certificates, consent and the access log, declared here so that those
-domains' models stay as they are and the dashboards' cost is in one place."""
+"""The indexes the dashboards' aggregates read through (migration 0014). These indexes sit on the tables of
+transit, certificates, consent and the access log, declared here so that those domains' models stay as they are
+and the dashboards' cost is in one place. (The two small tables the dashboards keep themselves, certificate use
+counts and audit runs, are in ``counts.py``.)"""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from codeservice.accesslog.ratelimit import limit_verifier
 from codeservice.clients.auth import require_client
 from codeservice.clients.models import ApiClient
 from codeservice.clients.service import client_by_key
+from codeservice.dashboard.counts import SHOW, count_certificate_use
 from codeservice.identity.residents import get_resident
 from codeservice.identity.session import signed_in_resident
 from codeservice.jsonapi import UNPROCESSABLE, BadRequest, json_object
@@ -81,6 +82,10 @@ def verify() -> tuple[Response, int]:
     except UnknownSceneError:
         raise BadRequest("unknown_scene", f"no scene named {scene!r}; see /api/v1/scenes", UNPROCESSABLE) from None
     status = 503 if result.reason is Reason.REPLAY_GUARD_UNAVAILABLE else 200
+    if result.accepted and result.kind == "cert" and result.issuer is not None and result.home_city is None:
+        # a certificate shown (亮证) and verified online: counted for the data office, by issuing department only
+        with services.db.session() as session:
+            count_certificate_use(session, result.issuer, SHOW)
     if verifier is None:  # never whom the code names, nor any field: accepted or not, and why
         return jsonify(accepted=result.accepted, reason=result.reason.value), status
     return jsonify(result.to_dict()), status
