@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from bench.cityday import DISCOUNTS, XH_METRO, demo
 from bench.run import emit, machine
 from bench.transit import Environment
+from codeservice.app import create_app
 from codeservice.clients.service import add_api_client
 from codeservice.dashboard.service import baseline_count
 from codeservice.transit.clearing import run_clearing
@@ -373,8 +374,6 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute(sa.text("VACUUM ANALYZE gate_records"))
             sizes = {table: conn.execute(sa.text(f"SELECT pg_size_pretty(pg_total_relation_size('{table}'))"))
                      .scalar() for table in ("gate_records", "trips")}
-        from codeservice.app import create_app
-
         app = create_app(services.settings, services, initialise=False)
         operators = list(SHARES)
         timings, bodies = measure(app, services, day, keys, operators, rounds)
