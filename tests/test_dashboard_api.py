@@ -1,8 +1,8 @@
 """The dashboards' JSON (/api/v1/dashboard/): an operator's figures of a generated day (thousands of records
 uploaded through the gates' upload path, then cleared) equal counts made here from the generated records, never
 another operator's; the data office's figures equal the checks made through the API; auditor-only and
-operator-only; bad days refused with 400 invalid_day; a cleared day read from the summaries clearing keeps equals the same day
-read from its records. On SQLite and PostgreSQL."""
+operator-only; bad days refused with 400 invalid_day; a cleared day read from the summaries clearing keeps
+equals the same day read from its records. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
