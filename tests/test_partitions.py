@@ -143,11 +143,12 @@ def test_citycode_transit_partitions_makes_the_days_ahead(tmp_path: Path, postgr
     assert partitions.partition_name("trips", start) in answer["created"]
 
 
-def test_alembic_has_one_head_and_it_is_0015():
+def test_alembic_has_one_head_and_it_is_the_newest_migration():
     from alembic.script import ScriptDirectory
 
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
-    assert heads == ["0015"]
+    newest = max(p.name[:4] for p in (Path(__file__).parent.parent / "codeservice/migrations/versions").glob("0*.py"))
+    assert heads == [newest]
 
 
 def test_migration_0015_moves_the_rows_into_day_partitions_and_back():

@@ -187,8 +187,6 @@ def _data(kind: str, part: str) -> WResponse:
         return no_store(jsonify(body))
     if part not in CITY_PARTS:
         return json_error(404, "not_found", "no such figure")
-    if part == "points" and not hasattr(figures, "city_points"):
-        return json_error(404, "not_available", "the service does not report service points' use yet")
     day = the_day(request.args.get("day")) if part != "state" else None
     return no_store(jsonify(city_figures(services, part, day)))
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import Counter
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, func, literal_column, select
+from sqlalchemy import and_, case, func, literal_column, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -23,17 +24,17 @@ from codeservice.accesslog.models import AccessLogEntry, AuditCheckpoint
 from codeservice.certificates.models import Certificate, CertType, CheckRecord, Department
 from codeservice.certificates.service import covering_size
 from codeservice.consent.models import ConsentRequest, Office
-from codeservice.transit.models import ClearingStatement, GateRecord, Operator, RideDevice, Trip
+from codeservice.dashboard import summaries
+from codeservice.dashboard.summaries import LATE_SECONDS
+from codeservice.transit.models import ClearingStatement, GateRecord, Operator, RideDevice
 from codeservice.transit.service import TRANSIT_PLATFORM
 from issuers.keyring import Keyring
-from sdk.citytime import CITY_TZ, CITY_TZ_NAME, DAY_START_HOUR
+from sdk.citytime import CITY_TZ, DAY_START_HOUR
 
 #: The hours of an operating day, in order: 04:00 to 03:00 city time (the day ends at 04:00).
 DAY_HOURS = [(DAY_START_HOUR + i) % 24 for i in range(24)]
 #: A gate not heard from for this long is offline.
 OFFLINE_SECONDS = 3600
-#: A record received this long after its scan was late.
-LATE_SECONDS = 1800
 #: The busiest stations or lines shown.
 TOP = 10
 #: An issuer key older than this is due for rotation (docs/dashboards.md).
@@ -48,36 +49,13 @@ AGAINST = ("last_week", "week_average")
 
 
 # -- time in the database ------------------------------------------------------------------------------
-def _dialect(db: Session) -> str:
-    return db.get_bind().dialect.name
-
-
-def city_hour(db: Session, column: Any, day: dt.date) -> ColumnElement[Any]:
-    """The hour of day (0 to 23) of a timestamp column in city time, computed by the database."""
-    if _dialect(db) == "postgresql":
-        return cast(func.extract("hour", func.timezone(CITY_TZ_NAME, column)), Integer)
-    # SQLite keeps UTC text: shift it by the zone's offset on that day (the city's zones keep one offset a day)
-    offset = CITY_TZ.utcoffset(dt.datetime.combine(day, dt.time(12)))
-    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
-    return cast(func.strftime("%H", column, f"{minutes:+d} minutes"), Integer)
-
-
-def _seconds_between(db: Session, later: Any, earlier: Any) -> ColumnElement[Any]:
-    if _dialect(db) == "postgresql":
-        return func.extract("epoch", later - earlier)
-    return (func.julianday(later) - func.julianday(earlier)) * 86400.0
-
-
 def city_midnight(day: dt.date) -> dt.datetime:
     """00:00 of a city day, as an aware UTC moment."""
     return dt.datetime.combine(day, dt.time(0), CITY_TZ).astimezone(dt.UTC)
 
 
 def _bound(db: Session, moment: dt.datetime, stored_in: dt.tzinfo = dt.UTC) -> Any:
-    """A moment as the column compares with it: aware on PostgreSQL; on SQLite naive, in the zone the column's
-    writer used (SQLite keeps the wall-clock text: gate records and consent requests are written in UTC, yes/no
-    checks in city time)."""
-    return moment if _dialect(db) == "postgresql" else moment.astimezone(stored_in).replace(tzinfo=None)
+    return summaries.bound(db, moment, stored_in)
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
@@ -87,60 +65,60 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _per_hour(rows: Any, divide: int = 1) -> list[float | int]:
-    """24 values in ``DAY_HOURS`` order from (hour, count) rows."""
-    counts = {int(hour): int(n) for hour, n in rows}
+def _per_hour(counts: Counter[int], divide: int = 1) -> list[float | int]:
+    """24 values in ``DAY_HOURS`` order from counts by hour."""
     if divide == 1:
         return [counts.get(h, 0) for h in DAY_HOURS]
     return [round(counts.get(h, 0) / divide, 1) for h in DAY_HOURS]
 
 
 # -- an operator's day ------------------------------------------------------------------------------
-def _taps_per_hour(db: Session, operator_id: str, days: list[dt.date]) -> list[float | int]:
-    hour = city_hour(db, GateRecord.at, days[0]).label("hour")
-    day_filter = GateRecord.service_day == days[0] if len(days) == 1 else GateRecord.service_day.in_(days)
-    rows = db.execute(select(hour, func.count()).where(GateRecord.operator_id == operator_id, day_filter)
-                      .group_by(FIRST))
-    return _per_hour(rows, len(days))
-
-
-def _trips_per_hour(db: Session, operator_id: str, days: list[dt.date]) -> list[float | int]:
-    hour = city_hour(db, Trip.started_at, days[0]).label("hour")
-    day_filter = Trip.service_day == days[0] if len(days) == 1 else Trip.service_day.in_(days)
-    rows = db.execute(select(hour, func.count()).where(Trip.operator_id == operator_id, day_filter).group_by(FIRST))
-    return _per_hour(rows, len(days))
+def _ranked(counts: Counter[str]) -> list[tuple[str, int]]:
+    """Most first, then by name."""
+    return sorted(((name, n) for name, n in counts.items() if n), key=lambda kv: (-kv[1], kv[0]))
 
 
 def operator_day(db: Session, operator: Operator, day: dt.date, against: str = "last_week") -> dict[str, Any]:
     """Taps and trips per hour of the operating day against a reference (the same weekday a week before, or
     the average of the seven days before), the busiest stations (metro, scenic) or lines (bus), the card-type
-    mix and the refusals by reason of the day."""
+    mix and the refusals by reason of the day. A cleared day is read from the summaries clearing kept (plus the
+    records received since), a day not cleared from its records (codeservice/dashboard/summaries.py)."""
     if against not in AGAINST:
         raise ValueError(f"against: one of {', '.join(AGAINST)}")
     reference = [day - dt.timedelta(days=7)] if against == "last_week" else [
         day - dt.timedelta(days=n) for n in range(1, 8)]
-    of_day = and_(GateRecord.operator_id == operator.id, GateRecord.service_day == day)
-    place = GateRecord.line if operator.kind == "bus" else GateRecord.station
-    busiest = db.execute(select(place, func.count().label("n")).where(of_day, GateRecord.accepted, place.is_not(None))
-                         .group_by(place).order_by(func.count().desc(), place).limit(TOP)).all()
-    card_types = db.execute(select(func.coalesce(GateRecord.card_type, "unknown"), func.count())
-                            .where(of_day, GateRecord.accepted).group_by(FIRST)
-                            .order_by(func.count().desc(), FIRST)).all()
-    refusals = db.execute(select(GateRecord.reason, func.count()).where(of_day, GateRecord.accepted.is_(False))
-                          .group_by(GateRecord.reason).order_by(func.count().desc(), GateRecord.reason)).all()
-    taps = _taps_per_hour(db, operator.id, [day])
-    trips = _trips_per_hour(db, operator.id, [day])
+    groups = summaries.tap_groups(db, operator, day)
+    taps_by_hour: Counter[int] = Counter()
+    places: Counter[str] = Counter()
+    cards: Counter[str] = Counter()
+    refusals: Counter[str] = Counter()
+    for (hour, place, card, accepted, reason), n in groups.items():
+        taps_by_hour[hour] += n
+        if accepted:
+            cards[card] += n
+            if place is not None:
+                places[place] += n
+        else:
+            refusals[reason] += n
+    reference_taps: Counter[int] = Counter()
+    reference_trips: Counter[int] = Counter()
+    for other in reference:
+        for (hour, *_rest), n in summaries.tap_groups(db, operator, other).items():
+            reference_taps[hour] += n
+        reference_trips.update(summaries.trips_by_hour(db, operator.id, other))
+    taps = _per_hour(taps_by_hour)
+    trips = _per_hour(summaries.trips_by_hour(db, operator.id, day))
     return {
         "operator": operator.id, "operator_name": operator.name, "kind": operator.kind,
         "service_day": day.isoformat(), "against": against, "reference_days": [d.isoformat() for d in reference],
         "hours": [f"{h:02d}:00" for h in DAY_HOURS],
-        "taps": taps, "taps_reference": _taps_per_hour(db, operator.id, reference),
-        "trips": trips, "trips_reference": _trips_per_hour(db, operator.id, reference),
+        "taps": taps, "taps_reference": _per_hour(reference_taps, len(reference)),
+        "trips": trips, "trips_reference": _per_hour(reference_trips, len(reference)),
         "taps_total": sum(int(n) for n in taps), "trips_total": sum(int(n) for n in trips),
         "busiest": {"by": "line" if operator.kind == "bus" else "station",
-                    "items": [{"name": name, "taps": int(n)} for name, n in busiest]},
-        "card_types": [{"card_type": name, "taps": int(n)} for name, n in card_types],
-        "refusals": [{"reason": reason, "taps": int(n)} for reason, n in refusals],
+                    "items": [{"name": name, "taps": n} for name, n in _ranked(places)[:TOP]]},
+        "card_types": [{"card_type": name, "taps": n} for name, n in _ranked(cards)],
+        "refusals": [{"reason": reason, "taps": n} for reason, n in _ranked(refusals)],
     }
 
 
@@ -150,26 +128,20 @@ def operator_gates(db: Session, operator: Operator, day: dt.date, now: float | N
     record received more than ``LATE_SECONDS`` after its scan is late. Records waiting: the day's records not
     in its clearing statement (all of them before clearing, those received after it once cleared)."""
     now = time.time() if now is None else now
-    late = case((_seconds_between(db, GateRecord.received_at, GateRecord.at) > LATE_SECONDS, 1), else_=0)
-    rows = db.execute(
-        select(GateRecord.gate_id, func.count(), func.sum(late), func.max(GateRecord.received_at))
-        .where(GateRecord.operator_id == operator.id, GateRecord.service_day == day)
-        .group_by(GateRecord.gate_id).order_by(GateRecord.gate_id)).all()
+    rows = summaries.gate_groups(db, operator.id, day)
     newest = dict(db.execute(
         select(GateRecord.gate_id, func.max(GateRecord.received_at))
         .where(GateRecord.operator_id == operator.id, GateRecord.service_day > day,
-               GateRecord.gate_id.in_([r[0] for r in rows]))
+               GateRecord.gate_id.in_(list(rows)))
         .group_by(GateRecord.gate_id)).all()) if rows else {}
     gates = []
-    for gate_id, records, late_records, last in rows:
-        last_upload = max((m for m in (last, newest.get(gate_id)) if m is not None),
-                          key=lambda m: m.replace(tzinfo=None) if m.tzinfo is None else m.astimezone(dt.UTC)
-                          .replace(tzinfo=None))
-        moment = last_upload.replace(tzinfo=dt.UTC) if last_upload.tzinfo is None else last_upload
+    for gate_id, (records, late_records, last) in rows.items():
+        later = newest.get(gate_id)
+        moment = max(last, _aware(later)) if later is not None else last
         silent = int(now - moment.timestamp())
-        gates.append({"gate_id": gate_id, "records": int(records), "late_records": int(late_records or 0),
+        gates.append({"gate_id": gate_id, "records": records, "late_records": late_records,
                       "last_upload": _iso(moment), "silent_seconds": max(silent, 0),
-                      "offline": silent > OFFLINE_SECONDS, "late": int(late_records or 0) > 0})
+                      "offline": silent > OFFLINE_SECONDS, "late": late_records > 0})
     statement = db.get(ClearingStatement, (operator.id, day))
     waiting_filter = [GateRecord.operator_id == operator.id, GateRecord.service_day == day]
     if statement is not None:
@@ -182,7 +154,7 @@ def operator_gates(db: Session, operator: Operator, day: dt.date, now: float | N
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+    return summaries.aware(moment)
 
 
 def operator_clearing(db: Session, operator: Operator, day: dt.date) -> dict[str, Any]:

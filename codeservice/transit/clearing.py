@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from codeservice.dashboard import summaries as dashboard_summaries
 from codeservice.transit import clearing_sql, partitions
 from codeservice.transit.fares import FareRules
 from codeservice.transit.models import ClearingStatement, GateRecord, Operator, Trip
@@ -341,6 +342,8 @@ def _store_statement(session: Session, operator_id: str, day: dt.date, records: 
     statement.digest = digest
     statement.computed_at = now or dt.datetime.now(dt.UTC)
     session.flush()
+    # the dashboards' per-hour, per-gate and trip summaries of the day, as of this statement
+    dashboard_summaries.refresh(session, operator_id, day, statement.computed_at)
     return statement
 
 
