@@ -49,6 +49,7 @@ from codeservice.app import create_app
 from codeservice.clients.service import add_api_client
 from codeservice.dashboard.service import baseline_count
 from codeservice.transit.clearing import run_clearing
+from codeservice.transit.partitions import ensure_partitions
 from codeservice.transit.service import add_operator
 from sdk.citytime import service_day
 
@@ -144,6 +145,7 @@ def generate(engine: sa.Engine, day: dt.date, taps: int, gates: dict[str, list[d
     written and the seconds each statement took."""
     start = dt.datetime.combine(day, dt.time(4, 0), CST)
     out: dict[str, Any] = {"rows": {}, "seconds": {}}
+    ensure_partitions(engine, day, 1)  # the day's partitions of gate_records and trips (a week back: not made ahead)
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT setseed(:seed)"), {"seed": seed})
         for code, (operator, share) in enumerate(SHARES.items()):
