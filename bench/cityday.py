@@ -1,6 +1,6 @@
 """A city's operating day on one machine: gate records uploaded, verified, paired and cleared.
 
-    python -m bench.cityday [--taps 5000000] [--gates 10000] [--quick] [--out FILE]
+    python -m bench.cityday [--taps 5000000] [--gates 10000] [--quick] [--out FILE] [--no-memory-check]
 
 The city: two metro operators with lines and transfer stations (the demo's ``qd-metro`` and ``xh-metro``,
 added here), a bus company with flat fares (``qd-bus``) and a scenic site (``laoshan``); ``--gates`` gates and
@@ -490,6 +490,51 @@ def progress(total: int, what: str) -> Any:
     return _Quiet()
 
 
+# -- memory ----------------------------------------------------------------------------------------------------
+#: The bench process's own peak memory, measured (``/usr/bin/time -v``, maximum resident set size): 173.6 MB at
+#: 10,054 records, 305.3 MB at 40,200 (2026-12-08): the whole day is held in memory, about 4.4 KB a record
+#: (each record's dict, its code, the made codes and the gates' lists), above about 131 MB of imports.
+BENCH_BASE_MB = 131
+BENCH_KB_PER_TAP = 4.4
+#: Each code-making worker (one a usable core) holds every phone's private key and credential: 2.67 KB a phone
+#: (50,000 keys made with ``ec.derive_private_key``, VmRSS before and after); the city has 0.474 phones a tap
+#: (18,951 phones for 40,002 taps).
+WORKER_KB_PER_PHONE = 2.67
+PHONES_PER_TAP = 0.474
+#: What runs beside them and is not in those figures: the server (about 1 GB at 5 workers) and PostgreSQL.
+BESIDE_MB = 1536
+
+
+def memory_needed_mb(taps: int) -> int:
+    """The memory a day of *taps* needs on this machine, from the measured figures above (a lower bound)."""
+    workers = len(os.sched_getaffinity(0))
+    return round(BENCH_BASE_MB + taps * BENCH_KB_PER_TAP / 1024
+                 + workers * taps * PHONES_PER_TAP * WORKER_KB_PER_PHONE / 1024 + BESIDE_MB)
+
+
+def available_mb() -> int | None:
+    """MemAvailable of /proc/meminfo in MB (None where there is none)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def memory_refusal(taps: int) -> str | None:
+    """Why a day of *taps* is not started here, or None: a day that does not fit in memory swaps the machine
+    until nothing answers (a 5,000,000-tap run did that on 2026-12-07), so it is refused before it starts."""
+    needed, available = memory_needed_mb(taps), available_mb()
+    if available is None or needed <= available:
+        return None
+    return (f"bench: a day of {taps:,} taps needs about {needed:,} MB of memory (measured: {BENCH_KB_PER_TAP} KB "
+            f"a tap in this process, {WORKER_KB_PER_PHONE} KB a phone in each code-making worker, about {BESIDE_MB} "
+            f"MB for the server); this machine has "
+            f"{available:,} MB available. Use fewer --taps, or --no-memory-check to start anyway.")
+
+
 # -- measurements ------------------------------------------------------------------------------------------------
 def raw_verify_us(rounds: int = 5, count: int = 2000) -> float:
     """One raw P-256 (ES256) verify, the median of *rounds* timings of *count* verifies, in this process."""
@@ -625,6 +670,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the bench's transit key and the made codes are kept between runs "
                              "(default .bench-cache/cityday)")
     parser.add_argument("--no-cache", action="store_true", help="make the keys and the codes anew, keep nothing")
+    parser.add_argument("--no-memory-check", action="store_true",
+                        help="start even when the day looks larger than the memory available")
     parser.add_argument("--postgres", default="postgresql+psycopg://127.0.0.1:5432/test")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--child-clearing", help=argparse.SUPPRESS)
@@ -637,6 +684,10 @@ def main(argv: list[str] | None = None) -> int:
     gates = args.gates if args.gates is not None else QUICK["gates"] if args.quick else 10_000
     if taps < 100 or gates < 8:
         parser.error("--taps at least 100, --gates at least 8")
+    refusal = None if args.no_memory_check else memory_refusal(taps)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return 2
     started_all = time.perf_counter()
     doc: dict[str, Any] = {
         "benchmark": "citycode city day",

@@ -89,3 +89,22 @@ def test_a_cached_entry_that_was_changed_truncated_or_does_not_verify_is_not_use
     assert cache.load("k1", todo, _Evidence(made)) is None  # changed after it was written
     entry.write_text(text[: len(text) // 2])
     assert cache.load("k1", todo, _Evidence(made)) is None  # not written to its end
+
+
+def test_a_day_larger_than_the_memory_available_is_refused_before_it_starts(monkeypatch, capsys):
+    from bench import cityday
+
+    monkeypatch.setattr(cityday, "available_mb", lambda: 4096)
+    started = []
+    monkeypatch.setattr(cityday, "Environment", lambda *a, **k: started.append(a))  # must not be reached
+    assert cityday.main(["--taps", "5000000", "--postgres", "postgresql+psycopg://127.0.0.1:1/none"]) == 2
+    err = capsys.readouterr().err
+    assert "5,000,000 taps needs about " in err and "4,096 MB available" in err and "--no-memory-check" in err
+    assert started == []
+
+
+def test_the_memory_estimate_grows_with_the_day_and_a_small_day_fits():
+    from bench import cityday
+
+    assert cityday.memory_needed_mb(6000) < 2048 < cityday.memory_needed_mb(5_000_000)
+    assert cityday.memory_needed_mb(2_000_000) < cityday.memory_needed_mb(4_000_000)
