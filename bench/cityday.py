@@ -496,10 +496,11 @@ def progress(total: int, what: str) -> Any:
 #: (each record's dict, its code, the made codes and the gates' lists), above about 131 MB of imports.
 BENCH_BASE_MB = 131
 BENCH_KB_PER_TAP = 4.4
-#: Each code-making worker (one a usable core) holds every phone's private key and credential: 2.67 KB a phone
-#: (50,000 keys made with ``ec.derive_private_key``, VmRSS before and after); the city has 0.474 phones a tap
-#: (18,951 phones for 40,002 taps).
-WORKER_KB_PER_PHONE = 2.67
+#: Each code-making worker (one a usable core) holds every phone's private key and credential: 4.6 KB a phone
+#: (a 1,000,000-tap day, 473,000 phones: each worker's RSS reached 2,337 MB, about 150 MB of it its services;
+#: the keys alone, 50,000 made with ``ec.derive_private_key``, are 2.67 KB a phone); the city has 0.474 phones a
+#: tap (18,951 phones for 40,002 taps).
+WORKER_KB_PER_PHONE = 4.6
 PHONES_PER_TAP = 0.474
 #: What runs beside them and is not in those figures: the server (about 1 GB at 5 workers) and PostgreSQL.
 BESIDE_MB = 1536
