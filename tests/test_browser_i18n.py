@@ -352,7 +352,7 @@ def test_elders_mode_is_one_tap_from_home_remembered_and_meets_the_guideline(bro
         _sign_in_resident(page)
         assert page.locator("html").get_attribute("class") != "elder"
         page.locator("#elder-switch").tap()  # one tap from the home page
-        page.wait_for_function("() => document.documentElement.classList.contains('elder')")
+        page.wait_for_function("() => document.documentElement?.classList.contains('elder') === true")
         assert page.url.endswith("/code")
         page.wait_for_function("() => document.getElementById('code').dataset.serial !== undefined")
         page.locator("#code-image").evaluate("img => img.decode()")
@@ -394,7 +394,7 @@ def test_elders_mode_is_one_tap_from_home_remembered_and_meets_the_guideline(bro
         page.goto("/code")
         assert "elder" in (page.locator("html").get_attribute("class") or "")
         page.locator("#elder-switch").tap()  # and one tap back
-        page.wait_for_function("() => !document.documentElement.classList.contains('elder')")
+        page.wait_for_function("() => document.documentElement?.classList.contains('elder') === false")
     finally:
         ctx.close()
 
